@@ -1,0 +1,283 @@
+/* core.c - errors, memory, the keyed RNG, timing, threads, progress bar and
+ * file helpers (see core.h). */
+#include "core/core.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- errors ---- */
+static _Thread_local char g_err[1024];
+
+int beit_errorf(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g_err, sizeof g_err, fmt, ap);
+  va_end(ap);
+  return BEIT_ERR;
+}
+
+int beit_error_context(const char *fmt, ...) {
+  char prefix[512], old[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(prefix, sizeof prefix, fmt, ap);
+  va_end(ap);
+  memcpy(old, g_err, sizeof old);
+  snprintf(g_err, sizeof g_err, "%s: %s", prefix, old);
+  return BEIT_ERR;
+}
+
+const char *beit_last_error(void) { return g_err[0] ? g_err : "unknown error"; }
+
+void beit_check_failed(const char *expr, const char *file, int line) {
+  fprintf(stderr, "beit: internal check failed: %s (%s:%d)\n", expr, file, line);
+  abort();
+}
+
+/* ---- memory ---- */
+void *beit_alloc(size_t bytes, const char *what) {
+  void *p = NULL;
+  size_t rounded = (bytes + 63) & ~(size_t)63;
+  if (rounded < bytes || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
+    beit_errorf("out of memory allocating %.1f MiB for %s", bytes / 1048576.0, what);
+    return NULL;
+  }
+  return p;
+}
+
+void *beit_calloc(size_t bytes, const char *what) {
+  void *p = beit_alloc(bytes, what);
+  if (p) memset(p, 0, bytes);
+  return p;
+}
+
+void beit_free(void *p) { free(p); }
+
+int beit_mul_size(size_t a, size_t b, size_t *out) {
+  if (a != 0 && b > SIZE_MAX / a) return beit_errorf("size overflow (%zu x %zu)", a, b);
+  *out = a * b;
+  return BEIT_OK;
+}
+
+/* ---- rng: splitmix64 derives the key, xoshiro256** generates ---- */
+static uint64_t splitmix64(uint64_t *x) {
+  uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+void beit_rng_seed(beit_rng *r, uint64_t seed, uint64_t purpose, uint64_t i, uint64_t j) {
+  uint64_t x = seed;
+  uint64_t k = splitmix64(&x);
+  x = k ^ (purpose * 0xD1B54A32D192ED03ull);
+  k = splitmix64(&x);
+  x = k ^ (i * 0x8CB92BA72F3D8DD7ull);
+  k = splitmix64(&x);
+  x = k ^ (j * 0xA24BAED4963EE407ull);
+  for (int n = 0; n < 4; n++) r->s[n] = splitmix64(&x);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t beit_rng_u64(beit_rng *r) {
+  uint64_t *s = r->s;
+  uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+  s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+  s[2] ^= t; s[3] = rotl(s[3], 45);
+  return result;
+}
+
+double beit_rng_uniform(beit_rng *r) { return (beit_rng_u64(r) >> 11) * 0x1.0p-53; }
+
+double beit_rng_uniform_range(beit_rng *r, double lo, double hi) {
+  return lo + (hi - lo) * beit_rng_uniform(r);
+}
+
+int64_t beit_rng_randint(beit_rng *r, int64_t lo, int64_t hi) {
+  if (hi <= lo) return lo;
+  uint64_t span = (uint64_t)(hi - lo) + 1, limit = UINT64_MAX - UINT64_MAX % span, x;
+  do x = beit_rng_u64(r); while (x >= limit);  /* rejection: no modulo bias */
+  return lo + (int64_t)(x % span);
+}
+
+double beit_rng_normal(beit_rng *r) {
+  double u1 = beit_rng_uniform(r), u2 = beit_rng_uniform(r);
+  return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);
+}
+
+float beit_rng_trunc_normal(beit_rng *r, float std, float lo, float hi) {
+  for (;;) {
+    double x = std * beit_rng_normal(r);
+    if (x >= lo && x <= hi) return (float)x;
+  }
+}
+
+/* ---- time, threads, memory usage ---- */
+double beit_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int g_threads = 0;
+
+void beit_set_threads(int n) {
+  if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (n <= 0) n = 1;
+  g_threads = n;
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+}
+
+int beit_get_threads(void) { return g_threads ? g_threads : omp_get_max_threads(); }
+
+double beit_peak_rss_mib(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  double kib = 0;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, "VmHWM:", 6) == 0) { kib = atof(line + 6); break; }
+  fclose(f);
+  return kib / 1024.0;
+}
+
+/* ---- progress bar ---- */
+static void format_duration(double s, char *buf, size_t n) {
+  if (!(s >= 0) || s > 1e7) { snprintf(buf, n, "--:--"); return; }
+  int t = (int)(s + 0.5);
+  if (t >= 3600) snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+  else snprintf(buf, n, "%02d:%02d", t / 60, t % 60);
+}
+
+static void progress_draw(beit_progress *p, int final) {
+  double el = beit_now() - p->t_start;
+  double rate = el > 0 ? p->done / el : 0;
+  double frac = p->total > 0 ? (double)p->done / p->total : 0;
+  if (frac > 1) frac = 1;
+  char bar[32], eta[32], ela[32];
+  int w = 24, fill = (int)(frac * w);
+  for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
+  bar[w] = 0;
+  format_duration(rate > 0 ? (p->total - p->done) / rate : -1, eta, sizeof eta);
+  format_duration(el, ela, sizeof ela);
+  fprintf(stderr, "\r%s [%s] %3.0f%% %lld/%lld  %.1f img/s  %s<%s %s%s", p->label, bar, 100 * frac,
+          (long long)p->done, (long long)p->total, rate, ela, eta, p->extra, final ? "\n" : "");
+  fflush(stderr);
+}
+
+void beit_progress_start(beit_progress *p, const char *label, int64_t total) {
+  memset(p, 0, sizeof *p);
+  p->label = label;
+  p->total = total;
+  p->t_start = p->t_last_draw = beit_now();
+  p->enabled = isatty(2) || getenv("BEIT_PROGRESS") != NULL;
+}
+
+void beit_progress_update(beit_progress *p, int64_t n, const char *extra) {
+  p->done += n;
+  if (extra) snprintf(p->extra, sizeof p->extra, "%s", extra);
+  double now = beit_now();
+  if (p->enabled && now - p->t_last_draw >= 0.2) {
+    p->t_last_draw = now;
+    progress_draw(p, 0);
+  }
+}
+
+void beit_progress_finish(beit_progress *p) {
+  if (p->enabled) progress_draw(p, 1);
+}
+
+/* ---- files ---- */
+int beit_read_file(const char *path, uint8_t **data, size_t *size) {
+  *data = NULL;
+  *size = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) return beit_errorf("%s: cannot open: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    fclose(f);
+    return beit_errorf("%s: not a regular file", path);
+  }
+  size_t n = (size_t)st.st_size;
+  uint8_t *buf = beit_alloc(n + 1, path);
+  if (!buf) { fclose(f); return BEIT_ERR; }
+  if (n && fread(buf, 1, n, f) != n) {
+    fclose(f);
+    beit_free(buf);
+    return beit_errorf("%s: read failed after %zu bytes", path, n);
+  }
+  fclose(f);
+  buf[n] = 0;
+  *data = buf;
+  *size = n;
+  return BEIT_OK;
+}
+
+static int fsync_dir_of(const char *path) {
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  int fd = open(dirname(tmp), O_RDONLY);
+  if (fd < 0) return BEIT_OK;  /* best effort: some filesystems refuse */
+  fsync(fd);
+  close(fd);
+  return BEIT_OK;
+}
+
+int beit_write_file_atomic(const char *path, const void *data, size_t size) {
+  char tmp[4096];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+    return beit_errorf("%s: path too long", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return beit_errorf("%s: cannot create: %s", tmp, strerror(errno));
+  const uint8_t *p = data;
+  size_t left = size;
+  while (left > 0) {
+    ssize_t w = write(fd, p, left);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      close(fd);
+      unlink(tmp);
+      return beit_errorf("%s: write failed: %s (previous file kept)", path, strerror(e));
+    }
+    p += w;
+    left -= (size_t)w;
+  }
+  if (fsync(fd) != 0 || close(fd) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return beit_errorf("%s: sync failed: %s (previous file kept)", path, strerror(e));
+  }
+  if (rename(tmp, path) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return beit_errorf("%s: rename failed: %s", path, strerror(e));
+  }
+  return fsync_dir_of(path);
+}
+
+int beit_mkdir_p(const char *path) {
+  char buf[4096];
+  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+    return beit_errorf("%s: path too long", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return beit_errorf("%s: cannot create directory: %s", buf, strerror(errno));
+    *p = '/';
+  }
+  if (mkdir(buf, 0755) != 0 && errno != EEXIST) return beit_errorf("%s: cannot create directory: %s", buf, strerror(errno));
+  return BEIT_OK;
+}

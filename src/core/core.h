@@ -1,0 +1,82 @@
+/* core.h - what every part of libbeit shares: status codes with a thread-local
+ * error message, aligned allocation, a keyed counter-based RNG, timers, thread
+ * control and a progress bar. Nothing here knows about models or data. */
+#ifndef BEIT_CORE_H
+#define BEIT_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- errors ------------------------------------------------------------
+ * Library functions that can fail on input return BEIT_OK (0) or BEIT_ERR (-1)
+ * and leave a one-line message (naming the file/flag and the problem) that
+ * beit_last_error() returns. Nothing in the library calls exit(). */
+enum { BEIT_OK = 0, BEIT_ERR = -1 };
+int beit_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prefix the current message with context: "ctx: <old message>". Returns BEIT_ERR. */
+int beit_error_context(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *beit_last_error(void);
+
+/* Always-on invariant check for programming errors (not for bad input). */
+#define BEIT_CHECK(cond)                                                              \
+  do {                                                                                \
+    if (!(cond)) beit_check_failed(#cond, __FILE__, __LINE__);                        \
+  } while (0)
+void beit_check_failed(const char *expr, const char *file, int line) __attribute__((noreturn));
+
+/* ---- memory -------------------------------------------------------------
+ * 64-byte aligned; on failure sets an error naming `what` and the size. */
+void *beit_alloc(size_t bytes, const char *what);
+void *beit_calloc(size_t bytes, const char *what);
+void beit_free(void *p);
+/* Overflow-checked a*b; returns 0 and sets an error on overflow. */
+int beit_mul_size(size_t a, size_t b, size_t *out);
+
+/* ---- random numbers -----------------------------------------------------
+ * Determinism by construction: a generator is seeded from a key derived from
+ * (seed, purpose, i, j), e.g. (seed, RNG_MASK, epoch, sample index), so results
+ * do not depend on thread count, rank count or where a run was resumed. */
+enum beit_rng_purpose {
+  BEIT_RNG_INIT = 1, BEIT_RNG_SHUFFLE, BEIT_RNG_AUGMENT, BEIT_RNG_MASK,
+  BEIT_RNG_DROPPATH, BEIT_RNG_MIXUP, BEIT_RNG_GUMBEL, BEIT_RNG_KMEANS, BEIT_RNG_TEST
+};
+typedef struct { uint64_t s[4]; } beit_rng;  /* xoshiro256** state */
+void beit_rng_seed(beit_rng *r, uint64_t seed, uint64_t purpose, uint64_t i, uint64_t j);
+uint64_t beit_rng_u64(beit_rng *r);
+double beit_rng_uniform(beit_rng *r);               /* [0, 1) */
+double beit_rng_uniform_range(beit_rng *r, double lo, double hi); /* [lo, hi) */
+int64_t beit_rng_randint(beit_rng *r, int64_t lo, int64_t hi); /* inclusive both ends */
+double beit_rng_normal(beit_rng *r);                /* N(0, 1) */
+/* Normal(0, std) truncated to [lo, hi] by rejection (BEiT's trunc_normal_). */
+float beit_rng_trunc_normal(beit_rng *r, float std, float lo, float hi);
+
+/* ---- time and threads ---------------------------------------------------- */
+double beit_now(void);              /* monotonic seconds */
+/* Sets OpenMP and BLAS threads together so the two never oversubscribe. */
+void beit_set_threads(int n);
+int beit_get_threads(void);
+/* Peak resident set size of this process in MiB (from /proc/self/status). */
+double beit_peak_rss_mib(void);
+
+/* ---- progress bar (stderr) ----------------------------------------------- */
+typedef struct {
+  const char *label;
+  int64_t total, done;
+  double t_start, t_last_draw;
+  int enabled;   /* off when stderr is not a terminal, unless forced */
+  char extra[128];
+} beit_progress;
+void beit_progress_start(beit_progress *p, const char *label, int64_t total);
+/* Advance by `n` items (images); `extra` (may be NULL) is shown after the rate. */
+void beit_progress_update(beit_progress *p, int64_t n, const char *extra);
+void beit_progress_finish(beit_progress *p);
+
+/* ---- small string/file helpers ------------------------------------------- */
+/* Reads a whole file; on error names the path. Caller frees with beit_free. */
+int beit_read_file(const char *path, uint8_t **data, size_t *size);
+/* Writes atomically: path.tmp, fsync, rename, fsync the directory. */
+int beit_write_file_atomic(const char *path, const void *data, size_t size);
+int beit_mkdir_p(const char *path);
+
+#endif

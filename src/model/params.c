@@ -1,0 +1,85 @@
+/* params.c - the parameter table (see params.h). */
+#include "model/params.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+
+void beit_params_init(beit_params *p) { memset(p, 0, sizeof *p); }
+
+int beit_params_add(beit_params *p, const char *name, int ndim, const int64_t *shape,
+                    int layer_id, int decay) {
+  BEIT_CHECK(p->data == NULL && ndim >= 1 && ndim <= BEIT_MAX_DIMS);
+  BEIT_CHECK(strlen(name) < BEIT_NAME_MAX && beit_params_find(p, name) < 0);
+  if (p->n == p->cap) {
+    p->cap = p->cap ? 2 * p->cap : 64;
+    p->t = realloc(p->t, (size_t)p->cap * sizeof *p->t);
+    BEIT_CHECK(p->t != NULL);
+  }
+  beit_tensor_info *t = &p->t[p->n];
+  memset(t, 0, sizeof *t);
+  snprintf(t->name, sizeof t->name, "%s", name);
+  t->ndim = ndim;
+  t->numel = 1;
+  for (int d = 0; d < ndim; d++) {
+    BEIT_CHECK(shape[d] > 0);
+    t->shape[d] = shape[d];
+    t->numel *= (size_t)shape[d];
+  }
+  t->offset = p->total;
+  t->layer_id = layer_id;
+  t->decay = decay;
+  /* keep every tensor 16-float (64-byte) aligned inside the buffer */
+  p->total += (t->numel + 15) & ~(size_t)15;
+  return p->n++;
+}
+
+int beit_params_alloc(beit_params *p) {
+  p->data = beit_calloc(p->total * sizeof(float), "parameters");
+  p->grad = p->data ? beit_calloc(p->total * sizeof(float), "gradients") : NULL;
+  if (!p->data || !p->grad) {
+    beit_free(p->data);
+    p->data = NULL;
+    return BEIT_ERR;
+  }
+  return BEIT_OK;
+}
+
+void beit_params_free(beit_params *p) {
+  beit_free(p->data);
+  beit_free(p->grad);
+  free(p->t);
+  memset(p, 0, sizeof *p);
+}
+
+int beit_params_find(const beit_params *p, const char *name) {
+  for (int i = 0; i < p->n; i++)
+    if (strcmp(p->t[i].name, name) == 0) return i;
+  return -1;
+}
+
+float *beit_params_get(const beit_params *p, const char *name) {
+  int i = beit_params_find(p, name);
+  if (i < 0) fprintf(stderr, "beit: no parameter named %s\n", name);
+  BEIT_CHECK(i >= 0 && p->data);
+  return p->data + p->t[i].offset;
+}
+
+float *beit_params_grad(const beit_params *p, const char *name) {
+  int i = beit_params_find(p, name);
+  BEIT_CHECK(i >= 0 && p->grad);
+  return p->grad + p->t[i].offset;
+}
+
+void beit_params_zero_grad(beit_params *p) {
+  if (p->grad) memset(p->grad, 0, p->total * sizeof(float));
+}
+
+void beit_shape_str(const beit_tensor_info *t, char *buf, size_t n) {
+  size_t k = (size_t)snprintf(buf, n, "[");
+  for (int d = 0; d < t->ndim && k < n; d++)
+    k += (size_t)snprintf(buf + k, n - k, d ? ", %lld" : "%lld", (long long)t->shape[d]);
+  if (k < n) snprintf(buf + k, n - k, "]");
+}

@@ -1,0 +1,49 @@
+/* params.h - a set of named float32 tensors in one contiguous buffer, described
+ * by a table (name, shape, offset, layer id, weight-decay flag). The BEiT model
+ * and the dVAE each own one; AdamW, gradient clipping, zeroing, checkpointing
+ * and MPI reduction are loops over the table, and the names are the safetensors
+ * keys (timm names for BEiT). Gradients and AdamW moments mirror the buffer. */
+#ifndef BEIT_PARAMS_H
+#define BEIT_PARAMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BEIT_MAX_DIMS 4
+#define BEIT_NAME_MAX 96
+
+typedef struct {
+  char name[BEIT_NAME_MAX];
+  int ndim;
+  int64_t shape[BEIT_MAX_DIMS];
+  size_t offset;   /* in floats, into data/grad/m/v */
+  size_t numel;
+  int layer_id;    /* for layer-wise lr decay: 0 = embeddings, k+1 = block k, L+1 = head */
+  int decay;       /* 1: AdamW weight decay applies */
+} beit_tensor_info;
+
+typedef struct {
+  int n, cap;
+  beit_tensor_info *t;
+  size_t total;    /* floats */
+  float *data;     /* parameters */
+  float *grad;     /* gradients (same layout), NULL until allocated */
+} beit_params;
+
+void beit_params_init(beit_params *p);
+/* Appends a tensor to the table (before beit_params_alloc). Returns its index. */
+int beit_params_add(beit_params *p, const char *name, int ndim, const int64_t *shape,
+                    int layer_id, int decay);
+/* Allocates data and grad (zeroed). */
+int beit_params_alloc(beit_params *p);
+void beit_params_free(beit_params *p);
+/* Index of a tensor by name, or -1. */
+int beit_params_find(const beit_params *p, const char *name);
+/* Pointer to a tensor's data by name; BEIT_CHECK-fails if missing (internal use). */
+float *beit_params_get(const beit_params *p, const char *name);
+float *beit_params_grad(const beit_params *p, const char *name);
+void beit_params_zero_grad(beit_params *p);
+/* Shape as text, e.g. "[768, 3, 16, 16]". */
+void beit_shape_str(const beit_tensor_info *t, char *buf, size_t n);
+
+#endif

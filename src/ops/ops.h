@@ -1,0 +1,108 @@
+/* ops.h - the CPU kernels: pure functions on flat float32 arrays.
+ *
+ * Shape vocabulary: B batch, N tokens (1 + patches), C width, H heads,
+ * D = C/H head dim, M rows (= B*N or any flattened leading dims), K classes/vocab.
+ * Order of arguments: outputs, saved tensors, inputs, weights, sizes.
+ *
+ * THE GRADIENT RULE: every backward kernel ACCUMULATES (+=) into all of its
+ * gradient outputs, parameter and input gradients alike; callers zero them
+ * first. A NULL gradient pointer means "not needed" and is skipped.
+ * (tests/test_ops.c checks this rule by calling backward twice.) */
+#ifndef BEIT_OPS_H
+#define BEIT_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- linear: out[M,OC] = inp[M,C] @ weight[OC,C]^T + bias[OC]  (torch F.linear) */
+void linear_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    int M, int C, int OC);
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, int M, int C, int OC);
+
+/* ---- layernorm over the last dim C (torch F.layer_norm); mean, rstd: [M] saved */
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                       const float *weight, const float *bias, int M, int C, float eps);
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean,
+                        const float *rstd, int M, int C);
+
+/* ---- GELU, exact erf form (torch nn.GELU()) */
+void gelu_forward(float *out, const float *inp, size_t n);
+void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+
+/* ---- relative position bias (BEiT): table [R,H], R = (2Wh-1)(2Ww-1)+3.
+ * index [N*N] with N = Wh*Ww+1 (token 0 = CLS), as in the spec section 1.4. */
+int relpos_table_rows(int Wh, int Ww);
+void relpos_build_index(int32_t *index, int Wh, int Ww);
+/* bias[H,N,N] = table[index[n*N+m], h] */
+void relpos_bias_forward(float *bias, const float *table, const int32_t *index, int N, int H);
+void relpos_bias_backward(float *dtable, const float *dbias, const int32_t *index, int N, int H);
+
+/* ---- multi-head self-attention core.
+ * qkv[B,N,3C]: rows hold [q | k | v], head h owning columns h*D..h*D+D-1 of each.
+ * att[B,H,N,N]: saved softmax probabilities. out[B,N,C] head-major concat.
+ * bias[H,N,N] (may be NULL) is added to the logits; q is scaled by D^-1/2 first.
+ * Backward: datt[B,H,N,N] is scratch (overwritten); dbias[H,N,N] accumulates the
+ * logit gradient summed over the batch. */
+void attention_forward(float *out, float *att, const float *qkv, const float *bias,
+                       int B, int N, int C, int H);
+void attention_backward(float *dqkv, float *dbias, float *datt, const float *dout,
+                        const float *qkv, const float *att, int B, int N, int C, int H);
+
+/* ---- residual with layer scale and drop path:
+ * out[b,t,c] = res[b,t,c] + keep_scale[b] * gamma[c] * x[b,t,c]
+ * gamma (NULL = 1) is LayerScale; keep_scale (NULL = 1) is per-sample drop path
+ * (0 or 1/keep_prob). out may alias res. */
+void residual_forward(float *out, const float *res, const float *x, const float *gamma,
+                      const float *keep_scale, int B, int T, int C);
+/* dres += dout; dx += dout*gamma*keep; dgamma += sum dout*x*keep. */
+void residual_backward(float *dres, float *dx, float *dgamma, const float *dout,
+                       const float *x, const float *gamma, const float *keep_scale,
+                       int B, int T, int C);
+
+/* ---- patches: img[B,Cin,S,S] -> out[B, (S/P)^2, Cin*P*P], each patch flattened
+ * channel-major (c, ky, kx) like Conv2d(k=P, s=P) weight [C, Cin, P, P]. */
+void patchify(float *out, const float *img, int B, int Cin, int S, int P);
+
+/* ---- token embedding: x[B,N,C] = [cls ; mask[b,p] ? mask_token : e[b,p,:] ]
+ * e[B,N-1,C] are the patch embeddings, mask[B,N-1] (NULL = none masked). */
+void embed_forward(float *x, const float *e, const uint8_t *mask, const float *cls_token,
+                   const float *mask_token, int B, int N, int C);
+void embed_backward(float *de, float *dcls, float *dmask_token, const float *dx,
+                    const uint8_t *mask, int B, int N, int C);
+
+/* ---- mean over tokens first..N-1: out[B,C]  (BEiT pools patch tokens, CLS excluded) */
+void mean_pool_forward(float *out, const float *inp, int B, int N, int C, int first);
+void mean_pool_backward(float *dinp, const float *dout, int B, int N, int C, int first);
+
+/* ---- gather rows: out[i,:] = inp[rows[i],:]  (masked positions for the MIM head) */
+void gather_rows(float *out, const float *inp, const int32_t *rows, int n, int C);
+void scatter_add_rows(float *dinp, const float *dout, const int32_t *rows, int n, int C);
+
+/* ---- softmax cross-entropy, mean over M rows.
+ * Hard targets: target[M] (class ids); soft targets: target_probs[M,K] (mixup,
+ * label smoothing). probs[M,K] is saved. Returns the mean loss. Backward writes
+ * dlogits += scale * (probs - target) / M. */
+double softmax_xent_forward(float *probs, const float *logits, const int32_t *target, int M, int K);
+void softmax_xent_backward(float *dlogits, const float *probs, const int32_t *target, int M, int K,
+                           float scale);
+double soft_xent_forward(float *probs, const float *logits, const float *target_probs, int M, int K);
+void soft_xent_backward(float *dlogits, const float *probs, const float *target_probs, int M, int K,
+                        float scale);
+/* Label smoothing: target_probs[m,k] = eps/K + (1-eps)*[k == target[m]] */
+void smooth_targets(float *target_probs, const int32_t *target, int M, int K, float eps);
+
+/* ---- mean squared error over n values (pixel-regression ablation) */
+double mse_forward(const float *pred, const float *target, size_t n);
+void mse_backward(float *dpred, const float *pred, const float *target, size_t n, float scale);
+
+/* ---- AdamW (decoupled weight decay, torch.optim.AdamW): t is the 1-based step.
+ * p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p) */
+void adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                  float beta2, float eps, float wd, int64_t t);
+/* sum of squares (double accumulation) and in-place scale, for global-norm clipping */
+double sum_squares(const float *x, size_t n);
+void scale_inplace(float *x, size_t n, float s);
+
+#endif
