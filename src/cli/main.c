@@ -1,9 +1,34 @@
-/* main.c - the `beit` command: dispatches to subcommands. */
+/* main.c - the `beit` command: a table of subcommands. */
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/commands.h"
+
+typedef struct {
+  const char *name;
+  int (*fn)(int, char **);
+  const char *summary;
+} command;
+
+static const command COMMANDS[] = {
+    {"version", cmd_version, "print version, BLAS library and kernel set"},
+};
+static const int NCOMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
+
+static void usage(FILE *f) {
+  fprintf(f, "beit.c - BEiT (BERT pre-training of image transformers) in C\n\n"
+             "usage: beit <command> [options]   (beit <command> --help for its options)\n\ncommands:\n");
+  for (int i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+}
+
 int main(int argc, char **argv) {
-  if (argc < 2 || !strcmp(argv[1], "--help")) { printf("usage: beit <command>\n"); return 0; }
-  fprintf(stderr, "beit: unknown command '%s'\n", argv[1]);
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "--version")) return cmd_version(argc - 1, argv + 1);
+  for (int i = 0; i < NCOMMANDS; i++)
+    if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "beit: unknown command '%s' (see beit --help)\n", argv[1]);
   return 2;
 }

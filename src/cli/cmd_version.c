@@ -1,0 +1,14 @@
+/* cmd_version.c - `beit version`: what this binary runs with. */
+#include <stdio.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/core.h"
+
+int cmd_version(int argc, char **argv) {
+  int rc = beit_args_parse("beit version", "Print the version and the BLAS kernels in use.", NULL, 0,
+                           argc, argv, NULL, NULL);
+  if (rc) return rc == ARGS_HELP ? 0 : 2;
+  printf("beit.c 0.1.0\n");
+  return 0;
+}

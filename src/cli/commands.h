@@ -1,0 +1,9 @@
+/* commands.h - one function per subcommand: int cmd_x(int argc, char **argv),
+ * where argv[0] is the subcommand name. Returns the process exit code
+ * (0 ok, 1 runtime error, 2 usage error). Registered in main.c's table. */
+#ifndef BEIT_COMMANDS_H
+#define BEIT_COMMANDS_H
+
+int cmd_version(int argc, char **argv);
+
+#endif
