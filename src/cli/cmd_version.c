@@ -9,6 +9,6 @@ int cmd_version(int argc, char **argv) {
   int rc = beit_args_parse("beit version", "Print the version and the BLAS kernels in use.", NULL, 0,
                            argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
-  printf("beit.c 0.1.0\n");
+  printf("beit.c 0.1.0\nBLAS: %s\nthreads: %d\n", beit_blas_describe(), beit_get_threads());
   return 0;
 }

@@ -33,7 +33,15 @@ int beit_error_context(const char *fmt, ...) {
   vsnprintf(prefix, sizeof prefix, fmt, ap);
   va_end(ap);
   memcpy(old, g_err, sizeof old);
-  snprintf(g_err, sizeof g_err, "%s: %s", prefix, old);
+  /* prefix, then as much of the old message as fits */
+  size_t k = strlen(prefix);
+  if (k > sizeof g_err - 3) k = sizeof g_err - 3;
+  memcpy(g_err, prefix, k);
+  memcpy(g_err + k, ": ", 2);
+  size_t rest = strnlen(old, sizeof old - 1);
+  if (rest > sizeof g_err - k - 3) rest = sizeof g_err - k - 3;
+  memcpy(g_err + k + 2, old, rest);
+  g_err[k + 2 + rest] = 0;
   return BEIT_ERR;
 }
 

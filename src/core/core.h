@@ -59,6 +59,13 @@ int beit_get_threads(void);
 /* Peak resident set size of this process in MiB (from /proc/self/status). */
 double beit_peak_rss_mib(void);
 
+/* ---- BLAS ---------------------------------------------------------------
+ * Call first thing in main(): if OpenBLAS picked a weaker kernel set than the
+ * CPU supports, sets OPENBLAS_CORETYPE and re-executes the program (once). */
+void beit_blas_init(char **argv);
+/* e.g. "OpenBLAS 0.3.21, kernels SkylakeX (kernel set chosen by beit (SkylakeX))" */
+const char *beit_blas_describe(void);
+
 /* ---- progress bar (stderr) ----------------------------------------------- */
 typedef struct {
   const char *label;

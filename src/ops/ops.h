@@ -105,4 +105,27 @@ void adamw_update(float *p, const float *g, float *m, float *v, size_t n, float 
 double sum_squares(const float *x, size_t n);
 void scale_inplace(float *x, size_t n, float s);
 
+/* ==== visual tokenizer kernels (conv2d.c, pool.c; issue 4) ====================
+ * conv2d (torch F.conv2d): inp[B,IC,H,W], weight[OC,IC/groups,K,K], bias[OC]
+ * (NULL = none), zero padding, out[B,OC,OH,OW] with OH = (H+2pad-K)/stride+1.
+ * im2col + sgemm; `scratch` holds conv2d_scratch_floats(d) floats (overwritten). */
+typedef struct { int B, IC, H, W, OC, K, stride, pad, groups; } conv2d_dims;
+int conv2d_out_h(const conv2d_dims *d);
+int conv2d_out_w(const conv2d_dims *d);
+size_t conv2d_scratch_floats(const conv2d_dims *d);
+void conv2d_forward(float *out, float *scratch, const float *inp, const float *weight,
+                    const float *bias, const conv2d_dims *d);
+void conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratch, const float *dout,
+                     const float *inp, const float *weight, const conv2d_dims *d);
+/* 2x2 max pooling, stride 2 (odd sizes floored); argmax[B,C,H/2,W/2] in 0..3 saved. */
+void maxpool2x2_forward(float *out, uint8_t *argmax, const float *inp, int B, int C, int H, int W);
+void maxpool2x2_backward(float *dinp, const float *dout, const uint8_t *argmax, int B, int C, int H,
+                         int W);
+/* nearest-neighbour x2 upsampling: inp[B,C,H,W] -> out[B,C,2H,2W] */
+void upsample2x_forward(float *out, const float *inp, int B, int C, int H, int W);
+void upsample2x_backward(float *dinp, const float *dout, int B, int C, int H, int W);
+/* ReLU; the backward masks with the forward OUTPUT (so it may run in place). */
+void relu_forward(float *out, const float *inp, size_t n);
+void relu_backward(float *dinp, const float *dout, const float *out, size_t n);
+
 #endif

@@ -1,0 +1,59 @@
+/* blas.c - gets the fast OpenBLAS kernels without the user knowing the trick.
+ * Debian's OpenBLAS 0.3.21 picks its kernel set at load time and does not
+ * recognise some AVX-512 Xeons (it falls back to Haswell or even Prescott
+ * kernels, up to 5x slower). OpenBLAS reads OPENBLAS_CORETYPE only while it
+ * loads, so when the CPU can do better we set it and re-execute ourselves once. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/core.h"
+
+extern char *openblas_get_corename(void);
+extern char *openblas_get_config(void);
+
+static char g_note[160];
+
+/* The best kernel set of OpenBLAS 0.3.x this CPU can run. */
+static const char *best_core(void) {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+  return NULL;
+}
+
+void beit_blas_init(char **argv) {
+  const char *best = best_core(), *core = openblas_get_corename();
+  if (getenv("OPENBLAS_CORETYPE")) {
+    snprintf(g_note, sizeof g_note, "OPENBLAS_CORETYPE=%s from the environment", getenv("OPENBLAS_CORETYPE"));
+    return;
+  }
+  if (!best || !core || !strcasecmp(core, best) || getenv("BEIT_BLAS_REEXEC")) {
+    if (getenv("BEIT_BLAS_REEXEC")) snprintf(g_note, sizeof g_note, "kernel set chosen by beit (%s)", best ? best : "?");
+    else snprintf(g_note, sizeof g_note, "kernel set detected by OpenBLAS");
+    return;
+  }
+  /* OpenBLAS chose a weaker set than the CPU supports: restart with the right one. */
+  setenv("OPENBLAS_CORETYPE", best, 1);
+  setenv("BEIT_BLAS_REEXEC", core, 1);
+  execv("/proc/self/exe", argv);
+  /* exec failed (no /proc?): carry on with what we have, and say so */
+  unsetenv("OPENBLAS_CORETYPE");
+  snprintf(g_note, sizeof g_note, "could not switch OpenBLAS from %s to %s kernels (slower)", core, best);
+}
+
+const char *beit_blas_describe(void) {
+  static char buf[512];
+  const char *cfg = openblas_get_config(), *core = openblas_get_corename();
+  /* the config string starts with "OpenBLAS 0.3.21 ...": keep its first two words */
+  const char *end = cfg ? strchr(cfg, ' ') : NULL;
+  if (end) end = strchr(end + 1, ' ');
+  int len = !cfg ? 0 : end ? (int)(end - cfg) : (int)strlen(cfg);
+  snprintf(buf, sizeof buf, "%.*s, kernels %s (%s)", len, cfg ? cfg : "", core ? core : "?",
+           g_note[0] ? g_note : "not initialised");
+  return buf;
+}

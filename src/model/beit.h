@@ -1,0 +1,91 @@
+/* beit.h - the BEiT encoder (ViT with relative position bias, LayerScale, q/v
+ * biases, drop path) and its three heads: masked image modeling (visual tokens),
+ * pixel regression (the paper's ablation) and classification. Parameters use
+ * timm's key names. Activations live in one arena sized for a maximum batch. */
+#ifndef BEIT_MODEL_H
+#define BEIT_MODEL_H
+
+#include <stdint.h>
+
+#include "model/params.h"
+
+typedef struct {
+  int image_size, channels, patch_size;
+  int dim, depth, heads;
+  float mlp_ratio;
+  int vocab_size;          /* MIM head (lm_head) size; 0 = no MIM head */
+  int num_classes;         /* classifier head size; 0 = no classifier */
+  int pixel_head;          /* 1 = pixel-regression head (predict masked patches) */
+  float layer_scale_init;  /* gamma_1/gamma_2 init; 0 = no LayerScale */
+  int shared_rel_pos;      /* 1 = one shared table (pretraining), 0 = per-block tables */
+  int use_mean_pooling;    /* classifier feature: 1 = fc_norm(mean of patches), 0 = norm(CLS) */
+  float drop_path;         /* max drop-path rate (linear over blocks) */
+  float ln_eps;
+} beit_config;
+
+/* Fills cfg with a named preset (tiny, small, base, large, and the small demo
+ * sizes); returns BEIT_ERR for an unknown name. Image/patch/head fields are
+ * left for the caller. */
+int beit_config_preset(beit_config *cfg, const char *name);
+/* Checks divisibility and ranges; the message names the offending field. */
+int beit_config_validate(const beit_config *cfg);
+/* JSON twin (Hugging Face BeitConfig field names where they exist). Caller frees. */
+char *beit_config_to_json(const beit_config *cfg);
+int beit_config_from_json(beit_config *cfg, const char *json, const char *source);
+
+typedef enum { BEIT_TASK_MIM, BEIT_TASK_PIXEL, BEIT_TASK_CLASSIFY } beit_task;
+
+typedef struct {
+  int B;
+  const float *images;       /* [B, C, S, S], normalised */
+  const uint8_t *mask;       /* [B, Np] 1 = masked (MIM/pixel), NULL = none */
+  const int32_t *tokens;     /* [B, Np] visual token of every patch (MIM) */
+  const int32_t *labels;     /* [B] class ids (classify) */
+  const float *soft_labels;  /* [B, K] target distribution (mixup / smoothing), or NULL */
+} beit_batch;
+
+typedef struct {
+  double loss;
+  int64_t correct, count;    /* top-1 over masked tokens (MIM) or images (classify) */
+} beit_stats;
+
+typedef struct beit_acts beit_acts;
+
+typedef struct {
+  beit_config cfg;
+  beit_params params;
+  int grid, num_patches, tokens;   /* grid side, Np, N = Np + 1 */
+  int32_t *relpos_index;           /* [N*N] */
+  beit_acts *acts;
+  int max_batch, with_grad;
+  /* what the last forward did (backward replays it) */
+  beit_task task;
+  int last_B, last_masked;
+} beit_model;
+
+int beit_model_init(beit_model *m, const beit_config *cfg);
+void beit_model_free(beit_model *m);
+/* BEiT initialisation (spec 1.8): trunc-normal 0.02, zero biases, the
+ * 1/sqrt(2*layer) rescale of attn.proj and fc2, LayerScale, head init scale. */
+void beit_model_init_weights(beit_model *m, uint64_t seed, float head_init_scale);
+/* Allocates the activation arena for batches up to max_batch. with_grad = 0
+ * gives a small forward-only arena (eval, predict). Prints nothing. */
+int beit_model_reserve(beit_model *m, int max_batch, int with_grad);
+size_t beit_model_arena_bytes(const beit_model *m);
+
+/* Forward pass and loss. train = 1 enables drop path, keyed by (seed, step).
+ * Returns the loss; fills st (may be NULL). */
+double beit_forward(beit_model *m, beit_task task, const beit_batch *batch, int train,
+                    uint64_t seed, int64_t step, beit_stats *st);
+/* Backward of the last forward: accumulates into m->params.grad. */
+void beit_backward(beit_model *m, const beit_batch *batch);
+
+/* Views into the arena after a forward. */
+const float *beit_logits(const beit_model *m);            /* classify: [B, K]; MIM: [masked, V] */
+const float *beit_attention(const beit_model *m, int layer); /* [B, H, N, N] (forward-only arena: last layer only) */
+const float *beit_hidden(const beit_model *m, int layer);    /* block input of `layer` (depth = final), [B, N, C] */
+
+/* FLOPs of one forward for a batch (matmuls + attention), for benchmarks. */
+double beit_forward_flops(const beit_model *m, beit_task task, int B, int masked);
+
+#endif

@@ -1,0 +1,161 @@
+/* test_model.c - a whole small BEiT against the PyTorch reference (tests/ref/beit_ref.py):
+ * loss, every parameter gradient, and the parameters after 5 AdamW steps with the
+ * warmup + cosine schedule, for each head (MIM, pixel regression, classification with
+ * hard and soft targets, layer decay). Also: parameter count of BEiT-B and the
+ * save/load round trip. */
+#include <math.h>
+#include <string.h>
+
+#include "fixture.h"
+#include "io/safetensors.h"
+#include "model/beit.h"
+#include "test.h"
+#include "train/train.h"
+
+static void load_params(beit_model *m, const beit_safetensors *st, const char *prefix) {
+  char name[256];
+  int missing = 0;
+  for (int i = 0; i < m->params.n; i++) {
+    snprintf(name, sizeof name, "%s%s", prefix, m->params.t[i].name);
+    int k = beit_st_find(st, name);
+    if (k < 0 || beit_st_numel(&st->e[k]) != m->params.t[i].numel) {
+      printf("  reference lacks %s or its size differs\n", name);
+      missing++;
+      continue;
+    }
+    beit_st_read_f32(st, k, m->params.data + m->params.t[i].offset, m->params.t[i].numel);
+  }
+  CHECK_TRUE(missing == 0, "every C parameter (%d) exists in the reference with the same size", m->params.n);
+}
+
+/* Compares every tensor of `buf` with the reference tensors "<prefix><name>".
+ * With skip_flat, elements whose first reference gradient is below 1e-6 of the
+ * tensor's largest are left out: Adam divides by sqrt(v), so for such a gradient
+ * float32 noise decides the sign of a full lr-sized step (ill-conditioned, not a
+ * kernel difference). Their count is printed. */
+static void compare_params(const beit_model *m, const beit_safetensors *st, const char *prefix,
+                           const float *buf, double atol, double rtol, int skip_flat) {
+  char name[256], what[300];
+  for (int i = 0; i < m->params.n; i++) {
+    snprintf(name, sizeof name, "%s%s", prefix, m->params.t[i].name);
+    size_t n, skipped = 0;
+    float *ref = fx_f32(st, name, &n), *got = malloc(n * sizeof(float));
+    memcpy(got, buf + m->params.t[i].offset, n * sizeof(float));
+    if (skip_flat) {
+      snprintf(name, sizeof name, "grad.%s", m->params.t[i].name);
+      float *g = fx_f32(st, name, NULL), gmax = 0;
+      for (size_t k = 0; k < n; k++) gmax = fmaxf(gmax, fabsf(g[k]));
+      for (size_t k = 0; k < n; k++)
+        if (fabsf(g[k]) < 1e-6f * gmax) got[k] = ref[k], skipped++;
+      free(g);
+    }
+    if (skipped) snprintf(what, sizeof what, "%s%s (%zu flat left out)", prefix, m->params.t[i].name, skipped);
+    else snprintf(what, sizeof what, "%s%s", prefix, m->params.t[i].name);
+    check_close(what, got, ref, n, atol, rtol);
+    free(ref);
+    free(got);
+  }
+}
+
+static void run_case(const char *task_name) {
+  printf("case %s\n", task_name);
+  char out[64];
+  snprintf(out, sizeof out, "beit_ref_%s.safetensors", task_name);
+  beit_safetensors st;
+  if (fx_generate(&st, "beit_ref.py", out, task_name) != 0) {
+    test_failed_++;
+    return;
+  }
+  int classify = !strncmp(task_name, "classify", 8), pixel = !strcmp(task_name, "pixel");
+  beit_task task = classify ? BEIT_TASK_CLASSIFY : pixel ? BEIT_TASK_PIXEL : BEIT_TASK_MIM;
+  beit_config cfg = {.image_size = 16, .channels = 3, .patch_size = 4, .dim = 32, .depth = 2, .heads = 4,
+                     .mlp_ratio = 4, .vocab_size = task == BEIT_TASK_MIM ? 37 : 0,
+                     .num_classes = classify ? 5 : 0, .pixel_head = pixel, .layer_scale_init = 0.1f,
+                     .shared_rel_pos = !classify, .use_mean_pooling = 1, .drop_path = 0, .ln_eps = 1e-6f};
+  beit_model m;
+  if (beit_model_init(&m, &cfg) != BEIT_OK || beit_model_reserve(&m, 3, 1) != BEIT_OK) {
+    CHECK_TRUE(0, "model init: %s", beit_last_error());
+    return;
+  }
+  load_params(&m, &st, "param.");
+  beit_batch b = {.B = 3, .images = fx_f32(&st, "in.images", 0), .mask = fx_u8(&st, "in.mask", 0),
+                  .tokens = fx_i32(&st, "in.tokens", 0), .labels = fx_i32(&st, "in.labels", 0)};
+  if (!strcmp(task_name, "classify_soft")) b.soft_labels = fx_f32(&st, "in.soft_labels", 0);
+  float loss = (float)beit_forward(&m, task, &b, 1, 0, 0, NULL);
+  check_close("loss", &loss, fx_f32(&st, "out.loss", 0), 1, 1e-5, 1e-5);
+  beit_backward(&m, &b);
+  compare_params(&m, &st, "grad.", m.params.grad, 1e-5, 1e-4, 0);
+
+  /* 5 AdamW steps on the same batch, schedule and groups as the reference */
+  beit_optim_cfg oc = {.lr = 2e-3f, .min_lr = 1e-5f, .warmup_steps = 2, .total_steps = 5, .beta1 = 0.9f,
+                       .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.05f,
+                       .layer_decay = classify ? 0.75f : 1.0f, .num_layers = cfg.depth, .clip_grad = 0};
+  beit_optimizer opt;
+  beit_optimizer_init(&opt, &m.params, &oc);
+  float losses[5];
+  for (int s = 0; s < 5; s++) {
+    beit_params_zero_grad(&m.params);
+    losses[s] = (float)beit_forward(&m, task, &b, 1, 0, s, NULL);
+    beit_backward(&m, &b);
+    beit_optimizer_step(&opt);
+  }
+  check_close("losses over 5 AdamW steps", losses, fx_f32(&st, "out.losses", 0), 5, 1e-5, 1e-4);
+  compare_params(&m, &st, "final.", m.params.data, 1e-5, 1e-4, 1);
+  beit_optimizer_free(&opt);
+  beit_model_free(&m);
+  beit_st_close(&st);
+}
+
+static void test_param_count(void) {
+  /* spec 1.1: the BEiT-B MIM model with shared rel-pos and lm_head has 91,965,776 parameters;
+   * the 1000-class classifier with per-layer tables 86,530,984 */
+  beit_config c = {.image_size = 224, .channels = 3, .patch_size = 16, .vocab_size = 8192, .shared_rel_pos = 1};
+  beit_config_preset(&c, "base");
+  beit_model m;
+  beit_model_init(&m, &c);
+  size_t n = 0;
+  for (int i = 0; i < m.params.n; i++) n += m.params.t[i].numel;
+  CHECK_TRUE(n == 91965776, "BEiT-B MIM parameter count %zu == 91,965,776", n);
+  beit_model_free(&m);
+  c.vocab_size = 0, c.num_classes = 1000, c.shared_rel_pos = 0, c.use_mean_pooling = 1;
+  beit_model_init(&m, &c);
+  n = 0;
+  for (int i = 0; i < m.params.n; i++) n += m.params.t[i].numel;
+  CHECK_TRUE(n == 86530984, "BEiT-B classifier parameter count %zu == 86,530,984", n);
+  beit_model_free(&m);
+}
+
+static void test_save_load_roundtrip(void) {
+  beit_config c = {.image_size = 16, .channels = 1, .patch_size = 4, .vocab_size = 11};
+  beit_config_preset(&c, "micro");
+  c.shared_rel_pos = 1;
+  beit_model a, b;
+  beit_model_init(&a, &c);
+  beit_model_init(&b, &c);
+  beit_model_init_weights(&a, 42, 0.001f);
+  char path[1024], *json = beit_config_to_json(&c);
+  snprintf(path, sizeof path, "%s/roundtrip.safetensors", fx_dir());
+  const char *meta[] = {"config", json};
+  int ok = beit_params_save(&a.params, path, meta, 1) == BEIT_OK && beit_params_load(&b.params, path, 1) == BEIT_OK;
+  CHECK_TRUE(ok, "save + load of a model (%s)", ok ? "ok" : beit_last_error());
+  CHECK_TRUE(!memcmp(a.params.data, b.params.data, a.params.total * sizeof(float)), "round trip is bit-exact");
+  beit_config back;
+  CHECK_TRUE(beit_config_from_json(&back, json, "config") == BEIT_OK && back.dim == c.dim && back.depth == c.depth &&
+                 back.vocab_size == 11 && back.shared_rel_pos == 1,
+             "config.json round trip");
+  free(json);
+  beit_model_free(&a);
+  beit_model_free(&b);
+}
+
+int main(void) {
+  TEST_BEGIN("test_model");
+  beit_set_threads(2);
+  run_case("mim");
+  run_case("pixel");
+  run_case("classify");
+  run_case("classify_soft");
+  test_param_count();
+  test_save_load_roundtrip();
+  return TEST_END();
+}

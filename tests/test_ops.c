@@ -1,0 +1,237 @@
+/* test_ops.c - every CPU kernel against the PyTorch reference (tests/ref/ops_ref.py),
+ * by central finite differences, and the accumulate-gradient rule of ops.h. */
+#include <math.h>
+#include <string.h>
+
+#include "fixture.h"
+#include "ops/ops.h"
+#include "test.h"
+
+#define FWD_TOL 1e-5, 1e-5
+#define BWD_TOL 1e-5, 1e-4
+
+static float *zeros(size_t n) { return calloc(n, sizeof(float)); }
+
+static double dot(const float *a, const float *b, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+  return s;
+}
+
+/* ---- comparisons against PyTorch ---- */
+static void test_linear(const beit_safetensors *st) {
+  int M = 13, C = 24, OC = 10;
+  float *x = fx_f32(st, "linear.x", 0), *w = fx_f32(st, "linear.w", 0), *b = fx_f32(st, "linear.b", 0);
+  float *dout = fx_f32(st, "linear.dout", 0), *out = zeros(M * OC);
+  float *dx = zeros(M * C), *dw = zeros(OC * C), *db = zeros(OC);
+  linear_forward(out, x, w, b, M, C, OC);
+  check_close("linear forward", out, fx_f32(st, "linear.out", 0), M * OC, FWD_TOL);
+  linear_backward(dx, dw, db, dout, x, w, M, C, OC);
+  check_close("linear dx", dx, fx_f32(st, "linear.dx", 0), M * C, BWD_TOL);
+  check_close("linear dw", dw, fx_f32(st, "linear.dw", 0), OC * C, BWD_TOL);
+  check_close("linear db", db, fx_f32(st, "linear.db", 0), OC, BWD_TOL);
+  /* the gradient rule: a second backward adds the same amount again */
+  float *dw2 = malloc(OC * C * sizeof(float));
+  for (int i = 0; i < OC * C; i++) dw2[i] = 2 * dw[i];
+  linear_backward(NULL, dw, NULL, dout, x, w, M, C, OC);
+  check_close("linear backward accumulates (2x dw)", dw, dw2, OC * C, 1e-6, 1e-6);
+}
+
+static void test_layernorm(const beit_safetensors *st) {
+  int M = 13, C = 24;
+  float *x = fx_f32(st, "ln.x", 0), *w = fx_f32(st, "ln.w", 0), *b = fx_f32(st, "ln.b", 0);
+  float *out = zeros(M * C), *mean = zeros(M), *rstd = zeros(M);
+  float *dx = zeros(M * C), *dw = zeros(C), *db = zeros(C);
+  layernorm_forward(out, mean, rstd, x, w, b, M, C, 1e-6f);
+  check_close("layernorm forward", out, fx_f32(st, "ln.out", 0), M * C, FWD_TOL);
+  layernorm_backward(dx, dw, db, fx_f32(st, "ln.dout", 0), x, w, mean, rstd, M, C);
+  check_close("layernorm dx", dx, fx_f32(st, "ln.dx", 0), M * C, BWD_TOL);
+  check_close("layernorm dw", dw, fx_f32(st, "ln.dw", 0), C, BWD_TOL);
+  check_close("layernorm db", db, fx_f32(st, "ln.db", 0), C, BWD_TOL);
+}
+
+static void test_gelu(const beit_safetensors *st) {
+  size_t n = 13 * 24;
+  float *x = fx_f32(st, "gelu.x", 0), *out = zeros(n), *dx = zeros(n);
+  gelu_forward(out, x, n);
+  check_close("gelu forward", out, fx_f32(st, "gelu.out", 0), n, FWD_TOL);
+  gelu_backward(dx, fx_f32(st, "gelu.dout", 0), x, n);
+  check_close("gelu dx", dx, fx_f32(st, "gelu.dx", 0), n, BWD_TOL);
+}
+
+static void test_attention(const beit_safetensors *st) {
+  int B = 2, N = 17, C = 24, H = 3, R = relpos_table_rows(4, 4);
+  float *qkv = fx_f32(st, "attn.qkv", 0), *table = fx_f32(st, "attn.table", 0);
+  int32_t *ref_index = fx_i32(st, "attn.index", 0), index[17 * 17];
+  relpos_build_index(index, 4, 4);
+  int same = !memcmp(index, ref_index, sizeof index);
+  CHECK_TRUE(same, "relative position index matches the reference (17x17, R=%d)", R);
+  CHECK_TRUE(index[0] == R - 1 && index[1] == R - 3 && index[N] == R - 2,
+             "index corners: CLS-CLS %d, CLS-row %d, CLS-col %d", index[0], index[1], index[N]);
+  float *bias = zeros(H * N * N), *out = zeros(B * N * C), *att = zeros(B * H * N * N);
+  relpos_bias_forward(bias, table, index, N, H);
+  attention_forward(out, att, qkv, bias, B, N, C, H);
+  check_close("attention probabilities", att, fx_f32(st, "attn.att", 0), B * H * N * N, FWD_TOL);
+  check_close("attention forward", out, fx_f32(st, "attn.out", 0), B * N * C, FWD_TOL);
+  float *dqkv = zeros(B * N * 3 * C), *dbias = zeros(H * N * N), *datt = zeros(B * H * N * N), *dtable = zeros(R * H);
+  attention_backward(dqkv, dbias, datt, fx_f32(st, "attn.dout", 0), qkv, att, B, N, C, H);
+  relpos_bias_backward(dtable, dbias, index, N, H);
+  check_close("attention dqkv", dqkv, fx_f32(st, "attn.dqkv", 0), B * N * 3 * C, BWD_TOL);
+  check_close("relative position table grad", dtable, fx_f32(st, "attn.dtable", 0), R * H, BWD_TOL);
+}
+
+static void test_residual(const beit_safetensors *st) {
+  int B = 2, N = 17, C = 24;
+  float *res = fx_f32(st, "resid.res", 0), *x = fx_f32(st, "resid.x", 0), *gamma = fx_f32(st, "resid.gamma", 0);
+  float *keep = fx_f32(st, "resid.keep", 0), *out = zeros(B * N * C);
+  residual_forward(out, res, x, gamma, keep, B, N, C);
+  check_close("residual+layerscale+droppath forward", out, fx_f32(st, "resid.out", 0), B * N * C, FWD_TOL);
+  float *dres = zeros(B * N * C), *dx = zeros(B * N * C), *dg = zeros(C), *dout = fx_f32(st, "resid.dout", 0);
+  residual_backward(dres, dx, dg, dout, x, gamma, keep, B, N, C);
+  check_close("residual dres", dres, fx_f32(st, "resid.dres", 0), B * N * C, BWD_TOL);
+  check_close("residual dx", dx, fx_f32(st, "resid.dx", 0), B * N * C, BWD_TOL);
+  check_close("residual dgamma", dg, fx_f32(st, "resid.dgamma", 0), C, BWD_TOL);
+}
+
+static void test_pool(const beit_safetensors *st) {
+  int B = 2, N = 17, C = 24;
+  float *x = fx_f32(st, "pool.x", 0), *out = zeros(B * C), *dx = zeros(B * N * C);
+  mean_pool_forward(out, x, B, N, C, 1);
+  check_close("mean pool forward", out, fx_f32(st, "pool.out", 0), B * C, FWD_TOL);
+  mean_pool_backward(dx, fx_f32(st, "pool.dout", 0), B, N, C, 1);
+  check_close("mean pool dx", dx, fx_f32(st, "pool.dx", 0), B * N * C, BWD_TOL);
+}
+
+static void test_losses(const beit_safetensors *st) {
+  int M = 13, K = 11, C = 24;
+  float *logits = fx_f32(st, "xent.logits", 0), *soft = fx_f32(st, "xent.soft", 0);
+  int32_t *target = fx_i32(st, "xent.target", 0);
+  float *probs = zeros(M * K), *d = zeros(M * K);
+  float loss = (float)softmax_xent_forward(probs, logits, target, M, K);
+  check_close("cross-entropy loss", &loss, fx_f32(st, "xent.loss", 0), 1, FWD_TOL);
+  softmax_xent_backward(d, probs, target, M, K, 1.0f);
+  check_close("cross-entropy dlogits", d, fx_f32(st, "xent.dlogits", 0), M * K, BWD_TOL);
+  memset(d, 0, M * K * sizeof(float));
+  loss = (float)soft_xent_forward(probs, logits, soft, M, K);
+  check_close("soft-target cross-entropy loss", &loss, fx_f32(st, "xent.soft_loss", 0), 1, FWD_TOL);
+  soft_xent_backward(d, probs, soft, M, K, 1.0f);
+  check_close("soft-target dlogits", d, fx_f32(st, "xent.soft_dlogits", 0), M * K, BWD_TOL);
+  float *smooth = zeros(M * K);
+  smooth_targets(smooth, target, M, K, 0.1f);
+  loss = (float)soft_xent_forward(probs, logits, smooth, M, K);
+  check_close("label smoothing 0.1 loss", &loss, fx_f32(st, "xent.smooth_loss", 0), 1, FWD_TOL);
+  float *pred = fx_f32(st, "mse.pred", 0), *tgt = fx_f32(st, "mse.target", 0), *dp = zeros(M * C);
+  loss = (float)mse_forward(pred, tgt, M * C);
+  check_close("mse loss", &loss, fx_f32(st, "mse.loss", 0), 1, FWD_TOL);
+  mse_backward(dp, pred, tgt, M * C, 1.0f);
+  check_close("mse dpred", dp, fx_f32(st, "mse.dpred", 0), M * C, BWD_TOL);
+}
+
+static void test_adamw(const beit_safetensors *st) {
+  size_t n = 13 * 24;
+  float *p = fx_f32(st, "adamw.p0", 0), *m = zeros(n), *v = zeros(n);
+  const char *g[] = {"adamw.g0", "adamw.g1", "adamw.g2"};
+  for (int t = 1; t <= 3; t++) adamw_update(p, fx_f32(st, g[t - 1], 0), m, v, n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.05f, t);
+  check_close("AdamW 3 steps vs torch.optim.AdamW", p, fx_f32(st, "adamw.p3", 0), n, 1e-6, 1e-5);
+}
+
+/* ---- finite differences: loss = sum(out * w) for a fixed random w, in float,
+ * central differences on sampled coordinates; tolerance sized for float32. */
+typedef double (*scalar_fn)(const float *x, void *ctx);
+
+static void fd_check(const char *what, scalar_fn f, float *x, const float *analytic, size_t n, void *ctx,
+                     float h, double tol) {
+  beit_rng r;
+  beit_rng_seed(&r, 7, BEIT_RNG_TEST, n, 0);
+  double worst = 0;
+  size_t worst_i = 0;
+  for (int s = 0; s < 200; s++) {
+    size_t i = (size_t)beit_rng_randint(&r, 0, (int64_t)n - 1);
+    float keep = x[i];
+    x[i] = keep + h;
+    double fp = f(x, ctx);
+    x[i] = keep - h;
+    double fm = f(x, ctx);
+    x[i] = keep;
+    double num = (fp - fm) / (2 * h), err = fabs(num - analytic[i]) / (fabs(num) + fabs(analytic[i]) + 1e-2);
+    if (err > worst) worst = err, worst_i = i;
+  }
+  CHECK_TRUE(worst < tol, "finite differences %-28s worst rel err %.2e at %zu (tol %.0e)", what, worst, worst_i, tol);
+}
+
+typedef struct { int B, N, C, H; const float *w, *bias; float *out, *att; } attn_ctx;
+
+static double attn_loss(const float *qkv, void *p) {
+  attn_ctx *c = p;
+  attention_forward(c->out, c->att, qkv, c->bias, c->B, c->N, c->C, c->H);
+  return dot(c->out, c->w, (size_t)c->B * c->N * c->C);
+}
+
+typedef struct { int M, C; const float *w, *g, *b; float *out, *mean, *rstd; } ln_ctx;
+
+static double ln_loss(const float *x, void *p) {
+  ln_ctx *c = p;
+  layernorm_forward(c->out, c->mean, c->rstd, x, c->g, c->b, c->M, c->C, 1e-6f);
+  return dot(c->out, c->w, (size_t)c->M * c->C);
+}
+
+typedef struct { int n; const float *w; float *out; } gelu_ctx;
+
+static double gelu_loss(const float *x, void *p) {
+  gelu_ctx *c = p;
+  gelu_forward(c->out, x, c->n);
+  return dot(c->out, c->w, c->n);
+}
+
+static void fill(float *x, size_t n, float scale, uint64_t key) {
+  beit_rng r;
+  beit_rng_seed(&r, 99, BEIT_RNG_TEST, key, 0);
+  for (size_t i = 0; i < n; i++) x[i] = scale * (float)beit_rng_normal(&r);
+}
+
+static void test_finite_differences(void) {
+  int B = 2, N = 10, C = 12, H = 3;
+  size_t nq = (size_t)B * N * 3 * C, no = (size_t)B * N * C;
+  float *qkv = zeros(nq), *w = zeros(no), *bias = zeros(H * N * N), *dqkv = zeros(nq), *dbias = zeros(H * N * N);
+  fill(qkv, nq, 1.0f, 1), fill(w, no, 1.0f, 2), fill(bias, H * N * N, 0.5f, 3);
+  attn_ctx ac = {B, N, C, H, w, bias, zeros(no), zeros((size_t)B * H * N * N)};
+  attn_loss(qkv, &ac);
+  attention_backward(dqkv, dbias, zeros((size_t)B * H * N * N), w, qkv, ac.att, B, N, C, H);
+  fd_check("attention dqkv", attn_loss, qkv, dqkv, nq, &ac, 1e-2f, 2e-2);
+
+  int M = 7, Cl = 16;
+  float *x = zeros(M * Cl), *g = zeros(Cl), *b = zeros(Cl), *wl = zeros(M * Cl), *dx = zeros(M * Cl);
+  fill(x, M * Cl, 2.0f, 4), fill(g, Cl, 1.0f, 5), fill(b, Cl, 1.0f, 6), fill(wl, M * Cl, 1.0f, 7);
+  ln_ctx lc = {M, Cl, wl, g, b, zeros(M * Cl), zeros(M), zeros(M)};
+  ln_loss(x, &lc);
+  layernorm_backward(dx, NULL, NULL, wl, x, g, lc.mean, lc.rstd, M, Cl);
+  fd_check("layernorm dx", ln_loss, x, dx, M * Cl, &lc, 1e-2f, 2e-2);
+
+  int n = 200;
+  float *xg = zeros(n), *wg = zeros(n), *dg = zeros(n);
+  fill(xg, n, 2.0f, 8), fill(wg, n, 1.0f, 9);
+  gelu_ctx gc = {n, wg, zeros(n)};
+  gelu_backward(dg, wg, xg, n);
+  fd_check("gelu dx", gelu_loss, xg, dg, n, &gc, 1e-2f, 2e-2);
+}
+
+int main(void) {
+  TEST_BEGIN("test_ops");
+  beit_set_threads(2);
+  beit_safetensors st;
+  if (fx_generate(&st, "ops_ref.py", "ops_ref.safetensors", NULL) != 0) {
+    test_failed_++;
+    return TEST_END();
+  }
+  test_linear(&st);
+  test_layernorm(&st);
+  test_gelu(&st);
+  test_attention(&st);
+  test_residual(&st);
+  test_pool(&st);
+  test_losses(&st);
+  test_adamw(&st);
+  test_finite_differences();
+  beit_st_close(&st);
+  return TEST_END();
+}
