@@ -1,0 +1,83 @@
+/* safetensors.h - the safetensors checkpoint format: a validating reader that
+ * checks a whole (possibly hostile) file up front, dtype conversion to float32,
+ * an F32 writer, and saving/loading a parameter table by name and shape. */
+#ifndef BEIT_SAFETENSORS_H
+#define BEIT_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/params.h"
+
+#define BEIT_ST_PATH_MAX 1024
+#define BEIT_ST_HEADER_MAX (100u << 20) /* 100 MiB: larger JSON headers are refused */
+
+enum beit_st_dtype {
+  BEIT_ST_F32, BEIT_ST_F16, BEIT_ST_BF16, BEIT_ST_F64,
+  BEIT_ST_I64, BEIT_ST_I32, BEIT_ST_I16, BEIT_ST_I8,
+  BEIT_ST_U64, BEIT_ST_U32, BEIT_ST_U16, BEIT_ST_U8, BEIT_ST_BOOL,
+  BEIT_ST_NDTYPES
+};
+
+typedef struct beit_st_entry {
+  char name[BEIT_NAME_MAX];
+  int dtype;                    /* enum beit_st_dtype */
+  int ndim;                     /* 0 (scalar) .. BEIT_MAX_DIMS */
+  int64_t shape[BEIT_MAX_DIMS];
+  size_t begin, end;            /* byte range inside the data section */
+} beit_st_entry;
+
+typedef struct {
+  char path[BEIT_ST_PATH_MAX];
+  uint8_t *buf;                 /* the whole file */
+  size_t size;
+  const uint8_t *data;          /* data section (after the header) */
+  size_t data_size;
+  int n;                        /* tensors, in header order */
+  beit_st_entry *e;
+  int *by_name;                 /* indices of e sorted by name (for beit_st_find) */
+  int nmeta;                    /* "__metadata__" string map, in header order */
+  char **meta_keys, **meta_vals;
+} beit_safetensors;
+
+/* Reads and validates the whole file. On error nothing stays allocated and the
+ * message names the file and the problem. */
+int beit_st_open(beit_safetensors *st, const char *path);
+void beit_st_close(beit_safetensors *st);
+/* Index of the tensor called `name`, or -1. */
+int beit_st_find(const beit_safetensors *st, const char *name);
+/* Metadata value for `key`, or NULL. */
+const char *beit_st_meta(const beit_safetensors *st, const char *key);
+/* "F32", "BF16", ...; "?" for an out-of-range value. */
+const char *beit_st_dtype_name(int dtype);
+size_t beit_st_numel(const beit_st_entry *e);
+
+/* Tensor idx converted to float32 (from F32, F16, BF16 or F64). numel must equal
+ * the tensor's element count. */
+int beit_st_read_f32(const beit_safetensors *st, int idx, float *out, size_t numel);
+/* Tensor idx converted to int64 (from I64, I32, I16, I8, U32, U16 or U8). */
+int beit_st_read_i64(const beit_safetensors *st, int idx, int64_t *out, size_t numel);
+
+/* ---- writer: F32 tensors in the given order, written atomically ---------- */
+typedef struct {
+  const char *name;
+  int ndim;
+  const int64_t *shape;
+  const float *data;
+} beit_st_tensor;
+/* meta_kv holds n_meta (key, value) pairs: key0, value0, key1, value1, ... */
+int beit_st_write(const char *path, const beit_st_tensor *t, int n,
+                  const char *const *meta_kv, int n_meta);
+
+/* ---- parameter tables --------------------------------------------------- */
+/* Every tensor of the table as F32, keys = table names, in table order. */
+int beit_params_save(const beit_params *p, const char *path, const char *const *meta_kv,
+                     int n_meta);
+/* Fills p->data (allocated) from the file: every table entry must be present with
+ * exactly its shape (any float dtype). strict=1 also refuses keys the table does
+ * not have; keys ending in "relative_position_index" are always ignored.
+ * Nothing is written into p unless the whole file matches. */
+int beit_params_load(beit_params *p, const char *path, int strict);
+int beit_params_load_from(beit_params *p, const beit_safetensors *st, int strict);
+
+#endif
