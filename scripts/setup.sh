@@ -5,7 +5,8 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config        # compiler and build system
-  libopenblas-dev                         # sgemm (CBLAS interface)
+  libopenblas-dev                         # sgemm (CBLAS interface, headers)
+  libopenblas0-openmp                     # OpenBLAS built on OpenMP: one thread pool with our kernels
   libcjson-dev                            # JSON for safetensors headers and config.json
   libpng-dev libjpeg-dev zlib1g-dev       # images and gzip'd IDX files
   python3-torch python3-numpy             # the independent PyTorch reference (tests, bench)

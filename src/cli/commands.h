@@ -5,5 +5,7 @@
 #define BEIT_COMMANDS_H
 
 int cmd_version(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

@@ -13,6 +13,8 @@ typedef struct {
 
 static const command COMMANDS[] = {
     {"version", cmd_version, "print version, BLAS library and kernel set"},
+    {"data", cmd_data, "inspect a dataset or preview masked pretraining samples"},
+    {"bench", cmd_bench, "time a workload (pretrain, finetune, infer, sgemm) on synthetic data"},
 };
 static const int NCOMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
 

@@ -26,15 +26,30 @@ static const char *best_core(void) {
   return NULL;
 }
 
+/* How capable an OpenBLAS kernel set is: 3 AVX-512, 2 AVX2, 1 AVX, 0 older. */
+static int core_rank(const char *core) {
+  static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
+  static const char *const avx2[] = {"Haswell", "Zen"};
+  for (size_t i = 0; i < sizeof avx512 / sizeof *avx512; i++) if (!strcasecmp(core, avx512[i])) return 3;
+  for (size_t i = 0; i < sizeof avx2 / sizeof *avx2; i++) if (!strcasecmp(core, avx2[i])) return 2;
+  return !strcasecmp(core, "Sandybridge") ? 1 : 0;
+}
+
 void beit_blas_init(char **argv) {
   const char *best = best_core(), *core = openblas_get_corename();
-  if (getenv("OPENBLAS_CORETYPE")) {
-    snprintf(g_note, sizeof g_note, "OPENBLAS_CORETYPE=%s from the environment", getenv("OPENBLAS_CORETYPE"));
+  const char *env = getenv("OPENBLAS_CORETYPE"), *reexec = getenv("BEIT_BLAS_REEXEC");
+  if (reexec) {
+    snprintf(g_note, sizeof g_note, "set by beit: OpenBLAS had picked %s", reexec);
     return;
   }
-  if (!best || !core || !strcasecmp(core, best) || getenv("BEIT_BLAS_REEXEC")) {
-    if (getenv("BEIT_BLAS_REEXEC")) snprintf(g_note, sizeof g_note, "kernel set chosen by beit (%s)", best ? best : "?");
-    else snprintf(g_note, sizeof g_note, "kernel set detected by OpenBLAS");
+  int weaker = best && core && core_rank(core) < core_rank(best);
+  if (env) {  /* the user's explicit choice wins; say when the CPU could do better */
+    snprintf(g_note, sizeof g_note, "OPENBLAS_CORETYPE=%s from the environment%s%s%s", env,
+             weaker ? "; this CPU supports " : "", weaker ? best : "", weaker ? ", unset it" : "");
+    return;
+  }
+  if (!weaker) {
+    snprintf(g_note, sizeof g_note, "detected by OpenBLAS");
     return;
   }
   /* OpenBLAS chose a weaker set than the CPU supports: restart with the right one. */
@@ -43,6 +58,7 @@ void beit_blas_init(char **argv) {
   execv("/proc/self/exe", argv);
   /* exec failed (no /proc?): carry on with what we have, and say so */
   unsetenv("OPENBLAS_CORETYPE");
+  unsetenv("BEIT_BLAS_REEXEC");
   snprintf(g_note, sizeof g_note, "could not switch OpenBLAS from %s to %s kernels (slower)", core, best);
 }
 

@@ -1,0 +1,68 @@
+"""PyTorch side of the benchmark: the reference BEiT (tests/ref/beit_ref.py) timed on
+the same workload as `beit bench`, printing the same last line.
+
+usage: ref_bench.py --workload pretrain|finetune|infer --model tiny --image-size 28
+                    --channels 1 --patch-size 4 --batch 64 --threads 2 --steps 10
+"""
+import argparse
+import os
+import resource
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ref"))
+from beit_ref import Beit, loss_of  # noqa: E402
+
+PRESETS = {"micro": (32, 2, 2), "mini": (96, 4, 3), "demo": (128, 6, 4), "tiny": (192, 12, 3),
+           "small": (384, 12, 6), "base": (768, 12, 12), "large": (1024, 24, 16)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for k, d in [("workload", "pretrain"), ("model", "tiny")]:
+        ap.add_argument(f"--{k}", default=d)
+    for k, d in [("image-size", 28), ("channels", 1), ("patch-size", 4), ("batch", 64), ("threads", 2),
+                 ("steps", 10), ("vocab", 8192), ("classes", 10)]:
+        ap.add_argument(f"--{k}", type=int, default=d)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    dim, depth, heads = PRESETS[a.model]
+    task = "mim" if a.workload == "pretrain" else "classify"
+    cfg = dict(task=task, img=a.image_size, ch=a.channels, patch=a.patch_size, dim=dim, depth=depth, heads=heads,
+               ls=0.1, vocab=a.vocab, classes=a.classes, shared=task == "mim")
+    model = Beit(cfg)
+    g = a.image_size // a.patch_size
+    img = torch.randn(a.batch, a.channels, a.image_size, a.image_size)
+    k = int(0.4 * g * g + 0.5)
+    mask = torch.zeros(a.batch, g * g, dtype=torch.bool)
+    mask[:, [(q * g * g) // k for q in range(k)]] = True
+    tokens = torch.randint(0, a.vocab, (a.batch, g * g))
+    labels = torch.randint(0, a.classes, (a.batch,))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+
+    def step():
+        if a.workload == "infer":
+            with torch.no_grad():
+                x = model.encode(img, None)
+                model.head(model.fc_norm(x[:, 1:].mean(1)))
+            return
+        opt.zero_grad(set_to_none=True)
+        loss_of(model, cfg, img, mask, tokens, labels, None).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
+        opt.step()
+
+    step()
+    t = time.perf_counter()
+    for _ in range(a.steps):
+        step()
+    secs = time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    print(f"{1e3 * secs / a.steps:.1f} ms/step over {a.steps} steps")
+    print(f"{a.workload} {a.model}: {a.steps * a.batch / secs:.1f} img/s, peak RSS {rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
