@@ -78,7 +78,7 @@ static void run_case(const char *task_name) {
     return;
   }
   load_params(&m, &st, "param.");
-  beit_batch b = {.B = 3, .images = fx_f32(&st, "in.images", 0), .mask = fx_u8(&st, "in.mask", 0),
+  beit_input b = {.B = 3, .images = fx_f32(&st, "in.images", 0), .mask = fx_u8(&st, "in.mask", 0),
                   .tokens = fx_i32(&st, "in.tokens", 0), .labels = fx_i32(&st, "in.labels", 0)};
   if (!strcmp(task_name, "classify_soft")) b.soft_labels = fx_f32(&st, "in.soft_labels", 0);
   float loss = (float)beit_forward(&m, task, &b, 1, 0, 0, NULL);

@@ -92,7 +92,7 @@ int cmd_bench(int argc, char **argv) {
     for (int q = 0; q < Np; q++) tokens[(size_t)b * Np + q] = (int32_t)beit_rng_randint(&r, 0, vocab - 1);
     labels[b] = (int32_t)beit_rng_randint(&r, 0, classes - 1);
   }
-  beit_batch bt = {.B = batch, .images = images, .mask = mask, .tokens = tokens, .labels = labels};
+  beit_input bt = {.B = batch, .images = images, .mask = mask, .tokens = tokens, .labels = labels};
   beit_optim_cfg oc = {.lr = 1e-3f, .min_lr = 1e-5f, .warmup_steps = 1, .total_steps = steps + 1, .beta1 = 0.9f,
                        .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.05f, .layer_decay = 1, .clip_grad = 3.0f};
   beit_optimizer opt;

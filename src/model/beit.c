@@ -307,7 +307,7 @@ static float *relbias_of(beit_model *m, int l) {
   return m->acts->relbias + (m->cfg.shared_rel_pos ? 0 : (size_t)l * HNN);
 }
 
-static void encoder_forward(beit_model *m, const beit_batch *bt, int use_mask, int train, uint64_t seed,
+static void encoder_forward(beit_model *m, const beit_input *bt, int use_mask, int train, uint64_t seed,
                             int64_t step) {
   const beit_config *c = &m->cfg;
   beit_acts *a = m->acts;
@@ -331,7 +331,7 @@ static void encoder_forward(beit_model *m, const beit_batch *bt, int use_mask, i
 
 /* Rows of the masked patch tokens in the [B*N] token matrix, batch-major then
  * position-major (the order BEiT's labels use). Returns their count. */
-static int masked_rows(beit_model *m, const beit_batch *bt) {
+static int masked_rows(beit_model *m, const beit_input *bt) {
   int n = 0, Np = m->num_patches;
   for (int b = 0; b < bt->B; b++)
     for (int q = 0; q < Np; q++)
@@ -354,7 +354,7 @@ static int64_t count_correct(const float *logits, const int32_t *target, int M, 
   return correct;
 }
 
-static double head_masked_forward(beit_model *m, beit_task task, const beit_batch *bt, beit_stats *st) {
+static double head_masked_forward(beit_model *m, beit_task task, const beit_input *bt, beit_stats *st) {
   const beit_config *c = &m->cfg;
   beit_acts *a = m->acts;
   const beit_params *p = &m->params;
@@ -385,7 +385,7 @@ static double head_masked_forward(beit_model *m, beit_task task, const beit_batc
   return loss;
 }
 
-static double head_classify_forward(beit_model *m, const beit_batch *bt, beit_stats *st) {
+static double head_classify_forward(beit_model *m, const beit_input *bt, beit_stats *st) {
   const beit_config *c = &m->cfg;
   beit_acts *a = m->acts;
   const beit_params *p = &m->params;
@@ -410,7 +410,7 @@ static double head_classify_forward(beit_model *m, const beit_batch *bt, beit_st
   return loss;
 }
 
-double beit_forward(beit_model *m, beit_task task, const beit_batch *bt, int train, uint64_t seed,
+double beit_forward(beit_model *m, beit_task task, const beit_input *bt, int train, uint64_t seed,
                     int64_t step, beit_stats *st) {
   BEIT_CHECK(m->acts && bt->B <= m->max_batch);
   BEIT_CHECK(task == BEIT_TASK_CLASSIFY || bt->mask);
@@ -425,7 +425,7 @@ double beit_forward(beit_model *m, beit_task task, const beit_batch *bt, int tra
 /* ---------------------------------------------------------------- backward */
 static void zero(float *x, size_t n) { memset(x, 0, n * sizeof(float)); }
 
-static void head_backward(beit_model *m, const beit_batch *bt) {
+static void head_backward(beit_model *m, const beit_input *bt) {
   const beit_config *c = &m->cfg;
   beit_acts *a = m->acts;
   beit_params *p = &m->params;
@@ -495,7 +495,7 @@ static void block_backward(beit_model *m, int l, int B, float *drelbias) {
   layernorm_backward(a->dresid, g.n1w, g.n1b, a->dln, a->resid[l], w.n1w, a->ln1_mean[l], a->ln1_rstd[l], BN, C);
 }
 
-void beit_backward(beit_model *m, const beit_batch *bt) {
+void beit_backward(beit_model *m, const beit_input *bt) {
   BEIT_CHECK(m->with_grad && bt->B == m->last_B);
   const beit_config *c = &m->cfg;
   beit_acts *a = m->acts;

@@ -42,7 +42,7 @@ typedef struct {
   const int32_t *tokens;     /* [B, Np] visual token of every patch (MIM) */
   const int32_t *labels;     /* [B] class ids (classify) */
   const float *soft_labels;  /* [B, K] target distribution (mixup / smoothing), or NULL */
-} beit_batch;
+} beit_input;
 
 typedef struct {
   double loss;
@@ -75,10 +75,10 @@ size_t beit_model_arena_bytes(const beit_model *m);
 
 /* Forward pass and loss. train = 1 enables drop path, keyed by (seed, step).
  * Returns the loss; fills st (may be NULL). */
-double beit_forward(beit_model *m, beit_task task, const beit_batch *batch, int train,
+double beit_forward(beit_model *m, beit_task task, const beit_input *batch, int train,
                     uint64_t seed, int64_t step, beit_stats *st);
 /* Backward of the last forward: accumulates into m->params.grad. */
-void beit_backward(beit_model *m, const beit_batch *batch);
+void beit_backward(beit_model *m, const beit_input *batch);
 
 /* Views into the arena after a forward. */
 const float *beit_logits(const beit_model *m);            /* classify: [B, K]; MIM: [masked, V] */
