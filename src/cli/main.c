@@ -12,8 +12,14 @@ typedef struct {
 } command;
 
 static const command COMMANDS[] = {
+    {"demo", cmd_demo, "the whole method on Fashion-MNIST in about 10 minutes"},
     {"version", cmd_version, "print version, BLAS library and kernel set"},
     {"data", cmd_data, "inspect a dataset or preview masked pretraining samples"},
+    {"pretrain", cmd_pretrain, "pretrain BEiT by masked image modeling"},
+    {"finetune", cmd_finetune, "fine-tune a classifier (from a pretrained checkpoint or scratch)"},
+    {"tokenizer", cmd_tokenizer, "train a visual tokenizer (dVAE or k-means), encode or reconstruct"},
+    {"eval", cmd_eval, "top-1/top-5 accuracy and confusion matrix of a classifier"},
+    {"predict", cmd_predict, "classify image files with a fine-tuned checkpoint"},
     {"bench", cmd_bench, "time a workload (pretrain, finetune, infer, sgemm) on synthetic data"},
 };
 static const int NCOMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);

@@ -85,6 +85,10 @@ const float *beit_logits(const beit_model *m);            /* classify: [B, K]; M
 const float *beit_attention(const beit_model *m, int layer); /* [B, H, N, N] (forward-only arena: last layer only) */
 const float *beit_hidden(const beit_model *m, int layer);    /* block input of `layer` (depth = final), [B, N, C] */
 
+/* Builds a model from a beit.c checkpoint: its "config" metadata gives the
+ * architecture, its tensors the weights (optimizer state is ignored). */
+int beit_model_open(beit_model *m, const char *path);
+
 /* FLOPs of one forward for a batch (matmuls + attention), for benchmarks. */
 double beit_forward_flops(const beit_model *m, beit_task task, int B, int masked);
 

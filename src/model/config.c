@@ -119,3 +119,19 @@ int beit_config_from_json(beit_config *c, const char *json, const char *source) 
   if (beit_config_validate(c) != BEIT_OK) return beit_error_context("%s", source);
   return BEIT_OK;
 }
+
+/* ---- opening a checkpoint ---- */
+#include "io/safetensors.h"
+
+int beit_model_open(beit_model *m, const char *path) {
+  beit_safetensors st;
+  if (beit_st_open(&st, path) != BEIT_OK) return BEIT_ERR;
+  const char *json = beit_st_meta(&st, "config");
+  beit_config cfg;
+  int rc = json ? beit_config_from_json(&cfg, json, path)
+                : beit_errorf("%s: no 'config' metadata (not a beit.c checkpoint; see beit convert)", path);
+  if (rc == BEIT_OK) rc = beit_model_init(m, &cfg);
+  if (rc == BEIT_OK && (rc = beit_params_load_from(&m->params, &st, 0)) != BEIT_OK) beit_model_free(m);
+  beit_st_close(&st);
+  return rc;
+}

@@ -39,4 +39,43 @@ void beit_optimizer_free(beit_optimizer *o);
  * without touching the parameters (the caller reports it). */
 double beit_optimizer_step(beit_optimizer *o);
 
+/* ---- run folder: config.json + log.jsonl ---------------------------------- */
+typedef struct {
+  char dir[1024];
+  FILE *log;
+} beit_run;
+
+/* Creates `dir`; writes config.json (atomically). A fresh run truncates
+ * log.jsonl; a resumed run (resume_step >= 0) keeps only the lines whose
+ * "step" is <= resume_step, so the log has no duplicated steps. */
+int beit_run_open(beit_run *r, const char *dir, const char *config_json, int64_t resume_step);
+/* Appends one JSON object line and flushes it (crash-safe). */
+void beit_run_log(beit_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void beit_run_close(beit_run *r);
+/* path = dir/name */
+void beit_run_path(const beit_run *r, const char *name, char *out, size_t n);
+
+/* ---- Ctrl-C: the first SIGINT/SIGTERM asks the loop to checkpoint and stop */
+void beit_install_stop_handler(void);
+int beit_stop_requested(void);
+
+/* ---- checkpoints ----------------------------------------------------------
+ * One safetensors file: the model's tensors under their own names, the AdamW
+ * moments as "optim.m.<name>" / "optim.v.<name>", and metadata holding the model
+ * config, the command's arguments and the position to resume from. Written to
+ * a temp file, fsynced and renamed, so the previous checkpoint survives a crash. */
+typedef struct {
+  int64_t step;          /* optimizer updates done */
+  int64_t epoch;         /* epoch to continue in */
+  int64_t step_in_epoch; /* batches of that epoch already consumed */
+  double best;           /* best evaluation metric so far (fine-tuning) */
+} beit_train_state;
+
+int beit_checkpoint_save(const char *path, const beit_params *p, const beit_optimizer *opt,
+                         const beit_train_state *s, const char *const *meta_kv, int n_meta);
+/* Loads parameters (and, when opt != NULL, the AdamW moments and step) plus the
+ * state. strict: refuse tensors the model does not have (optimizer keys excepted). */
+int beit_checkpoint_load(const char *path, beit_params *p, beit_optimizer *opt, beit_train_state *s,
+                         int strict);
+
 #endif

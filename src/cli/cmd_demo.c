@@ -1,0 +1,158 @@
+/* cmd_demo.c - `beit demo`: the whole method on Fashion-MNIST in one command,
+ * sized for about 10 minutes on 2 cores: train a small dVAE tokenizer, pretrain
+ * a small BEiT by masked image modeling, fine-tune it, evaluate it, and write
+ * the pictures (reconstructions, masks, attention maps, curves) into one folder. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/core.h"
+#include "data/loader.h"
+#include "train/evaluate.h"
+#include "train/recipes.h"
+#include "train/tokenizer.h"
+#include "train/visualize.h"
+
+typedef struct {
+  const char *out, *model;
+  int threads, tok_steps, pt_epochs, ft_epochs;
+  long long subset;
+} demo_opts;
+
+/* dir/name; dir is bounded so that the name always fits */
+static void path_in(char *buf, size_t n, const char *dir, const char *name) { snprintf(buf, n, "%.900s/%s", dir, name); }
+
+static int step_tokenizer(const demo_opts *d, char *tok_path, size_t n) {
+  beit_tok_train_cfg tc;
+  beit_tok_train_defaults(&tc);
+  char dir[1100];
+  path_in(dir, sizeof dir, d->out, "tokenizer");
+  tc.data = "fashion-mnist";
+  tc.out = dir;
+  tc.steps = d->tok_steps;
+  tc.workers = 2;
+  printf("\n== 1/4 visual tokenizer: a dVAE, %lld steps ==\n", (long long)tc.steps);
+  fflush(stdout);
+  if (beit_tokenizer_train(&tc) != 0) return BEIT_ERR;
+  path_in(tok_path, n, dir, "tokenizer.safetensors");
+  return BEIT_OK;
+}
+
+static int step_pretrain(const demo_opts *d, const char *tok_path) {
+  beit_recipe_opts o;
+  beit_recipe_defaults_pretrain(&o);
+  char dir[1100];
+  path_in(dir, sizeof dir, d->out, "pretrain");
+  o.out = dir, o.model = d->model, o.tokenizer = tok_path, o.epochs = d->pt_epochs, o.subset = d->subset;
+  o.threads = d->threads, o.crop_scale_min = 0.5f, o.warmup_epochs = 0.5f, o.batch = 64, o.log_every = 10;
+  printf("\n== 2/4 masked image modeling: BEiT-%s, %d epoch(s) on %lld images ==\n", d->model, o.epochs, d->subset);
+  fflush(stdout);
+  return beit_pretrain(&o) == 0 ? BEIT_OK : BEIT_ERR;
+}
+
+static int step_finetune(const demo_opts *d) {
+  beit_recipe_opts o;
+  beit_recipe_defaults_finetune(&o);
+  char dir[1100], init[1100];
+  path_in(dir, sizeof dir, d->out, "finetune");
+  path_in(init, sizeof init, d->out, "pretrain/model.safetensors");
+  o.out = dir, o.model = d->model, o.init = init, o.epochs = d->ft_epochs, o.subset = 0, o.threads = d->threads;
+  o.lr = 2e-3f, o.layer_decay = 0.75f, o.mixup = 0, o.cutmix = 0, o.crop_scale_min = 0.6f, o.warmup_epochs = 0.3f;
+  o.batch = 64, o.log_every = 20;
+  printf("\n== 3/4 fine-tuning: %d epoch(s) on the 60000 training images ==\n", o.epochs);
+  fflush(stdout);
+  return beit_finetune(&o) == 0 ? BEIT_OK : BEIT_ERR;
+}
+
+static int step_pictures(const demo_opts *d, const char *tok_path, double *top1) {
+  char path[1100], best[1100];
+  beit_dataset test;
+  beit_model m;
+  beit_tokenizer tok;
+  if (beit_dataset_open(&test, "fashion-mnist", 0) != BEIT_OK) return BEIT_ERR;
+  path_in(best, sizeof best, d->out, "finetune/best.safetensors");
+  if (beit_model_open(&m, best) != BEIT_OK || beit_model_reserve(&m, 128, 0) != BEIT_OK) return BEIT_ERR;
+  printf("\n== 4/4 evaluation and pictures ==\n");
+  beit_eval_result r;
+  if (beit_evaluate(&m, &test, m.cfg.image_size, &r, 1) != BEIT_OK) return BEIT_ERR;
+  *top1 = (double)r.top1 / r.n;
+  free(r.confusion);
+  /* attention of the CLS token at the last layer, 8 test images */
+  int n = 8, S = m.cfg.image_size;
+  float *imgs = malloc((size_t)n * S * S * test.channels * sizeof(float));
+  if (beit_eval_images(&test, 0, n, S, 1.0f, test.mean, test.std, imgs, NULL) != BEIT_OK) return BEIT_ERR;
+  path_in(path, sizeof path, d->out, "attention.png");
+  if (beit_attention_png(&m, imgs, n, test.mean, test.std, path) != BEIT_OK) return BEIT_ERR;
+  free(imgs);
+  path_in(path, sizeof path, d->out, "tokenizer-recon.png");
+  double mae;
+  if (beit_tokenizer_load(&tok, tok_path) != BEIT_OK || beit_tokenizer_reconstruct(&tok, &test, 0, 16, path, &mae) != BEIT_OK)
+    return BEIT_ERR;
+  beit_tokenizer_free(&tok);
+  path_in(path, sizeof path, d->out, "mask-preview.png");
+  char *argv[] = {"data", "preview", "--data", "fashion-mnist", "--out", path, NULL};
+  if (cmd_data(6, argv) != 0) return beit_errorf("mask preview failed");
+  char pt[1100], ft[1100], tk[1100];
+  path_in(pt, sizeof pt, d->out, "pretrain");
+  path_in(ft, sizeof ft, d->out, "finetune");
+  path_in(tk, sizeof tk, d->out, "tokenizer");
+  const char *pruns[] = {pt}, *fruns[] = {ft}, *truns[] = {tk};
+  path_in(path, sizeof path, d->out, "curve-pretrain-loss.png");
+  if (beit_plot_png(pruns, 1, "loss", path) != BEIT_OK) return BEIT_ERR;
+  path_in(path, sizeof path, d->out, "curve-pretrain-accuracy.png");
+  if (beit_plot_png(pruns, 1, "accuracy", path) != BEIT_OK) return BEIT_ERR;
+  path_in(path, sizeof path, d->out, "curve-finetune-loss.png");
+  if (beit_plot_png(fruns, 1, "loss", path) != BEIT_OK) return BEIT_ERR;
+  path_in(path, sizeof path, d->out, "curve-tokenizer-loss.png");
+  if (beit_plot_png(truns, 1, "loss", path) != BEIT_OK) return BEIT_ERR;
+  printf("tokenizer reconstruction MAE on 16 test images: %.4f\n", mae);
+  beit_model_free(&m);
+  beit_dataset_close(&test);
+  return BEIT_OK;
+}
+
+int cmd_demo(int argc, char **argv) {
+  demo_opts d = {.out = "runs/demo", .model = "mini", .threads = 0, .tok_steps = 600, .pt_epochs = 1,
+                 .ft_epochs = 3, .subset = 60000};
+  beit_arg a[] = {
+      {"out", ARG_STR, &d.out, "folder for everything the demo writes", 0, 0},
+      {"model", ARG_STR, &d.model, "BEiT preset", 0, 0},
+      {"tokenizer-steps", ARG_INT, &d.tok_steps, "dVAE training steps", 1, 1e9},
+      {"pretrain-epochs", ARG_INT, &d.pt_epochs, "masked image modeling epochs", 1, 1e6},
+      {"pretrain-subset", ARG_I64, &d.subset, "training images used for pretraining", 1, 1e9},
+      {"finetune-epochs", ARG_INT, &d.ft_epochs, "fine-tuning epochs", 1, 1e6},
+      {"threads", ARG_INT, &d.threads, "threads (0 = all cores)", 0, 1024},
+  };
+  int rc = beit_args_parse("beit demo [options]",
+                           "Tokenizer, masked image modeling, fine-tuning and pictures on Fashion-MNIST.", a,
+                           (int)(sizeof a / sizeof a[0]), argc, argv, NULL, NULL);
+  if (rc) return rc == ARGS_HELP ? 0 : 2;
+  beit_set_threads(d.threads);
+  double t0 = beit_now(), top1 = 0;
+  char tok[1100];
+  printf("beit demo: %s; %d threads; writing into %s\n", beit_blas_describe(), beit_get_threads(), d.out);
+  if (beit_mkdir_p(d.out) != BEIT_OK || step_tokenizer(&d, tok, sizeof tok) != BEIT_OK ||
+      step_pretrain(&d, tok) != BEIT_OK || step_finetune(&d) != BEIT_OK || step_pictures(&d, tok, &top1) != BEIT_OK) {
+    fprintf(stderr, "beit demo: %s\n", beit_last_error());
+    return 1;
+  }
+  double minutes = (beit_now() - t0) / 60;
+  char path[1100];
+  path_in(path, sizeof path, d.out, "summary.json");
+  FILE *f = fopen(path, "w");
+  if (f) {
+    fprintf(f, "{\"test_top1\": %.4f, \"minutes\": %.2f, \"model\": \"%s\", \"pretrain_epochs\": %d, "
+               "\"pretrain_subset\": %lld, \"finetune_epochs\": %d, \"tokenizer_steps\": %d}\n",
+            top1, minutes, d.model, d.pt_epochs, d.subset, d.ft_epochs, d.tok_steps);
+    fclose(f);
+  }
+  printf("\n== done in %.1f minutes ==\nFashion-MNIST test top-1: %.2f%%\n", minutes, 100 * top1);
+  printf("pictures in %s/:\n  attention.png            CLS attention at the last layer: image, each head, mean\n"
+         "  tokenizer-recon.png      test images and their dVAE reconstructions\n"
+         "  mask-preview.png         augmented pretraining views with their blockwise masks\n"
+         "  curve-*.png              training curves (tokenizer, pretraining, fine-tuning)\n"
+         "runs: %s/{tokenizer,pretrain,finetune} (config.json, log.jsonl, checkpoints)\n", d.out, d.out);
+  return 0;
+}

@@ -1,0 +1,80 @@
+/* cmd_train.c - `beit pretrain` and `beit finetune`: flags onto beit_recipe_opts
+ * (one table for the flags both share), then the recipe in src/train/. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "train/recipes.h"
+
+#define MAX_ARGS 48
+
+/* Flags common to both recipes; returns how many were added. */
+static int common_args(beit_arg *a, beit_recipe_opts *o) {
+  beit_arg common[] = {
+      {"data", ARG_STR, &o->data, "dataset: fashion-mnist, mnist:DIR, cifar10:DIR, cifar100:DIR, folder:ROOT", 0, 0},
+      {"out", ARG_STR, &o->out, "run folder (config.json, log.jsonl, checkpoints)", 0, 0},
+      {"model", ARG_STR, &o->model, "preset: micro mini demo tiny small base large", 0, 0},
+      {"image-size", ARG_INT, &o->image_size, "input side (0 = the dataset's)", 0, 4096},
+      {"patch-size", ARG_INT, &o->patch_size, "patch side (0 = 4 below 64 px, else 16)", 0, 256},
+      {"epochs", ARG_INT, &o->epochs, "epochs", 1, 100000},
+      {"batch", ARG_INT, &o->batch, "images per step", 1, 65536},
+      {"subset", ARG_I64, &o->subset, "use only the first N training images (0 = all)", 0, 1e12},
+      {"lr", ARG_FLOAT, &o->lr, "peak learning rate", 1e-9, 10},
+      {"min-lr", ARG_FLOAT, &o->min_lr, "cosine schedule floor", 0, 10},
+      {"warmup-epochs", ARG_FLOAT, &o->warmup_epochs, "linear warmup epochs", 0, 1e5},
+      {"weight-decay", ARG_FLOAT, &o->weight_decay, "AdamW weight decay", 0, 10},
+      {"beta2", ARG_FLOAT, &o->beta2, "AdamW beta2", 0, 1},
+      {"clip-grad", ARG_FLOAT, &o->clip_grad, "global gradient norm clip (0 = off)", 0, 1e6},
+      {"drop-path", ARG_FLOAT, &o->drop_path, "stochastic depth rate of the last block", 0, 0.99},
+      {"layer-scale", ARG_FLOAT, &o->layer_scale, "LayerScale init (0 = off)", 0, 10},
+      {"crop-scale-min", ARG_FLOAT, &o->crop_scale_min, "random resized crop: smallest area share", 0.01, 1},
+      {"seed", ARG_I64, &o->seed, "seed of every random choice", 0, 9.2e18},
+      {"threads", ARG_INT, &o->threads, "threads (0 = all cores)", 0, 1024},
+      {"workers", ARG_INT, &o->workers, "data loading threads", 0, 256},
+      {"resume", ARG_FLAG, &o->resume, "continue from the run folder's checkpoint", 0, 0},
+      {"save-every", ARG_INT, &o->save_every, "also checkpoint every N steps (0 = per epoch / at the end)", 0, 1e9},
+      {"log-every", ARG_INT, &o->log_every, "log.jsonl line every N steps", 1, 1e9},
+      {"quiet", ARG_FLAG, &o->quiet, "no progress bar", 0, 0},
+  };
+  int n = (int)(sizeof common / sizeof common[0]);
+  memcpy(a, common, sizeof common);
+  return n;
+}
+
+int cmd_pretrain(int argc, char **argv) {
+  beit_recipe_opts o;
+  beit_recipe_defaults_pretrain(&o);
+  beit_arg a[MAX_ARGS];
+  int n = common_args(a, &o);
+  a[n++] = (beit_arg){"tokenizer", ARG_STR, &o.tokenizer, "tokenizer checkpoint (dVAE or k-means), or 'pixel' to regress pixels", 0, 0};
+  a[n++] = (beit_arg){"mask-ratio", ARG_FLOAT, &o.mask_ratio, "share of patches masked (paper: 75 of 196)", 0.01, 0.95};
+  a[n++] = (beit_arg){"random-mask", ARG_FLAG, &o.random_mask, "ablation: random instead of blockwise masking", 0, 0};
+  int rc = beit_args_parse("beit pretrain --tokenizer TOK.safetensors [options]",
+                           "Pretrain BEiT by masked image modeling: predict the visual tokens of masked patches.",
+                           a, n, argc, argv, NULL, NULL);
+  if (rc) return rc == ARGS_HELP ? 0 : 2;
+  if (!o.tokenizer) {
+    fprintf(stderr, "beit pretrain: --tokenizer is required (train one with 'beit tokenizer train', or pass 'pixel')\n");
+    return 2;
+  }
+  return beit_pretrain(&o);
+}
+
+int cmd_finetune(int argc, char **argv) {
+  beit_recipe_opts o;
+  beit_recipe_defaults_finetune(&o);
+  beit_arg a[MAX_ARGS];
+  int n = common_args(a, &o);
+  a[n++] = (beit_arg){"init", ARG_STR, &o.init, "pretraining checkpoint to start from (none = from scratch)", 0, 0};
+  a[n++] = (beit_arg){"layer-decay", ARG_FLOAT, &o.layer_decay, "layer-wise lr decay (1 = off)", 0.01, 1};
+  a[n++] = (beit_arg){"smoothing", ARG_FLOAT, &o.label_smoothing, "label smoothing", 0, 0.99};
+  a[n++] = (beit_arg){"mixup", ARG_FLOAT, &o.mixup, "mixup alpha (0 = off)", 0, 100};
+  a[n++] = (beit_arg){"cutmix", ARG_FLOAT, &o.cutmix, "cutmix alpha (0 = off)", 0, 100};
+  a[n++] = (beit_arg){"use-cls", ARG_FLAG, &o.use_cls, "classify from the CLS token instead of mean pooling", 0, 0};
+  int rc = beit_args_parse("beit finetune [--init PRETRAINED.safetensors] [options]",
+                           "Fine-tune a BEiT classifier and evaluate it on the test split every epoch.", a, n, argc,
+                           argv, NULL, NULL);
+  if (rc) return rc == ARGS_HELP ? 0 : 2;
+  return beit_finetune(&o);
+}

@@ -1,0 +1,21 @@
+/* evaluate.h - classification metrics of a model over a dataset split. */
+#ifndef BEIT_EVALUATE_H
+#define BEIT_EVALUATE_H
+
+#include <stdint.h>
+
+#include "data/dataset.h"
+#include "model/beit.h"
+
+typedef struct {
+  int64_t n, top1, top5;
+  double loss;
+  int64_t *confusion;  /* [K, K]: row = true class, column = predicted */
+  int num_classes;
+} beit_eval_result;
+
+/* Runs the eval transform (resize + centre crop) over all of ds in batches of
+ * the model's reserved size; fills r (caller frees r->confusion with free()). */
+int beit_evaluate(beit_model *m, const beit_dataset *ds, int image_size, beit_eval_result *r, int show_progress);
+
+#endif

@@ -1,0 +1,119 @@
+/* pretrain.c - BEiT masked image modeling: blockwise (or random) masks over the
+ * patch grid, the masked patches replaced by the mask token, and the encoder
+ * trained to predict the visual tokens of the tokenizer view at the masked
+ * positions (or, for the ablation, their normalised pixels). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "train/tokenizer.h"
+#include "train/trainer.h"
+
+void beit_recipe_defaults_pretrain(beit_recipe_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->data = "fashion-mnist";
+  o->out = "runs/pretrain";
+  o->model = "tiny";
+  o->patch_size = 0;        /* 4 for small images, 16 from 64 px up */
+  o->epochs = 10;
+  o->batch = 64;
+  o->threads = 0;
+  o->workers = 2;
+  o->lr = 1.5e-3f;          /* paper: 1.5e-3 at batch 2048 */
+  o->min_lr = 1e-5f;
+  o->warmup_epochs = 1;     /* paper: 10 of 800 */
+  o->weight_decay = 0.05f;
+  o->beta2 = 0.999f;
+  o->clip_grad = 3.0f;
+  o->drop_path = 0.1f;
+  o->layer_scale = 0.1f;
+  o->crop_scale_min = 0.08f;
+  o->seed = 0;
+  o->log_every = 10;
+  o->tokenizer = NULL;
+  o->mask_ratio = 0.4f;
+}
+
+/* Builds the MIM (or pixel) model config from the preset and the options. */
+static int make_config(beit_config *cfg, const beit_recipe_opts *o, const beit_loader_cfg *lc, int vocab) {
+  memset(cfg, 0, sizeof *cfg);
+  if (beit_config_preset(cfg, o->model) != BEIT_OK) return BEIT_ERR;
+  cfg->image_size = lc->image_size;
+  cfg->channels = 0;
+  cfg->patch_size = lc->patch_size;
+  cfg->vocab_size = vocab;
+  cfg->pixel_head = vocab == 0;
+  cfg->shared_rel_pos = 1;
+  cfg->use_mean_pooling = 1;
+  cfg->drop_path = o->drop_path;
+  cfg->layer_scale_init = o->layer_scale;
+  return BEIT_OK;
+}
+
+int beit_pretrain(const beit_recipe_opts *o) {
+  beit_set_threads(o->threads);
+  /* no tokenizer ("pixel"): the ablation that regresses the masked pixels */
+  int pixel = !o->tokenizer || !strcmp(o->tokenizer, "pixel");
+  beit_tokenizer tg;
+  beit_trainer t;
+  memset(&t, 0, sizeof t);
+  memset(&tg, 0, sizeof tg);
+  int32_t *tokens = NULL;
+  int rc = BEIT_ERR;
+  if (!pixel && beit_tokenizer_load(&tg, o->tokenizer) != BEIT_OK) goto done;
+  int grid_hint = o->image_size && o->patch_size ? o->image_size / o->patch_size : 0;
+  int num_mask = grid_hint ? (int)lroundf(o->mask_ratio * grid_hint * grid_hint) : 0;
+  if (trainer_open_data(&t, o, "pretrain", BEIT_LOAD_PRETRAIN, pixel ? -1 : tg.image_size,
+                        num_mask, o->random_mask) != BEIT_OK)
+    goto done;
+  const beit_loader_cfg *lc = beit_loader_config(t.loader);
+  int grid = lc->image_size / lc->patch_size;
+  if (!num_mask && o->mask_ratio > 0) {  /* sizes were the dataset's: reopen with the ratio on the real grid */
+    beit_loader_cfg c2 = *lc;  /* copy before closing: lc points into the loader */
+    beit_loader_close(t.loader);
+    c2.num_mask = (int)lroundf(o->mask_ratio * grid * grid);
+    if (beit_loader_open(&t.loader, &t.ds, &c2) != BEIT_OK) goto done;
+    lc = beit_loader_config(t.loader);
+  }
+  if (!pixel && (tg.grid != grid || tg.channels != t.ds.channels)) {
+    beit_errorf("%s: tokenizer gives a %dx%d grid of %d-channel images, the model a %dx%d patch grid of %d-channel images",
+                o->tokenizer, tg.grid, tg.grid, tg.channels, grid, grid, t.ds.channels);
+    goto done;
+  }
+  beit_config cfg;
+  if (make_config(&cfg, o, lc, pixel ? 0 : tg.vocab) != BEIT_OK) goto done;
+  cfg.channels = t.ds.channels;
+  if (trainer_open_model(&t, &cfg, 1.0f) != BEIT_OK) goto done;
+  tokens = beit_alloc((size_t)o->batch * grid * grid * sizeof(int32_t), "visual tokens");
+  if (!tokens) goto done;
+  beit_batch b;
+  while (t.st.step < t.total_steps && !beit_stop_requested()) {
+    int got = beit_loader_next(t.loader, &b);
+    if (got < 0) goto done;
+    if (got == 0) continue;  /* epoch boundary */
+    if (!pixel && beit_tokenizer_encode(&tg, b.images2, b.n, tokens) != BEIT_OK) goto done;
+    beit_input in = {.B = b.n, .images = b.images, .mask = b.masks, .tokens = tokens};
+    beit_stats s;
+    beit_params_zero_grad(&t.model.params);
+    double loss = beit_forward(&t.model, pixel ? BEIT_TASK_PIXEL : BEIT_TASK_MIM, &in, 1,
+                               (uint64_t)o->seed, t.st.step, &s);
+    if (isfinite(loss)) beit_backward(&t.model, &in);
+    if (trainer_after_step(&t, &b, loss, &s) != BEIT_OK) goto done;
+  }
+  rc = trainer_save(&t);
+  if (rc == BEIT_OK && beit_stop_requested()) {
+    beit_progress_finish(&t.bar);
+    fprintf(stderr, "pretrain: stopped at step %lld; checkpoint saved in %s (continue with --resume)\n",
+            (long long)t.st.step, o->out);
+    rc = 130;
+  }
+done:
+  if (rc == BEIT_ERR) {
+    beit_progress_finish(&t.bar);
+    fprintf(stderr, "beit pretrain: %s\n", beit_last_error());
+  }
+  beit_free(tokens);
+  trainer_close(&t);
+  if (!pixel) beit_tokenizer_free(&tg);
+  return rc == BEIT_ERR ? 1 : rc;
+}

@@ -1,0 +1,43 @@
+/* recipes.h - the BEiT recipes a user runs: masked-image-modeling pretraining,
+ * fine-tuning a classifier (from a pretraining checkpoint or from scratch) and
+ * evaluation. Each writes a run folder (config.json, log.jsonl, checkpoints)
+ * and resumes exactly from its checkpoint. Defaults are the paper's, scaled for
+ * small images where noted in the commands' --help. */
+#ifndef BEIT_RECIPES_H
+#define BEIT_RECIPES_H
+
+#include <stdint.h>
+
+typedef struct {
+  const char *data;        /* dataset spec (fashion-mnist, cifar10:DIR, folder:ROOT, ...) */
+  const char *out;         /* run folder */
+  const char *model;       /* preset name */
+  int image_size, patch_size;
+  int epochs, batch, threads, workers;
+  long long subset;        /* use only the first N training images (0 = all) */
+  float lr, min_lr, warmup_epochs, weight_decay, beta2, clip_grad;
+  float drop_path, layer_scale;
+  float crop_scale_min;    /* random resized crop: smallest area share */
+  long long seed;
+  int resume;              /* continue from out/checkpoint.safetensors */
+  int save_every;          /* checkpoint every N steps (0 = each epoch only) */
+  int log_every;           /* log.jsonl line every N steps */
+  int quiet;               /* no progress bar */
+  /* pretraining */
+  const char *tokenizer;   /* tokenizer checkpoint, or "pixel" for the regression ablation */
+  float mask_ratio;
+  int random_mask;         /* ablation: random instead of blockwise */
+  /* fine-tuning */
+  const char *init;        /* pretraining checkpoint (NULL = from scratch) */
+  float layer_decay, label_smoothing, mixup, cutmix;
+  int use_cls;             /* classify from the CLS token instead of mean pooling */
+} beit_recipe_opts;
+
+void beit_recipe_defaults_pretrain(beit_recipe_opts *o);
+void beit_recipe_defaults_finetune(beit_recipe_opts *o);
+/* Each returns 0 on success, 1 on a runtime error (message printed), 130 when
+ * stopped by Ctrl-C after saving a checkpoint. */
+int beit_pretrain(const beit_recipe_opts *o);
+int beit_finetune(const beit_recipe_opts *o);
+
+#endif
