@@ -1,0 +1,65 @@
+/* augment.h - per-sample image transforms, uint8 HWC in, float CHW out:
+ * random resized crop, horizontal flip, colour jitter, PIL-style antialiased
+ * bilinear/bicubic/Lanczos resampling, the two pretraining views cut from one
+ * crop box (spec section 4), the fine-tuning train transform and the eval
+ * transform (resize shorter side to size/crop_pct, centre crop; spec 7.3). */
+#ifndef BEIT_AUGMENT_H
+#define BEIT_AUGMENT_H
+
+#include "core/core.h"
+#include "io/image.h"
+
+typedef enum { BEIT_INTERP_BILINEAR = 0, BEIT_INTERP_BICUBIC, BEIT_INTERP_LANCZOS } beit_interp;
+
+typedef struct {
+  int top, left, h, w; /* pixels of the source image */
+} beit_box;
+
+typedef struct {
+  float scale_min, scale_max; /* crop area share: 0.08 .. 1 */
+  float ratio_min, ratio_max; /* crop w/h, log-uniform: 3/4 .. 4/3 */
+  float hflip;                /* flip probability: 0.5 */
+  float brightness, contrast, saturation; /* jitter strengths: 0.4 (0 = off) */
+  beit_interp interp;         /* view A / train view: bicubic */
+  beit_interp interp_b;       /* pretraining view B: Lanczos (spec section 4) */
+} beit_aug_cfg;
+
+/* What one call drew (for tests and previews). */
+typedef struct {
+  beit_box box;
+  int flip;
+  int order[3];      /* jitter op order: 0 brightness, 1 contrast, 2 saturation */
+  float factor[3];   /* jitter factors (1 = identity) */
+  float gray_mean;   /* mean gray level the contrast op blends towards, [0, 1] */
+} beit_aug_params;
+
+void beit_aug_defaults(beit_aug_cfg *cfg);
+
+/* Random resized crop box (10 attempts, then a centre crop clamped to the ratio range). */
+beit_box beit_rrc_box(beit_rng *rng, int H, int W, float scale_min, float scale_max, float ratio_min,
+                      float ratio_max);
+/* Draws jitter, flip and box in the torchvision order (jitter, flip, crop). */
+void beit_aug_draw(const beit_aug_cfg *cfg, beit_rng *rng, const beit_image *img, beit_aug_params *p);
+
+/* Resamples the box of `img` to out_h x out_w, float CHW in [0, 1]; mirrored
+ * horizontally when flip (= flipping the image, then cropping the mirrored box). */
+int beit_resize_box(const beit_image *img, beit_box box, int out_h, int out_w, beit_interp interp, int flip,
+                    float *out);
+/* Applies drawn jitter to a float CHW [0,1] image with c channels (saturation only when c = 3). */
+void beit_jitter_apply(const beit_aug_params *p, float *chw, int c, int hw);
+/* x = (x - mean[ch]) / std[ch] per channel. */
+void beit_normalize(float *chw, int c, int hw, const float mean[3], const float std[3]);
+
+/* Pretraining: one draw, view A (size_a, cfg->interp, normalised with mean/std)
+ * and view B (size_b, cfg->interp_b, plain [0,1]). out_b may be NULL. */
+int beit_aug_pretrain(const beit_aug_cfg *cfg, const beit_image *img, beit_rng *rng, int size_a, int size_b,
+                      const float mean[3], const float std[3], float *out_a, float *out_b, beit_aug_params *drawn);
+/* Fine-tuning train view: crop + flip + jitter, normalised. */
+int beit_aug_train(const beit_aug_cfg *cfg, const beit_image *img, beit_rng *rng, int size, const float mean[3],
+                   const float std[3], float *out, beit_aug_params *drawn);
+/* Eval: shorter side to floor(size / crop_pct) (bicubic), centre crop size x size,
+ * normalised. An image already size x size is passed through exactly. */
+int beit_aug_eval(const beit_image *img, int size, float crop_pct, const float mean[3], const float std[3],
+                  float *out);
+
+#endif
