@@ -18,7 +18,7 @@
 typedef struct {
   const char *out, *model;
   int threads, tok_steps, pt_epochs, ft_epochs;
-  long long subset;
+  long long subset, ft_subset;
 } demo_opts;
 
 /* dir/name; dir is bounded so that the name always fits */
@@ -58,10 +58,10 @@ static int step_finetune(const demo_opts *d) {
   char dir[1100], init[1100];
   path_in(dir, sizeof dir, d->out, "finetune");
   path_in(init, sizeof init, d->out, "pretrain/model.safetensors");
-  o.out = dir, o.model = d->model, o.init = init, o.epochs = d->ft_epochs, o.subset = 0, o.threads = d->threads;
+  o.out = dir, o.model = d->model, o.init = init, o.epochs = d->ft_epochs, o.subset = d->ft_subset, o.threads = d->threads;
   o.lr = 2e-3f, o.layer_decay = 0.75f, o.mixup = 0, o.cutmix = 0, o.crop_scale_min = 0.6f, o.warmup_epochs = 0.3f;
   o.batch = 64, o.log_every = 20;
-  printf("\n== 3/4 fine-tuning: %d epoch(s) on the 60000 training images ==\n", o.epochs);
+  printf("\n== 3/4 fine-tuning: %d epoch(s) on %lld training images ==\n", o.epochs, d->ft_subset);
   fflush(stdout);
   return beit_finetune(&o) == 0 ? BEIT_OK : BEIT_ERR;
 }
@@ -115,7 +115,7 @@ static int step_pictures(const demo_opts *d, const char *tok_path, double *top1)
 
 int cmd_demo(int argc, char **argv) {
   demo_opts d = {.out = "runs/demo", .model = "mini", .threads = 0, .tok_steps = 600, .pt_epochs = 1,
-                 .ft_epochs = 3, .subset = 60000};
+                 .ft_epochs = 3, .subset = 60000, .ft_subset = 60000};
   beit_arg a[] = {
       {"out", ARG_STR, &d.out, "folder for everything the demo writes", 0, 0},
       {"model", ARG_STR, &d.model, "BEiT preset", 0, 0},
@@ -123,6 +123,7 @@ int cmd_demo(int argc, char **argv) {
       {"pretrain-epochs", ARG_INT, &d.pt_epochs, "masked image modeling epochs", 1, 1e6},
       {"pretrain-subset", ARG_I64, &d.subset, "training images used for pretraining", 1, 1e9},
       {"finetune-epochs", ARG_INT, &d.ft_epochs, "fine-tuning epochs", 1, 1e6},
+      {"finetune-subset", ARG_I64, &d.ft_subset, "training images used for fine-tuning", 1, 1e9},
       {"threads", ARG_INT, &d.threads, "threads (0 = all cores)", 0, 1024},
   };
   int rc = beit_args_parse("beit demo [options]",

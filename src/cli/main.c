@@ -31,7 +31,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-  beit_blas_init(argv);
+  beit_runtime_init(argv);
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     usage(stdout);
     return argc < 2 ? 2 : 0;

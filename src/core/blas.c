@@ -1,8 +1,13 @@
-/* blas.c - gets the fast OpenBLAS kernels without the user knowing the trick.
- * Debian's OpenBLAS 0.3.21 picks its kernel set at load time and does not
- * recognise some AVX-512 Xeons (it falls back to Haswell or even Prescott
- * kernels, up to 5x slower). OpenBLAS reads OPENBLAS_CORETYPE only while it
- * loads, so when the CPU can do better we set it and re-execute ourselves once. */
+/* blas.c - the runtime environment beit needs, set without the user knowing
+ * the tricks:
+ * - Debian's OpenBLAS 0.3.21 picks its kernel set at load time and does not
+ *   recognise some AVX-512 Xeons (it falls back to Haswell or even Prescott
+ *   kernels, up to 5x slower); it reads OPENBLAS_CORETYPE only while loading.
+ * - libgomp's default wait policy spins idle threads; on a machine with any other
+ *   load a spinning thread steals the core its partner needs (measured 3.3x
+ *   slower at load 4 on 2 cores). Passive waiting costs a futex wake per parallel
+ *   region, negligible at our region sizes. libgomp also reads it while loading.
+ * So when either needs changing we set it and re-execute ourselves once. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,31 +40,34 @@ static int core_rank(const char *core) {
   return !strcasecmp(core, "Sandybridge") ? 1 : 0;
 }
 
-void beit_blas_init(char **argv) {
-  const char *best = best_core(), *core = openblas_get_corename();
-  const char *env = getenv("OPENBLAS_CORETYPE"), *reexec = getenv("BEIT_BLAS_REEXEC");
-  if (reexec) {
-    snprintf(g_note, sizeof g_note, "set by beit: OpenBLAS had picked %s", reexec);
-    return;
-  }
-  int weaker = best && core && core_rank(core) < core_rank(best);
-  if (env) {  /* the user's explicit choice wins; say when the CPU could do better */
+/* What beit_blas_describe reports after the kernel choice. */
+static void note_kernels(const char *env, const char *best, int weaker) {
+  const char *picked = getenv("BEIT_BLAS_PICKED");
+  if (picked)
+    snprintf(g_note, sizeof g_note, "set by beit: OpenBLAS had picked %s", picked);
+  else if (env) /* the user's explicit choice wins; say when the CPU could do better */
     snprintf(g_note, sizeof g_note, "OPENBLAS_CORETYPE=%s from the environment%s%s%s", env,
              weaker ? "; this CPU supports " : "", weaker ? best : "", weaker ? ", unset it" : "");
-    return;
-  }
-  if (!weaker) {
+  else
     snprintf(g_note, sizeof g_note, "detected by OpenBLAS");
-    return;
-  }
-  /* OpenBLAS chose a weaker set than the CPU supports: restart with the right one. */
-  setenv("OPENBLAS_CORETYPE", best, 1);
-  setenv("BEIT_BLAS_REEXEC", core, 1);
+}
+
+void beit_runtime_init(char **argv) {
+  const char *best = best_core(), *core = openblas_get_corename(), *env = getenv("OPENBLAS_CORETYPE");
+  int weaker = best && core && core_rank(core) < core_rank(best);
+  note_kernels(env, best, weaker);
+  if (getenv("BEIT_REEXEC")) return;  /* already restarted once */
+  int fix_core = weaker && !env, fix_wait = !getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT");
+  if (!fix_core && !fix_wait) return;
+  if (fix_core) setenv("OPENBLAS_CORETYPE", best, 1), setenv("BEIT_BLAS_PICKED", core, 1);
+  if (fix_wait) setenv("OMP_WAIT_POLICY", "passive", 1);
+  setenv("BEIT_REEXEC", "1", 1);
   execv("/proc/self/exe", argv);
-  /* exec failed (no /proc?): carry on with what we have, and say so */
-  unsetenv("OPENBLAS_CORETYPE");
-  unsetenv("BEIT_BLAS_REEXEC");
-  snprintf(g_note, sizeof g_note, "could not switch OpenBLAS from %s to %s kernels (slower)", core, best);
+  /* exec failed (no /proc?): carry on as we are, and say so */
+  if (fix_core) unsetenv("OPENBLAS_CORETYPE"), unsetenv("BEIT_BLAS_PICKED");
+  if (fix_wait) unsetenv("OMP_WAIT_POLICY");
+  unsetenv("BEIT_REEXEC");
+  if (fix_core) snprintf(g_note, sizeof g_note, "could not switch OpenBLAS from %s to %s kernels (slower)", core, best);
 }
 
 const char *beit_blas_describe(void) {

@@ -59,10 +59,11 @@ int beit_get_threads(void);
 /* Peak resident set size of this process in MiB (from /proc/self/status). */
 double beit_peak_rss_mib(void);
 
-/* ---- BLAS ---------------------------------------------------------------
+/* ---- runtime ------------------------------------------------------------
  * Call first thing in main(): if OpenBLAS picked a weaker kernel set than the
- * CPU supports, sets OPENBLAS_CORETYPE and re-executes the program (once). */
-void beit_blas_init(char **argv);
+ * CPU supports (and OPENBLAS_CORETYPE is unset), or OpenMP would spin-wait,
+ * sets OPENBLAS_CORETYPE / OMP_WAIT_POLICY=passive and re-executes (once). */
+void beit_runtime_init(char **argv);
 /* e.g. "OpenBLAS 0.3.21, kernels SkylakeX (kernel set chosen by beit (SkylakeX))" */
 const char *beit_blas_describe(void);
 
