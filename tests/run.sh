@@ -7,6 +7,7 @@ BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export BEIT_TEST_FIXTURES="$ROOT/$BUILD/fixtures"
 export BEIT_ROOT="$ROOT"
+export BEIT_BIN="$ROOT/$BUILD/beit"
 mkdir -p "$BEIT_TEST_FIXTURES"
 passed=0; failed=0
 for t in "$ROOT/$BUILD"/tests/test_*; do
