@@ -14,6 +14,7 @@
 #include "io/safetensors.h"
 #include "model/beit.h"
 #include "train/evaluate.h"
+#include "train/visualize.h"
 
 /* Opens a classifier checkpoint and reads its class names and normalisation. */
 static int open_classifier(beit_model *m, const char *path, int batch, char ***names, float mean[3], float std[3]) {
@@ -168,4 +169,30 @@ int cmd_predict(int argc, char **argv) {
   free(x), free(p), free(files);
   beit_model_free(&m);
   return failures ? 1 : 0;
+}
+
+int cmd_plot(int argc, char **argv) {
+  const char *out = "plots", *fields = "loss,accuracy,test_top1";
+  beit_arg a[] = {
+      {"out", ARG_STR, &out, "folder for the charts (<field>.png)", 0, 0},
+      {"fields", ARG_STR, &fields, "comma-separated log.jsonl fields, one chart each", 0, 0},
+  };
+  char **runs;
+  int nruns;
+  int rc = beit_args_parse("beit plot RUN... [options]", "Training curves of run folders, overlaid, as PNG.", a,
+                           (int)(sizeof a / sizeof a[0]), argc, argv, &runs, &nruns);
+  if (rc) return rc == ARGS_HELP ? 0 : 2;
+  if (nruns == 0) { fprintf(stderr, "beit plot: name at least one run folder\n"); return 2; }
+  if (beit_mkdir_p(out) != BEIT_OK) { fprintf(stderr, "beit plot: %s\n", beit_last_error()); return 1; }
+  char *list = strdup(fields), *save = NULL;
+  int drawn = 0;
+  for (char *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+    char path[1200];
+    snprintf(path, sizeof path, "%.1000s/%s.png", out, f);
+    if (beit_plot_png((const char *const *)runs, nruns, f, path) != BEIT_OK) fprintf(stderr, "beit plot: %s (skipped)\n", beit_last_error());
+    else drawn++;
+  }
+  free(list);
+  free(runs);
+  return drawn ? 0 : 1;
 }

@@ -78,3 +78,28 @@ int cmd_finetune(int argc, char **argv) {
   if (rc) return rc == ARGS_HELP ? 0 : 2;
   return beit_finetune(&o);
 }
+
+int cmd_linprobe(int argc, char **argv) {
+  beit_linprobe_opts o = {.data = "fashion-mnist", .model = "mini", .out = NULL, .patch_size = 4, .layer = 0,
+                          .epochs = 20, .lr = 4e-3f, .weight_decay = 1e-4f};
+  beit_arg a[] = {
+      {"checkpoint", ARG_STR, &o.checkpoint, "encoder checkpoint (none = a random --model, the baseline)", 0, 0},
+      {"data", ARG_STR, &o.data, "dataset spec", 0, 0},
+      {"model", ARG_STR, &o.model, "preset of the random encoder", 0, 0},
+      {"patch-size", ARG_INT, &o.patch_size, "patch side of the random encoder", 1, 256},
+      {"layer", ARG_INT, &o.layer, "block whose output is probed, 1..depth (0 = 3/4 of the depth, as the paper)", 0, 64},
+      {"epochs", ARG_INT, &o.epochs, "epochs of the linear classifier", 1, 100000},
+      {"lr", ARG_FLOAT, &o.lr, "peak learning rate (cosine to 0)", 1e-9, 10},
+      {"weight-decay", ARG_FLOAT, &o.weight_decay, "AdamW weight decay", 0, 10},
+      {"subset", ARG_I64, &o.subset, "training images (0 = all)", 0, 1e12},
+      {"seed", ARG_I64, &o.seed, "seed", 0, 9.2e18},
+      {"threads", ARG_INT, &o.threads, "threads (0 = all cores)", 0, 1024},
+      {"out", ARG_STR, &o.out, "folder for probe.json", 0, 0},
+      {"quiet", ARG_FLAG, &o.quiet, "no progress bar", 0, 0},
+  };
+  int rc = beit_args_parse("beit linprobe [--checkpoint CKPT] [options]",
+                           "Linear probe: frozen encoder, mean-pooled patch tokens of one block, a linear classifier.",
+                           a, (int)(sizeof a / sizeof a[0]), argc, argv, NULL, NULL);
+  if (rc) return rc == ARGS_HELP ? 0 : 2;
+  return beit_linprobe(&o);
+}

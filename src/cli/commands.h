@@ -13,5 +13,7 @@ int cmd_pretrain(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
+int cmd_linprobe(int argc, char **argv);
 
 #endif

@@ -18,8 +18,10 @@ static const command COMMANDS[] = {
     {"pretrain", cmd_pretrain, "pretrain BEiT by masked image modeling"},
     {"finetune", cmd_finetune, "fine-tune a classifier (from a pretrained checkpoint or scratch)"},
     {"tokenizer", cmd_tokenizer, "train a visual tokenizer (dVAE or k-means), encode or reconstruct"},
+    {"linprobe", cmd_linprobe, "linear probe of a frozen encoder"},
     {"eval", cmd_eval, "top-1/top-5 accuracy and confusion matrix of a classifier"},
     {"predict", cmd_predict, "classify image files with a fine-tuned checkpoint"},
+    {"plot", cmd_plot, "training curves of run folders as PNG"},
     {"bench", cmd_bench, "time a workload (pretrain, finetune, infer, sgemm) on synthetic data"},
 };
 static const int NCOMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);

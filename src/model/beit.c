@@ -422,6 +422,12 @@ double beit_forward(beit_model *m, beit_task task, const beit_input *bt, int tra
   return loss;
 }
 
+void beit_encode(beit_model *m, const float *images, int B) {
+  BEIT_CHECK(m->acts && B <= m->max_batch);
+  beit_input in = {.B = B, .images = images};
+  encoder_forward(m, &in, 0, 0, 0, 0);
+}
+
 /* ---------------------------------------------------------------- backward */
 static void zero(float *x, size_t n) { memset(x, 0, n * sizeof(float)); }
 

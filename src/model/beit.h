@@ -77,6 +77,9 @@ size_t beit_model_arena_bytes(const beit_model *m);
  * Returns the loss; fills st (may be NULL). */
 double beit_forward(beit_model *m, beit_task task, const beit_input *batch, int train,
                     uint64_t seed, int64_t step, beit_stats *st);
+/* Encoder only (no mask, no head, no drop path): fills the hidden states that
+ * beit_hidden returns. Works for any checkpoint, with or without a head. */
+void beit_encode(beit_model *m, const float *images, int B);
 /* Backward of the last forward: accumulates into m->params.grad. */
 void beit_backward(beit_model *m, const beit_input *batch);
 

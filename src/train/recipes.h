@@ -40,4 +40,13 @@ void beit_recipe_defaults_finetune(beit_recipe_opts *o);
 int beit_pretrain(const beit_recipe_opts *o);
 int beit_finetune(const beit_recipe_opts *o);
 
+typedef struct {
+  const char *checkpoint;  /* any beit.c checkpoint; NULL = a randomly initialised --model */
+  const char *data, *model, *out;
+  int patch_size, layer, epochs, threads, quiet;
+  long long subset, seed;
+  float lr, weight_decay;
+} beit_linprobe_opts;
+int beit_linprobe(const beit_linprobe_opts *o);
+
 #endif

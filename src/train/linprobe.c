@@ -1,0 +1,162 @@
+/* linprobe.c - linear probing (spec section 8): the encoder is frozen, each image
+ * becomes the mean of its patch tokens after block `layer`, and a linear
+ * classifier is trained on those features with AdamW and a cosine schedule.
+ * Features are computed once (centre view, no augmentation) and standardised
+ * with the training set's mean and std, which leaves linear separability as it
+ * is and makes one learning rate fit every encoder. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/loader.h"
+#include "model/beit.h"
+#include "ops/ops.h"
+#include "train/recipes.h"
+#include "train/train.h"
+
+/* Mean-pooled patch tokens of block output `layer` for every image: out [n, C]. */
+static int extract(beit_model *m, const beit_dataset *ds, int64_t n, int layer, float *out, int quiet) {
+  int B = m->max_batch, S = m->cfg.image_size, C = m->cfg.dim;
+  float *img = beit_alloc((size_t)B * ds->channels * S * S * sizeof(float), "probe images");
+  if (!img) return BEIT_ERR;
+  beit_progress bar;
+  beit_progress_start(&bar, ds->train ? "features (train)" : "features (test)", n);
+  bar.enabled = bar.enabled && !quiet;
+  for (int64_t first = 0; first < n; first += B) {
+    int k = (int)(n - first < B ? n - first : B);
+    if (beit_eval_images(ds, first, k, S, 1.0f, ds->mean, ds->std, img, NULL) != BEIT_OK) {
+      beit_free(img);
+      return BEIT_ERR;
+    }
+    beit_encode(m, img, k);
+    mean_pool_forward(out + (size_t)first * C, beit_hidden(m, layer), k, m->tokens, C, 1);
+    beit_progress_update(&bar, k, NULL);
+  }
+  beit_progress_finish(&bar);
+  beit_free(img);
+  return BEIT_OK;
+}
+
+static void standardise(float *x, int64_t n, int C, const float *mean, const float *rstd) {
+  for (int64_t i = 0; i < n; i++)
+    for (int c = 0; c < C; c++) x[i * C + c] = (x[i * C + c] - mean[c]) * rstd[c];
+}
+
+static double probe_accuracy(const float *x, const int32_t *y, int64_t n, const float *w, const float *b, int C, int K) {
+  int64_t correct = 0;
+  float *logits = malloc((size_t)K * sizeof(float));
+  for (int64_t i = 0; i < n; i++) {
+    linear_forward(logits, x + i * C, w, b, 1, C, K);
+    int best = 0;
+    for (int k = 1; k < K; k++) if (logits[k] > logits[best]) best = k;
+    correct += best == y[i];
+  }
+  free(logits);
+  return n ? (double)correct / n : 0;
+}
+
+int beit_linprobe(const beit_linprobe_opts *o) {
+  beit_set_threads(o->threads);
+  beit_model m;
+  beit_dataset train, test;
+  memset(&train, 0, sizeof train), memset(&test, 0, sizeof test), memset(&m, 0, sizeof m);
+  float *ftr = NULL, *fte = NULL, *mean = NULL, *rstd = NULL;
+  int rc = BEIT_ERR;
+  if (beit_dataset_open(&train, o->data, 1) != BEIT_OK || beit_dataset_open(&test, o->data, 0) != BEIT_OK) goto done;
+  if (o->checkpoint) {
+    if (beit_model_open(&m, o->checkpoint) != BEIT_OK) goto done;
+  } else {  /* the random-encoder baseline */
+    beit_config cfg = {.image_size = train.height, .channels = train.channels, .patch_size = o->patch_size};
+    if (beit_config_preset(&cfg, o->model) != BEIT_OK || beit_model_init(&m, &cfg) != BEIT_OK) goto done;
+    beit_model_init_weights(&m, (uint64_t)o->seed, 0.001f);
+  }
+  int L = m.cfg.depth, layer = o->layer > 0 ? o->layer : (3 * L + 3) / 4;  /* paper: block 9 of 12 */
+  if (layer > L) {
+    beit_errorf("--layer %d: the encoder has %d blocks", layer, L);
+    goto done;
+  }
+  if (beit_model_reserve(&m, 256, 1) != BEIT_OK) goto done;
+  int C = m.cfg.dim, K = train.num_classes;
+  int64_t ntr = o->subset > 0 && o->subset < train.n ? o->subset : train.n, nte = test.n;
+  ftr = beit_alloc((size_t)ntr * C * sizeof(float), "train features");
+  fte = beit_alloc((size_t)nte * C * sizeof(float), "test features");
+  mean = calloc((size_t)C, sizeof(float)), rstd = calloc((size_t)C, sizeof(float));
+  if (!ftr || !fte || extract(&m, &train, ntr, layer, ftr, o->quiet) != BEIT_OK ||
+      extract(&m, &test, nte, layer, fte, o->quiet) != BEIT_OK)
+    goto done;
+  for (int c = 0; c < C; c++) {
+    double s = 0, ss = 0;
+    for (int64_t i = 0; i < ntr; i++) s += ftr[i * C + c], ss += (double)ftr[i * C + c] * ftr[i * C + c];
+    double mu = s / ntr, var = ss / ntr - mu * mu;
+    mean[c] = (float)mu, rstd[c] = (float)(1 / sqrt(fmax(var, 0) + 1e-6));
+  }
+  standardise(ftr, ntr, C, mean, rstd);
+  standardise(fte, nte, C, mean, rstd);
+  /* the classifier: its own parameter table so AdamW and the schedule apply as everywhere */
+  beit_params p;
+  beit_params_init(&p);
+  int64_t ws[2] = {K, C}, bs[1] = {K};
+  beit_params_add(&p, "head.weight", 2, ws, 0, 1);
+  beit_params_add(&p, "head.bias", 1, bs, 0, 0);
+  if (beit_params_alloc(&p) != BEIT_OK) goto done;
+  int B = 256;
+  int64_t steps = (ntr / B) * o->epochs;
+  beit_optim_cfg oc = {.lr = o->lr, .min_lr = 0, .warmup_steps = 0, .total_steps = steps, .beta1 = 0.9f,
+                       .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = o->weight_decay, .layer_decay = 1};
+  beit_optimizer opt;
+  if (beit_optimizer_init(&opt, &p, &oc) != BEIT_OK) goto done;
+  float *w = beit_params_get(&p, "head.weight"), *b = beit_params_get(&p, "head.bias");
+  float *xb = malloc((size_t)B * C * sizeof(float)), *logits = malloc((size_t)B * K * sizeof(float));
+  float *probs = malloc((size_t)B * K * sizeof(float)), *dlog = malloc((size_t)B * K * sizeof(float));
+  int32_t *yb = malloc((size_t)B * sizeof(int32_t)), *order = malloc((size_t)ntr * sizeof(int32_t));
+  for (int64_t s = 0; s < steps; s++) {
+    int64_t e = s / (ntr / B), j = s % (ntr / B);
+    if (j == 0) {  /* a fresh permutation each epoch, keyed by (seed, epoch) */
+      beit_rng r;
+      beit_rng_seed(&r, (uint64_t)o->seed, BEIT_RNG_SHUFFLE, (uint64_t)e, 7);
+      for (int64_t i = 0; i < ntr; i++) order[i] = (int32_t)i;
+      for (int64_t i = ntr - 1; i > 0; i--) {
+        int64_t k = beit_rng_randint(&r, 0, i);
+        int32_t t = order[i]; order[i] = order[k]; order[k] = t;
+      }
+    }
+    for (int i = 0; i < B; i++) {
+      int32_t idx = order[j * B + i];
+      memcpy(xb + (size_t)i * C, ftr + (size_t)idx * C, (size_t)C * sizeof(float));
+      yb[i] = train.labels[idx];
+    }
+    linear_forward(logits, xb, w, b, B, C, K);
+    softmax_xent_forward(probs, logits, yb, B, K);
+    memset(dlog, 0, (size_t)B * K * sizeof(float));
+    softmax_xent_backward(dlog, probs, yb, B, K, 1.0f);
+    beit_params_zero_grad(&p);
+    linear_backward(NULL, p.grad, p.grad + p.t[1].offset, dlog, xb, w, B, C, K);
+    beit_optimizer_step(&opt);
+  }
+  double acc_tr = probe_accuracy(ftr, train.labels, ntr, w, b, C, K), acc_te = probe_accuracy(fte, test.labels, nte, w, b, C, K);
+  printf("linear probe of %s, block %d of %d (%d features): train top-1 %.2f%%, test top-1 %.2f%%\n",
+         o->checkpoint ? o->checkpoint : "a random encoder", layer, L, C, 100 * acc_tr, 100 * acc_te);
+  if (o->out) {
+    beit_mkdir_p(o->out);
+    char path[1100];
+    snprintf(path, sizeof path, "%.1000s/probe.json", o->out);
+    FILE *f = fopen(path, "w");
+    if (f) {
+      fprintf(f, "{\"encoder\": \"%s\", \"layer\": %d, \"train_top1\": %.4f, \"test_top1\": %.4f, \"epochs\": %d}\n",
+              o->checkpoint ? o->checkpoint : "random", layer, acc_tr, acc_te, o->epochs);
+      fclose(f);
+    }
+  }
+  free(xb), free(logits), free(probs), free(dlog), free(yb), free(order);
+  beit_optimizer_free(&opt);
+  beit_params_free(&p);
+  rc = BEIT_OK;
+done:
+  if (rc != BEIT_OK) fprintf(stderr, "beit linprobe: %s\n", beit_last_error());
+  beit_free(ftr), beit_free(fte), free(mean), free(rstd);
+  beit_model_free(&m);
+  beit_dataset_close(&train), beit_dataset_close(&test);
+  return rc == BEIT_OK ? 0 : 1;
+}
