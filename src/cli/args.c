@@ -119,3 +119,29 @@ int beit_args_parse(const char *usage, const char *summary, const beit_arg *args
   }
   return ARGS_OK;
 }
+
+static void subcommand_usage(FILE *f, const char *group, const beit_subcommand *subs, int nsubs) {
+  fprintf(f, "usage: beit %s <", group);
+  for (int i = 0; i < nsubs; i++) fprintf(f, "%s%s", i ? "|" : "", subs[i].name);
+  fprintf(f, "> [options]   (beit %s <sub> --help)\n\n", group);
+  for (int i = 0; i < nsubs; i++) fprintf(f, "  %-12s %s\n", subs[i].name, subs[i].summary);
+}
+
+int beit_run_subcommand(const char *group, const beit_subcommand *subs, int nsubs, int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    subcommand_usage(argc < 2 ? stderr : stdout, group, subs, nsubs);
+    return argc < 2 ? 2 : 0;
+  }
+  for (int i = 0; i < nsubs; i++) {
+    if (strcmp(argv[1], subs[i].name)) continue;
+    char name[64], *sub = argv[1];
+    snprintf(name, sizeof name, "%s %s", group, sub);
+    argv[1] = name;  /* option errors read "beit data inspect: ..." */
+    int rc = subs[i].fn(argc - 1, argv + 1);
+    argv[1] = sub;
+    return rc;
+  }
+  fprintf(stderr, "beit %s: unknown subcommand '%s'\n", group, argv[1]);
+  subcommand_usage(stderr, group, subs, nsubs);
+  return 2;
+}

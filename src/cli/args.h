@@ -23,4 +23,14 @@ enum { ARGS_OK = 0, ARGS_HELP = 1, ARGS_ERROR = 2 };
 int beit_args_parse(const char *usage, const char *summary, const beit_arg *args, int nargs,
                     int argc, char **argv, char ***pos, int *npos);
 
+/* A command with subcommands (`beit data inspect`, `beit tokenizer train`):
+ * dispatches argv[1] to the matching entry, renaming it "<group> <sub>" so that
+ * option errors name both; prints the list on --help or an unknown name. */
+typedef struct {
+  const char *name;
+  int (*fn)(int argc, char **argv);
+  const char *summary;
+} beit_subcommand;
+int beit_run_subcommand(const char *group, const beit_subcommand *subs, int nsubs, int argc, char **argv);
+
 #endif

@@ -230,29 +230,10 @@ static int data_preview(int argc, char **argv) {
   return rc ? 1 : 0;
 }
 
-static void data_usage(FILE *f) {
-  fprintf(f, "usage: beit data <inspect|preview> [options]   (beit data <sub> --help)\n\n"
-             "  inspect   size, classes with counts, image shape, pixel mean/std\n"
-             "  preview   PNG grid of augmented pretraining samples with the blockwise mask\n");
-}
-
 int cmd_data(int argc, char **argv) {
-  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-    data_usage(argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
-  }
-  char name[32];
-  snprintf(name, sizeof name, "data %s", argv[1]);
-  char *sub_argv0 = argv[1];
-  argv[1] = name; /* so option errors read "beit data inspect: ..." */
-  int rc;
-  if (!strcmp(sub_argv0, "inspect")) rc = data_inspect(argc - 1, argv + 1);
-  else if (!strcmp(sub_argv0, "preview")) rc = data_preview(argc - 1, argv + 1);
-  else {
-    fprintf(stderr, "beit data: unknown subcommand '%s'\n", sub_argv0);
-    data_usage(stderr);
-    rc = 2;
-  }
-  argv[1] = sub_argv0;
-  return rc;
+  static const beit_subcommand subs[] = {
+      {"inspect", data_inspect, "size, classes with counts, image shape, pixel mean/std"},
+      {"preview", data_preview, "PNG grid of augmented pretraining samples with the blockwise mask"},
+  };
+  return beit_run_subcommand("data", subs, 2, argc, argv);
 }
