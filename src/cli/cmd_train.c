@@ -29,6 +29,7 @@ static int common_args(beit_arg *a, beit_recipe_opts *o) {
       {"drop-path", ARG_FLOAT, &o->drop_path, "stochastic depth rate of the last block", 0, 0.99},
       {"layer-scale", ARG_FLOAT, &o->layer_scale, "LayerScale init (0 = off)", 0, 10},
       {"crop-scale-min", ARG_FLOAT, &o->crop_scale_min, "random resized crop: smallest area share", 0.01, 1},
+      {"color-jitter", ARG_FLOAT, &o->color_jitter, "brightness/contrast/saturation jitter (0 = off)", 0, 1},
       {"seed", ARG_I64, &o->seed, "seed of every random choice", 0, 9.2e18},
       {"threads", ARG_INT, &o->threads, "threads (0 = all cores)", 0, 1024},
       {"workers", ARG_INT, &o->workers, "data loading threads", 0, 256},

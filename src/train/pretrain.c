@@ -28,6 +28,7 @@ void beit_recipe_defaults_pretrain(beit_recipe_opts *o) {
   o->drop_path = 0.1f;
   o->layer_scale = 0.1f;
   o->crop_scale_min = 0.08f;
+  o->color_jitter = 0.4f;   /* paper Tab. 12 */
   o->seed = 0;
   o->log_every = 10;
   o->tokenizer = NULL;

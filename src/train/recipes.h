@@ -18,6 +18,7 @@ typedef struct {
   float lr, min_lr, warmup_epochs, weight_decay, beta2, clip_grad;
   float drop_path, layer_scale;
   float crop_scale_min;    /* random resized crop: smallest area share */
+  float color_jitter;      /* brightness/contrast/saturation strength (0 = off) */
   long long seed;
   int resume;              /* continue from out/checkpoint.safetensors */
   int save_every;          /* checkpoint every N steps (0 = each epoch only) */

@@ -26,6 +26,7 @@ int trainer_open_data(beit_trainer *t, const beit_recipe_opts *o, const char *ki
   lc.num_mask = num_mask;
   lc.random_mask = random_mask;
   lc.aug.scale_min = o->crop_scale_min;
+  lc.aug.brightness = lc.aug.contrast = lc.aug.saturation = o->color_jitter;
   lc.seed = (uint64_t)o->seed;
   lc.num_workers = o->workers;
   if (beit_loader_open(&t->loader, &t->ds, &lc) != BEIT_OK) return BEIT_ERR;
@@ -55,6 +56,7 @@ char *trainer_config_json(const beit_trainer *t) {
   cJSON_AddNumberToObject(a, "beta2", o->beta2);
   cJSON_AddNumberToObject(a, "clip_grad", o->clip_grad);
   cJSON_AddNumberToObject(a, "crop_scale_min", o->crop_scale_min);
+  cJSON_AddNumberToObject(a, "color_jitter", o->color_jitter);
   cJSON_AddNumberToObject(a, "seed", (double)o->seed);
   cJSON_AddNumberToObject(a, "threads", o->threads);
   if (!strcmp(t->kind, "pretrain")) {
