@@ -1,0 +1,190 @@
+/* cmd_tokenizer.c - `beit tokenizer train|encode|reconstruct`: trains the dVAE
+ * (or k-means) visual tokenizer, writes the token grids of a whole dataset, and
+ * shows originals beside their reconstructions with the mean absolute error. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/core.h"
+#include "train/tokenizer.h"
+
+static int fail(const char *sub) {
+  fprintf(stderr, "beit tokenizer %s: %s\n", sub, beit_last_error());
+  return 1;
+}
+
+static int parse_choice(const char *flag, const char *val, const char *a, const char *b, int *out) {
+  if (!strcmp(val, a)) return *out = 0, 0;
+  if (!strcmp(val, b)) return *out = 1, 0;
+  fprintf(stderr, "beit tokenizer: --%s expects %s or %s, got '%s'\n", flag, a, b, val);
+  return 2;
+}
+
+/* ---- train ------------------------------------------------------------------- */
+static int tok_train(int argc, char **argv) {
+  beit_tok_train_cfg c;
+  beit_tok_train_defaults(&c);
+  const char *type = "dvae", *recon = "laplace", *norm = "patch";
+  long long steps = c.steps, warmup = c.warmup, tau_steps = c.tau_steps, kl_warmup = c.kl_warmup, seed = 0;
+  long long max_patches = c.km_max_patches;
+  int threads = 0, vocab = c.dv.vocab;
+  const beit_arg args[] = {
+      {"data", ARG_STR, &c.data, "dataset spec (fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR)", 0, 0},
+      {"out", ARG_STR, &c.out, "run folder: tokenizer.safetensors, log.jsonl, config.json", 0, 0},
+      {"type", ARG_STR, &type, "dvae or kmeans", 0, 0},
+      {"image-size", ARG_INT, &c.dv.image_size, "input side (0 = the dataset's)", 0, 4096},
+      {"vocab", ARG_INT, &vocab, "codebook size (k for kmeans)", 2, 65536},
+      {"n-hid", ARG_INT, &c.dv.n_hid, "dVAE width of the first group", 4, 4096},
+      {"n-init", ARG_INT, &c.dv.n_init, "dVAE decoder input width (code embedding)", 1, 4096},
+      {"groups", ARG_INT, &c.dv.n_groups, "dVAE groups (downsampling 2^(groups-1))", 1, 6},
+      {"blocks", ARG_INT, &c.dv.n_blk_per_group, "dVAE residual blocks per group", 1, 8},
+      {"recon", ARG_STR, &recon, "reconstruction loss: laplace (DALL-E) or mse", 0, 0},
+      {"steps", ARG_I64, &steps, "dVAE updates", 1, 1e12},
+      {"batch", ARG_INT, &c.batch, "images per update", 1, 65536},
+      {"lr", ARG_FLOAT, &c.lr, "peak AdamW learning rate", 0, 1},
+      {"min-lr", ARG_FLOAT, &c.min_lr, "cosine floor of the learning rate", 0, 1},
+      {"warmup", ARG_I64, &warmup, "linear lr warmup steps", 0, 1e12},
+      {"weight-decay", ARG_FLOAT, &c.weight_decay, "AdamW weight decay (conv weights only)", 0, 10},
+      {"clip-grad", ARG_FLOAT, &c.clip_grad, "global gradient-norm clip (0 = off)", 0, 1e6},
+      {"tau-start", ARG_FLOAT, &c.tau_start, "initial Gumbel-softmax temperature", 1e-3, 100},
+      {"tau-end", ARG_FLOAT, &c.tau_end, "final temperature (cosine schedule)", 1e-3, 100},
+      {"tau-steps", ARG_I64, &tau_steps, "steps of the temperature schedule (0 = all)", 0, 1e12},
+      {"beta", ARG_FLOAT, &c.beta, "KL weight (as DALL-E: beta * KL / pixels)", 0, 1e4},
+      {"kl-warmup", ARG_I64, &kl_warmup, "steps of the cosine KL-weight ramp from 0", 0, 1e12},
+      {"crop-min", ARG_FLOAT, &c.crop_min, "random resized crop: smallest area share", 0.01, 1},
+      {"hflip", ARG_FLOAT, &c.hflip, "horizontal flip probability", 0, 1},
+      {"log-every", ARG_INT, &c.log_every, "steps per log line", 1, 1000000},
+      {"eval-images", ARG_INT, &c.eval_images, "test images for the final MAE and usage", 1, 10000000},
+      {"workers", ARG_INT, &c.workers, "data loader threads", 0, 64},
+      {"seed", ARG_I64, &seed, "random seed (init, data order, Gumbel noise, k-means)", 0, 1e18},
+      {"threads", ARG_INT, &threads, "compute threads (0 = all cores)", 0, 1024},
+      {"patch", ARG_INT, &c.km.patch, "kmeans: patch size (the BEiT patch size)", 1, 256},
+      {"iters", ARG_INT, &c.km_iters, "kmeans: Lloyd iterations", 1, 10000},
+      {"images", ARG_INT, &c.km_images, "kmeans: training images (0 = all)", 0, 100000000},
+      {"max-patches", ARG_I64, &max_patches, "kmeans: patches sampled for fitting (0 = all)", 0, 1e12},
+      {"norm", ARG_STR, &norm, "kmeans: patch normalisation, patch or none", 0, 0},
+  };
+  int rc = beit_args_parse("beit tokenizer train [options]",
+                           "Train a visual tokenizer: the DALL-E dVAE (Gumbel-softmax, cosine temperature and KL "
+                           "schedules, AdamW) or k-means over patches.",
+                           args, (int)(sizeof args / sizeof args[0]), argc, argv, NULL, NULL);
+  if (rc) return rc == ARGS_HELP ? 0 : 2;
+  int is_kmeans, is_mse, no_norm;
+  if (parse_choice("type", type, "dvae", "kmeans", &is_kmeans) || parse_choice("recon", recon, "laplace", "mse", &is_mse) ||
+      parse_choice("norm", norm, "patch", "none", &no_norm))
+    return 2;
+  c.type = is_kmeans ? BEIT_TOK_KMEANS : BEIT_TOK_DVAE;
+  c.dv.recon = is_mse ? DVAE_RECON_MSE : DVAE_RECON_LAPLACE;
+  c.dv.vocab = c.km.k = vocab;
+  c.km.image_size = c.dv.image_size;
+  c.km.normalize = no_norm ? KMEANS_NORM_NONE : KMEANS_NORM_PATCH;
+  c.steps = steps, c.warmup = warmup, c.tau_steps = tau_steps, c.kl_warmup = kl_warmup, c.seed = (uint64_t)seed;
+  c.km_max_patches = max_patches;
+  beit_set_threads(threads);
+  return beit_tokenizer_train(&c) ? fail("train") : 0;
+}
+
+/* ---- encode / reconstruct ------------------------------------------------------- */
+static int open_both(beit_tokenizer *t, const char *ckpt, beit_dataset *ds, const char *data, const char *split) {
+  int train;
+  if (parse_choice("split", split, "test", "train", &train)) return 2;
+  if (!ckpt) {
+    fprintf(stderr, "beit tokenizer: --tokenizer CHECKPOINT is required\n");
+    return 2;
+  }
+  if (beit_tokenizer_load(t, ckpt)) return 1;
+  if (beit_dataset_open(ds, data, train)) {
+    beit_tokenizer_free(t);
+    return 1;
+  }
+  return 0;
+}
+
+static int tok_encode(int argc, char **argv) {
+  const char *ckpt = NULL, *data = "fashion-mnist", *split = "train", *out = "tokens.bin";
+  int batch = 256, threads = 0;
+  const beit_arg args[] = {
+      {"tokenizer", ARG_STR, &ckpt, "tokenizer checkpoint (from beit tokenizer train)", 0, 0},
+      {"data", ARG_STR, &data, "dataset spec", 0, 0},
+      {"split", ARG_STR, &split, "train or test", 0, 0},
+      {"out", ARG_STR, &out, "token file (format: docs/tokenizer.md)", 0, 0},
+      {"batch", ARG_INT, &batch, "images per encoder call", 1, 65536},
+      {"threads", ARG_INT, &threads, "compute threads (0 = all cores)", 0, 1024},
+  };
+  int rc = beit_args_parse("beit tokenizer encode --tokenizer CKPT [options]",
+                           "Write the token grid of every image of a dataset split to a token file.", args,
+                           (int)(sizeof args / sizeof args[0]), argc, argv, NULL, NULL);
+  if (rc) return rc == ARGS_HELP ? 0 : 2;
+  beit_set_threads(threads);
+  beit_tokenizer t;
+  beit_dataset ds;
+  if ((rc = open_both(&t, ckpt, &ds, data, split))) return rc == 1 ? fail("encode") : rc;
+  double t0 = beit_now();
+  rc = beit_tokenizer_encode_dataset(&t, &ds, batch, out);
+  if (!rc) printf("%.1f s, %.0f images/s\n", beit_now() - t0, ds.n / (beit_now() - t0));
+  beit_tokenizer_free(&t);
+  beit_dataset_close(&ds);
+  return rc ? fail("encode") : 0;
+}
+
+static int tok_reconstruct(int argc, char **argv) {
+  const char *ckpt = NULL, *data = "fashion-mnist", *split = "test", *out = "recon.png";
+  int n = 32, threads = 0;
+  long long first = 0;
+  const beit_arg args[] = {
+      {"tokenizer", ARG_STR, &ckpt, "tokenizer checkpoint", 0, 0},
+      {"data", ARG_STR, &data, "dataset spec", 0, 0},
+      {"split", ARG_STR, &split, "train or test", 0, 0},
+      {"first", ARG_I64, &first, "index of the first image", 0, 1e12},
+      {"n", ARG_INT, &n, "images to show", 1, 4096},
+      {"out", ARG_STR, &out, "PNG: each original beside its reconstruction", 0, 0},
+      {"threads", ARG_INT, &threads, "compute threads (0 = all cores)", 0, 1024},
+  };
+  int rc = beit_args_parse("beit tokenizer reconstruct --tokenizer CKPT [options]",
+                           "Encode images to tokens, decode them back, save originals beside reconstructions and "
+                           "print the mean absolute error.",
+                           args, (int)(sizeof args / sizeof args[0]), argc, argv, NULL, NULL);
+  if (rc) return rc == ARGS_HELP ? 0 : 2;
+  beit_set_threads(threads);
+  beit_tokenizer t;
+  beit_dataset ds;
+  if ((rc = open_both(&t, ckpt, &ds, data, split))) return rc == 1 ? fail("reconstruct") : rc;
+  double mae = NAN;
+  rc = beit_tokenizer_reconstruct(&t, &ds, first, n, out, &mae);
+  if (!rc) printf("%d images: mean absolute reconstruction error %.4f (pixels in [0, 1]); saved %s\n", n, mae, out);
+  beit_tokenizer_free(&t);
+  beit_dataset_close(&ds);
+  return rc ? fail("reconstruct") : 0;
+}
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: beit tokenizer <train|encode|reconstruct> [options]   (--help on each)\n\n"
+             "  train        train a dVAE (DALL-E) or k-means visual tokenizer\n"
+             "  encode       write the token grids of a dataset to a token file\n"
+             "  reconstruct  originals beside reconstructions (PNG) and the mean absolute error\n");
+}
+
+int cmd_tokenizer(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  char name[40];
+  snprintf(name, sizeof name, "tokenizer %s", argv[1]);
+  char *sub = argv[1];
+  argv[1] = name;  /* option errors read "beit tokenizer train: ..." */
+  int rc;
+  if (!strcmp(sub, "train")) rc = tok_train(argc - 1, argv + 1);
+  else if (!strcmp(sub, "encode")) rc = tok_encode(argc - 1, argv + 1);
+  else if (!strcmp(sub, "reconstruct")) rc = tok_reconstruct(argc - 1, argv + 1);
+  else {
+    fprintf(stderr, "beit tokenizer: unknown subcommand '%s'\n", sub);
+    usage(stderr);
+    rc = 2;
+  }
+  argv[1] = sub;
+  return rc;
+}

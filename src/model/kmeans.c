@@ -1,0 +1,351 @@
+/* kmeans.c - the k-means patch tokenizer: patch extraction and normalisation,
+ * k-means++ seeding, Lloyd iterations (distances as |c|^2 - 2 x.c through sgemm,
+ * argmin and centroid sums under OpenMP), encode/decode and checkpoints. */
+#include "model/kmeans.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "io/safetensors.h"
+#include "ops/ops.h"
+
+#define ASSIGN_ROWS 1024  /* rows per distance GEMM: bounds the [rows, k] scratch */
+
+int kmeans_grid_side(const kmeans_config *c) { return c->patch > 0 ? c->image_size / c->patch : 0; }
+
+int kmeans_config_check(const kmeans_config *c) {
+  if (c->channels < 1 || c->channels > 4) return beit_errorf("kmeans: %d channels (1..4 supported)", c->channels);
+  if (c->patch < 1 || c->image_size < c->patch || c->image_size % c->patch)
+    return beit_errorf("kmeans: image size %d is not a multiple of the patch size %d", c->image_size, c->patch);
+  if (c->k < 2 || c->k > 65536) return beit_errorf("kmeans: k %d is outside 2..65536", c->k);
+  if (c->normalize != KMEANS_NORM_NONE && c->normalize != KMEANS_NORM_PATCH)
+    return beit_errorf("kmeans: unknown normalisation %d", c->normalize);
+  return BEIT_OK;
+}
+
+int kmeans_create(kmeans_tok *km, const kmeans_config *c) {
+  memset(km, 0, sizeof *km);
+  if (kmeans_config_check(c)) return BEIT_ERR;
+  km->cfg = *c;
+  km->dim = c->channels * c->patch * c->patch;
+  beit_params_init(&km->params);
+  int64_t shape[2] = {c->k, km->dim};
+  beit_params_add(&km->params, "centroids", 2, shape, 0, 0);
+  km->cnorm = beit_calloc((size_t)c->k * sizeof(float), "k-means centroid norms");
+  if (!km->cnorm || beit_params_alloc(&km->params)) {
+    kmeans_free(km);
+    return BEIT_ERR;
+  }
+  return BEIT_OK;
+}
+
+void kmeans_free(kmeans_tok *km) {
+  beit_params_free(&km->params);
+  beit_free(km->cnorm);
+  beit_free(km->work);
+  memset(km, 0, sizeof *km);
+}
+
+float *kmeans_centroids(const kmeans_tok *km) { return km->params.data; }
+
+static void update_norms(kmeans_tok *km) {
+  const float *C = kmeans_centroids(km);
+#pragma omp parallel for schedule(static)
+  for (int j = 0; j < km->cfg.k; j++) {
+    double s = 0;
+    for (int e = 0; e < km->dim; e++) s += (double)C[(size_t)j * km->dim + e] * C[(size_t)j * km->dim + e];
+    km->cnorm[j] = (float)s;
+  }
+}
+
+void kmeans_init_random_centroids(kmeans_tok *km, uint64_t seed) {
+  beit_rng r;
+  beit_rng_seed(&r, seed, BEIT_RNG_KMEANS, 0, 0);
+  float *C = kmeans_centroids(km);
+  for (size_t i = 0; i < (size_t)km->cfg.k * km->dim; i++) C[i] = (float)beit_rng_normal(&r);
+}
+
+/* ---- patches ----------------------------------------------------------------- */
+void kmeans_patches(const kmeans_tok *km, const float *images, int B, float *out) {
+  const kmeans_config *c = &km->cfg;
+  const int g = kmeans_grid_side(c), D = km->dim;
+  patchify(out, images, B, c->channels, c->image_size, c->patch);
+  if (c->normalize != KMEANS_NORM_PATCH) return;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < (size_t)B * g * g; i++) {
+    float *v = out + i * D;
+    double m = 0, var = 0;
+    for (int e = 0; e < D; e++) m += v[e];
+    m /= D;
+    for (int e = 0; e < D; e++) var += (v[e] - m) * (v[e] - m);
+    float inv = (float)(1.0 / sqrt(var / D + KMEANS_PATCH_EPS));
+    for (int e = 0; e < D; e++) v[e] = (float)(v[e] - m) * inv;
+  }
+}
+
+/* ---- assignment -------------------------------------------------------------- */
+static int ensure_work(kmeans_tok *km, size_t floats) {
+  if (floats <= km->work_cap) return BEIT_OK;
+  float *w = beit_alloc(floats * sizeof(float), "k-means work buffer");
+  if (!w) return BEIT_ERR;
+  beit_free(km->work);
+  km->work = w;
+  km->work_cap = floats;
+  return BEIT_OK;
+}
+
+/* Nearest centroid of rows x[0..m): argmin_j |c_j|^2 - 2 x.c_j on dots = x C^T. */
+static void argmin_rows(const float *x, size_t m, int D, const float *dots, const float *cnorm, int k,
+                        int32_t *labels, float *dist2) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < m; i++) {
+    const float *dr = dots + i * k;
+    int best = 0;
+    float bv = cnorm[0] - 2 * dr[0];
+    for (int j = 1; j < k; j++) {
+      float v = cnorm[j] - 2 * dr[j];
+      if (v < bv) bv = v, best = j;
+    }
+    labels[i] = best;
+    if (dist2) {
+      double xx = 0;
+      for (int e = 0; e < D; e++) xx += (double)x[i * D + e] * x[i * D + e];
+      dist2[i] = (float)(xx + bv > 0 ? xx + bv : 0);
+    }
+  }
+}
+
+/* Uses dots scratch of ASSIGN_ROWS * k floats (the caller's). The norms are
+ * recomputed here (k*dim work) so that edited centroids are never stale. */
+static void assign_with(kmeans_tok *km, float *dots, const float *x, size_t n, int32_t *labels, float *dist2) {
+  const int k = km->cfg.k, D = km->dim;
+  update_norms(km);
+  for (size_t r0 = 0; r0 < n; r0 += ASSIGN_ROWS) {
+    size_t m = n - r0 < ASSIGN_ROWS ? n - r0 : ASSIGN_ROWS;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, k, D, 1.0f, x + r0 * D, D, kmeans_centroids(km), D,
+                0.0f, dots, k);
+    argmin_rows(x + r0 * D, m, D, dots, km->cnorm, k, labels + r0, dist2 ? dist2 + r0 : NULL);
+  }
+}
+
+int kmeans_assign(kmeans_tok *km, const float *x, size_t n, int32_t *labels, float *dist2) {
+  float *dots = beit_alloc((size_t)ASSIGN_ROWS * km->cfg.k * sizeof(float), "k-means distances");
+  if (!dots) return BEIT_ERR;
+  assign_with(km, dots, x, n, labels, dist2);
+  beit_free(dots);
+  return BEIT_OK;
+}
+
+/* ---- k-means++ seeding ---------------------------------------------------------- */
+static void lower_d2(double *d2, const float *x, size_t n, int D, const float *c) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    double s = 0;
+    for (int e = 0; e < D; e++) s += ((double)x[i * D + e] - c[e]) * ((double)x[i * D + e] - c[e]);
+    if (s < d2[i]) d2[i] = s;
+  }
+}
+
+/* Index drawn with probability d2[i] / sum(d2) (uniform when all are 0). */
+static size_t sample_d2(const double *d2, size_t n, beit_rng *r) {
+  double total = 0;
+#pragma omp parallel for reduction(+ : total) schedule(static)
+  for (size_t i = 0; i < n; i++) total += d2[i];
+  if (!(total > 0)) return (size_t)beit_rng_randint(r, 0, (int64_t)n - 1);
+  double u = beit_rng_uniform(r) * total, acc = 0;
+  for (size_t i = 0; i < n; i++) {
+    acc += d2[i];
+    if (acc > u && d2[i] > 0) return i;
+  }
+  for (size_t i = n; i-- > 0;)
+    if (d2[i] > 0) return i;
+  return 0;
+}
+
+static int kmeanspp(kmeans_tok *km, const float *x, size_t n, uint64_t seed) {
+  const int k = km->cfg.k, D = km->dim;
+  float *C = kmeans_centroids(km);
+  double *d2 = beit_alloc(n * sizeof(double), "k-means++ distances");
+  if (!d2) return BEIT_ERR;
+  for (size_t i = 0; i < n; i++) d2[i] = INFINITY;
+  beit_rng r;
+  beit_rng_seed(&r, seed, BEIT_RNG_KMEANS, 1, 0);
+  size_t pick = (size_t)beit_rng_randint(&r, 0, (int64_t)n - 1);
+  for (int j = 0; j < k; j++) {
+    memcpy(C + (size_t)j * D, x + pick * D, D * sizeof(float));
+    if (j + 1 == k) break;
+    lower_d2(d2, x, n, D, C + (size_t)j * D);
+    pick = sample_d2(d2, n, &r);
+  }
+  beit_free(d2);
+  return BEIT_OK;
+}
+
+/* ---- Lloyd update ------------------------------------------------------------- */
+/* Centroid j = mean of its members (counting sort by label, then one thread per
+ * centroid); an empty cluster moves to the point farthest from its centroid. */
+static int update_centroids(kmeans_tok *km, const float *x, size_t n, const int32_t *labels, float *dist2,
+                            int *reseeded) {
+  const int k = km->cfg.k, D = km->dim;
+  size_t *start = beit_calloc((size_t)(k + 1) * sizeof(size_t), "k-means counts");
+  size_t *order = beit_alloc(n * sizeof(size_t), "k-means order");
+  if (!start || !order) { beit_free(start), beit_free(order); return BEIT_ERR; }
+  for (size_t i = 0; i < n; i++) start[labels[i] + 1]++;
+  for (int j = 0; j < k; j++) start[j + 1] += start[j];
+  size_t *fill = beit_alloc((size_t)k * sizeof(size_t), "k-means fill");
+  if (!fill) { beit_free(start), beit_free(order); return BEIT_ERR; }
+  memcpy(fill, start, (size_t)k * sizeof(size_t));
+  for (size_t i = 0; i < n; i++) order[fill[labels[i]]++] = i;
+  beit_free(fill);
+  float *C = kmeans_centroids(km);
+#pragma omp parallel for schedule(dynamic, 8)
+  for (int j = 0; j < k; j++) {
+    size_t cnt = start[j + 1] - start[j];
+    if (!cnt) continue;
+    double acc[D];
+    memset(acc, 0, sizeof acc);
+    for (size_t t = start[j]; t < start[j + 1]; t++)
+      for (int e = 0; e < D; e++) acc[e] += x[order[t] * D + e];
+    for (int e = 0; e < D; e++) C[(size_t)j * D + e] = (float)(acc[e] / (double)cnt);
+  }
+  for (int j = 0; j < k; j++) {
+    if (start[j + 1] > start[j]) continue;
+    size_t far = 0;
+    for (size_t i = 1; i < n; i++)
+      if (dist2[i] > dist2[far]) far = i;
+    memcpy(C + (size_t)j * D, x + far * D, D * sizeof(float));
+    dist2[far] = -1;
+    (*reseeded)++;
+  }
+  beit_free(start), beit_free(order);
+  return BEIT_OK;
+}
+
+int kmeans_fit(kmeans_tok *km, const float *x, size_t n, const kmeans_fit_opts *o, kmeans_fit_stats *st) {
+  const int k = km->cfg.k;
+  memset(st, 0, sizeof *st);
+  if (n < (size_t)k) return beit_errorf("kmeans: %zu patches are fewer than k = %d", n, k);
+  int32_t *labels = beit_alloc(n * sizeof(int32_t), "k-means labels");
+  int32_t *prev = beit_alloc(n * sizeof(int32_t), "k-means labels");
+  float *dist2 = beit_alloc(n * sizeof(float), "k-means distances");
+  float *dots = beit_alloc((size_t)ASSIGN_ROWS * k * sizeof(float), "k-means distances");
+  int rc = labels && prev && dist2 && dots ? kmeanspp(km, x, n, o->seed) : BEIT_ERR;
+  for (int it = 0; !rc && it < o->iters; it++) {
+    assign_with(km, dots, x, n, labels, dist2);
+    size_t changed = 0;
+    for (size_t i = 0; i < n; i++) changed += !it || labels[i] != prev[i];
+    if (!changed) break;
+    memcpy(prev, labels, n * sizeof(int32_t));
+    rc = update_centroids(km, x, n, labels, dist2, &st->empty_reseeded);
+    st->iters_run = it + 1;
+  }
+  if (!rc) {
+    assign_with(km, dots, x, n, labels, dist2);
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += dist2[i];
+    st->inertia = s / (double)n;
+  }
+  beit_free(labels), beit_free(prev), beit_free(dist2), beit_free(dots);
+  return rc;
+}
+
+/* Gathers up to max_patches patches (uniformly, keyed RNG) from B images. */
+int kmeans_train(kmeans_tok *km, const float *images, int B, const kmeans_fit_opts *o, kmeans_fit_stats *st) {
+  const int g = kmeans_grid_side(&km->cfg), D = km->dim;
+  size_t total = (size_t)B * g * g, n = o->max_patches && o->max_patches < total ? o->max_patches : total;
+  float *all = beit_alloc(total * D * sizeof(float), "k-means patches");
+  float *x = n < total ? beit_alloc(n * D * sizeof(float), "k-means sample") : all;
+  if (!all || !x) { beit_free(all); return BEIT_ERR; }
+  kmeans_patches(km, images, B, all);
+  if (n < total) {
+    beit_rng r;
+    beit_rng_seed(&r, o->seed, BEIT_RNG_KMEANS, 2, 0);
+    for (size_t i = 0; i < n; i++)
+      memcpy(x + i * D, all + (size_t)beit_rng_randint(&r, 0, (int64_t)total - 1) * D, D * sizeof(float));
+  }
+  int rc = kmeans_fit(km, x, n, o, st);
+  if (x != all) beit_free(x);
+  beit_free(all);
+  return rc;
+}
+
+/* ---- encode / decode ----------------------------------------------------------- */
+int kmeans_encode(kmeans_tok *km, const float *images, int B, int32_t *tokens) {
+  const int g = kmeans_grid_side(&km->cfg);
+  size_t n = (size_t)B * g * g, dots = (size_t)ASSIGN_ROWS * km->cfg.k;
+  if (ensure_work(km, n * km->dim + dots)) return BEIT_ERR;
+  float *x = km->work + dots;
+  kmeans_patches(km, images, B, x);
+  assign_with(km, km->work, x, n, tokens, NULL);
+  return BEIT_OK;
+}
+
+int kmeans_decode(const kmeans_tok *km, const int32_t *tokens, int B, float *images) {
+  const kmeans_config *c = &km->cfg;
+  if (c->normalize != KMEANS_NORM_NONE)
+    return beit_errorf("kmeans: patch-normalised centroids cannot be turned back into pixels");
+  const int g = kmeans_grid_side(c), P = c->patch, S = c->image_size;
+  const float *C = kmeans_centroids(km);
+  for (size_t i = 0; i < (size_t)B * g * g; i++)
+    if (tokens[i] < 0 || tokens[i] >= c->k)
+      return beit_errorf("kmeans: token %d at %zu is outside 0..%d", tokens[i], i, c->k - 1);
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < B; b++)
+    for (int p = 0; p < g * g; p++) {
+      const float *v = C + (size_t)tokens[(size_t)b * g * g + p] * km->dim;
+      for (int ch = 0; ch < c->channels; ch++)
+        for (int y = 0; y < P; y++)
+          for (int xx = 0; xx < P; xx++)
+            images[(((size_t)b * c->channels + ch) * S + (p / g) * P + y) * S + (p % g) * P + xx] =
+                v[(ch * P + y) * P + xx];
+    }
+  return BEIT_OK;
+}
+
+/* ---- checkpoints ------------------------------------------------------------- */
+int kmeans_save(const kmeans_tok *km, const char *path, const char *const *extra_kv, int n_extra) {
+  const kmeans_config *c = &km->cfg;
+  char v[4][24];
+  int vals[4] = {c->image_size, c->channels, c->patch, c->k};
+  for (int i = 0; i < 4; i++) snprintf(v[i], sizeof v[i], "%d", vals[i]);
+  const char *kv[2 * (6 + 16)] = {"type", "kmeans", "image_size", v[0], "channels", v[1], "patch", v[2], "k", v[3],
+                                  "normalize", c->normalize == KMEANS_NORM_PATCH ? "patch" : "none"};
+  if (n_extra > 16) return beit_errorf("kmeans_save: %d extra metadata pairs (at most 16)", n_extra);
+  for (int i = 0; i < 2 * n_extra; i++) kv[12 + i] = extra_kv[i];
+  return beit_params_save(&km->params, path, kv, 6 + n_extra);
+}
+
+static int meta_int(const beit_safetensors *st, const char *key, int *out) {
+  const char *s = beit_st_meta(st, key);
+  char *end;
+  long v = s ? strtol(s, &end, 10) : 0;
+  if (!s || end == s || *end || v < 0 || v > (1 << 30))
+    return beit_errorf("%s: metadata '%s' is %s (not a beit.c k-means tokenizer?)", st->path, key,
+                       s ? "not a valid integer" : "missing");
+  *out = (int)v;
+  return BEIT_OK;
+}
+
+int kmeans_load(kmeans_tok *km, const char *path) {
+  beit_safetensors st;
+  memset(km, 0, sizeof *km);
+  if (beit_st_open(&st, path)) return BEIT_ERR;
+  kmeans_config c = {0};
+  const char *type = beit_st_meta(&st, "type"), *norm = beit_st_meta(&st, "normalize");
+  int rc = BEIT_OK;
+  if (!type || strcmp(type, "kmeans"))
+    rc = beit_errorf("%s: metadata type is '%s', expected 'kmeans'", path, type ? type : "(none)");
+  if (!rc) rc = meta_int(&st, "image_size", &c.image_size) || meta_int(&st, "channels", &c.channels) ||
+                meta_int(&st, "patch", &c.patch) || meta_int(&st, "k", &c.k);
+  c.normalize = norm && !strcmp(norm, "patch") ? KMEANS_NORM_PATCH : KMEANS_NORM_NONE;
+  if (!rc) rc = kmeans_create(km, &c);
+  if (!rc && beit_params_load_from(&km->params, &st, 1)) {
+    kmeans_free(km);
+    rc = BEIT_ERR;
+  }
+  beit_st_close(&st);
+  return rc ? beit_error_context("loading k-means tokenizer %s", path) : BEIT_OK;
+}

@@ -1,0 +1,90 @@
+/* tokenizer.h - visual tokenizers as the rest of beit uses them: one handle over
+ * the dVAE and the k-means tokenizer (load, encode, decode), the token-grid file
+ * written by `beit tokenizer encode`, and the training / encoding / reconstruction
+ * drivers behind `beit tokenizer train|encode|reconstruct`. */
+#ifndef BEIT_TOKENIZER_H
+#define BEIT_TOKENIZER_H
+
+#include <stdint.h>
+
+#include "data/dataset.h"
+#include "model/dvae.h"
+#include "model/kmeans.h"
+
+enum { BEIT_TOK_DVAE = 1, BEIT_TOK_KMEANS = 2 };
+
+typedef struct {
+  int type;                /* BEIT_TOK_DVAE or BEIT_TOK_KMEANS */
+  dvae dv;
+  kmeans_tok km;
+  int image_size, channels; /* input images [B, channels, image_size, image_size] in [0, 1] */
+  int grid, vocab;          /* tokens [B, grid*grid], values 0..vocab-1 */
+} beit_tokenizer;
+
+/* Reads a checkpoint written by `beit tokenizer train` (the metadata "type" says
+ * which kind), or a dall_e encoder converted to safetensors (no metadata, keys
+ * "blocks.input.w", ...: encoder only, input BEIT_DALLE_IMAGE_SIZE as in BEiT).
+ * Errors name the file. */
+#define BEIT_DALLE_IMAGE_SIZE 112
+int beit_tokenizer_load(beit_tokenizer *t, const char *path);
+void beit_tokenizer_free(beit_tokenizer *t);
+int beit_tokenizer_encode(beit_tokenizer *t, const float *images, int B, int32_t *tokens);
+/* Token grids back to [0, 1] images (dVAE; k-means only without normalisation). */
+int beit_tokenizer_decode(beit_tokenizer *t, const int32_t *tokens, int B, float *images);
+
+/* ---- token files ---------------------------------------------------------------
+ * Little-endian: bytes 0-7 magic "BEITTOKS", u32 version (1), u32 grid_h, u32 grid_w,
+ * u32 vocab (2..65536), u64 n, then n * grid_h * grid_w u16 token ids, image-major,
+ * each grid row-major. Readers check the magic, version, sizes and every id. */
+#define BEIT_TOKENS_MAGIC "BEITTOKS"
+#define BEIT_TOKENS_VERSION 1
+#define BEIT_TOKENS_HEADER 32
+typedef struct {
+  int64_t n;
+  int grid_h, grid_w, vocab;
+  int32_t *tokens;  /* [n, grid_h * grid_w] */
+} beit_token_file;
+
+int beit_tokens_write(const char *path, const int32_t *tokens, int64_t n, int grid_h, int grid_w, int vocab);
+int beit_tokens_read(const char *path, beit_token_file *tf);
+void beit_tokens_free(beit_token_file *tf);
+
+/* ---- training ------------------------------------------------------------------ */
+typedef struct {
+  const char *data, *out;     /* dataset spec, run folder */
+  int type;                   /* BEIT_TOK_DVAE or BEIT_TOK_KMEANS */
+  dvae_config dv;             /* image_size 0 = the dataset's side */
+  int64_t steps;              /* dVAE updates */
+  int batch;
+  float lr, min_lr, weight_decay, clip_grad;
+  int64_t warmup;             /* lr warmup steps */
+  float tau_start, tau_end;   /* Gumbel temperature: cosine from start to end ... */
+  int64_t tau_steps;          /* ... over this many steps (0 = all steps) */
+  float beta;                 /* KL weight: cosine from 0 to beta ... */
+  int64_t kl_warmup;          /* ... over this many steps */
+  float crop_min, hflip;      /* augmentation: random resized crop scale [crop_min, 1], flips */
+  int log_every, eval_images; /* log interval; test images for the final MAE */
+  uint64_t seed;
+  int workers;                /* data loader threads */
+  /* k-means */
+  kmeans_config km;
+  int km_iters, km_images;    /* Lloyd iterations; training images (0 = all) */
+  int64_t km_max_patches;
+} beit_tok_train_cfg;
+
+void beit_tok_train_defaults(beit_tok_train_cfg *c);
+/* Trains, writes OUT/tokenizer.safetensors, OUT/log.jsonl and OUT/config.json,
+ * then reports the test reconstruction error and codebook usage on stdout. */
+int beit_tokenizer_train(const beit_tok_train_cfg *c);
+
+/* Encodes every image of ds (eval transform, [0,1]) and writes a token file. */
+int beit_tokenizer_encode_dataset(beit_tokenizer *t, const beit_dataset *ds, int batch, const char *out_path);
+/* Images [first, first+n) and their reconstructions side by side in a PNG; *mae
+ * = mean absolute error over those images. png may be NULL (error only). */
+int beit_tokenizer_reconstruct(beit_tokenizer *t, const beit_dataset *ds, int64_t first, int n, const char *png,
+                               double *mae);
+
+/* Codebook usage of a token histogram: distinct codes and exp(entropy). */
+void beit_token_usage(const int64_t *hist, int vocab, int *used, double *perplexity);
+
+#endif

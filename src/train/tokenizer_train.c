@@ -1,0 +1,546 @@
+/* tokenizer_train.c - the visual tokenizer drivers: a handle over the dVAE and
+ * k-means tokenizers, token files, dVAE training (AdamW, Gumbel temperature and
+ * KL-weight schedules, codebook usage, JSON-lines log), k-means training, and
+ * encoding / reconstructing whole datasets. */
+#include "train/tokenizer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "data/loader.h"
+#include "io/image.h"
+#include "io/safetensors.h"
+#include "train/train.h"
+
+/* ---- the tokenizer handle ----------------------------------------------------- */
+static void describe(beit_tokenizer *t) {
+  if (t->type == BEIT_TOK_DVAE) {
+    t->image_size = t->dv.cfg.image_size, t->channels = t->dv.cfg.channels;
+    t->grid = dvae_grid_side(&t->dv.cfg), t->vocab = t->dv.cfg.vocab;
+  } else {
+    t->image_size = t->km.cfg.image_size, t->channels = t->km.cfg.channels;
+    t->grid = kmeans_grid_side(&t->km.cfg), t->vocab = t->km.cfg.k;
+  }
+}
+
+int beit_tokenizer_load(beit_tokenizer *t, const char *path) {
+  memset(t, 0, sizeof *t);
+  beit_safetensors st;
+  if (beit_st_open(&st, path)) return BEIT_ERR;
+  const char *type = beit_st_meta(&st, "type");
+  int dalle = !type && beit_st_find(&st, "blocks.input.w") >= 0;  /* a converted dall_e encoder.pkl */
+  t->type = dalle || (type && !strcmp(type, "dvae")) ? BEIT_TOK_DVAE : type && !strcmp(type, "kmeans") ? BEIT_TOK_KMEANS : 0;
+  beit_st_close(&st);
+  if (!t->type)
+    return beit_errorf("%s: metadata type is '%s'; expected a tokenizer ('dvae' or 'kmeans') or a dall_e encoder",
+                       path, type ? type : "(none)");
+  int rc = dalle ? dvae_load_dalle_encoder(&t->dv, path, BEIT_DALLE_IMAGE_SIZE)
+           : t->type == BEIT_TOK_DVAE ? dvae_load(&t->dv, path) : kmeans_load(&t->km, path);
+  if (rc) return BEIT_ERR;
+  describe(t);
+  return BEIT_OK;
+}
+
+void beit_tokenizer_free(beit_tokenizer *t) {
+  if (t->type == BEIT_TOK_DVAE) dvae_free(&t->dv);
+  if (t->type == BEIT_TOK_KMEANS) kmeans_free(&t->km);
+  memset(t, 0, sizeof *t);
+}
+
+int beit_tokenizer_encode(beit_tokenizer *t, const float *images, int B, int32_t *tokens) {
+  return t->type == BEIT_TOK_DVAE ? dvae_encode(&t->dv, images, B, tokens) : kmeans_encode(&t->km, images, B, tokens);
+}
+
+int beit_tokenizer_decode(beit_tokenizer *t, const int32_t *tokens, int B, float *images) {
+  return t->type == BEIT_TOK_DVAE ? dvae_decode(&t->dv, tokens, B, images) : kmeans_decode(&t->km, tokens, B, images);
+}
+
+/* ---- token files ---------------------------------------------------------------- */
+static void put_u32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get_u32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int beit_tokens_write(const char *path, const int32_t *tokens, int64_t n, int grid_h, int grid_w, int vocab) {
+  if (vocab < 2 || vocab > 65536 || grid_h < 1 || grid_w < 1 || n < 0)
+    return beit_errorf("%s: cannot write tokens with vocab %d, grid %dx%d, n %lld", path, vocab, grid_h, grid_w,
+                       (long long)n);
+  size_t count = (size_t)n * grid_h * grid_w, size = BEIT_TOKENS_HEADER + 2 * count;
+  uint8_t *buf = beit_calloc(size, "token file");
+  if (!buf) return BEIT_ERR;
+  memcpy(buf, BEIT_TOKENS_MAGIC, 8);
+  put_u32(buf + 8, BEIT_TOKENS_VERSION), put_u32(buf + 12, (uint32_t)grid_h), put_u32(buf + 16, (uint32_t)grid_w);
+  put_u32(buf + 20, (uint32_t)vocab), put_u32(buf + 24, (uint32_t)n), put_u32(buf + 28, (uint32_t)((uint64_t)n >> 32));
+  int rc = BEIT_OK;
+  for (size_t i = 0; i < count && !rc; i++) {
+    if (tokens[i] < 0 || tokens[i] >= vocab) rc = beit_errorf("%s: token %d at %zu is outside 0..%d", path, tokens[i], i, vocab - 1);
+    buf[BEIT_TOKENS_HEADER + 2 * i] = (uint8_t)tokens[i], buf[BEIT_TOKENS_HEADER + 2 * i + 1] = (uint8_t)(tokens[i] >> 8);
+  }
+  if (!rc) rc = beit_write_file_atomic(path, buf, size);
+  beit_free(buf);
+  return rc;
+}
+
+static int parse_token_header(const char *path, const uint8_t *buf, size_t size, beit_token_file *tf) {
+  if (size < BEIT_TOKENS_HEADER || memcmp(buf, BEIT_TOKENS_MAGIC, 8))
+    return beit_errorf("%s: not a beit token file (bad magic or shorter than %d bytes)", path, BEIT_TOKENS_HEADER);
+  uint32_t version = get_u32(buf + 8);
+  if (version != BEIT_TOKENS_VERSION) return beit_errorf("%s: token file version %u (expected 1)", path, version);
+  uint64_t gh = get_u32(buf + 12), gw = get_u32(buf + 16), vocab = get_u32(buf + 20);
+  uint64_t n = get_u32(buf + 24) | (uint64_t)get_u32(buf + 28) << 32;
+  if (gh < 1 || gw < 1 || gh > 4096 || gw > 4096 || vocab < 2 || vocab > 65536)
+    return beit_errorf("%s: bad header: grid %llux%llu, vocab %llu", path, (unsigned long long)gh,
+                       (unsigned long long)gw, (unsigned long long)vocab);
+  if (n > (size - BEIT_TOKENS_HEADER) / 2 / (gh * gw) || BEIT_TOKENS_HEADER + 2 * n * gh * gw != size)
+    return beit_errorf("%s: %zu bytes, but the header says %llu grids of %llux%llu (%llu bytes)", path, size,
+                       (unsigned long long)n, (unsigned long long)gh, (unsigned long long)gw,
+                       (unsigned long long)(BEIT_TOKENS_HEADER + 2 * n * gh * gw));
+  tf->n = (int64_t)n, tf->grid_h = (int)gh, tf->grid_w = (int)gw, tf->vocab = (int)vocab;
+  return BEIT_OK;
+}
+
+int beit_tokens_read(const char *path, beit_token_file *tf) {
+  memset(tf, 0, sizeof *tf);
+  uint8_t *buf;
+  size_t size;
+  if (beit_read_file(path, &buf, &size)) return BEIT_ERR;
+  int rc = parse_token_header(path, buf, size, tf);
+  size_t count = (size_t)tf->n * tf->grid_h * tf->grid_w;
+  if (!rc && !(tf->tokens = beit_alloc(count * sizeof(int32_t) + 1, "tokens"))) rc = BEIT_ERR;
+  for (size_t i = 0; !rc && i < count; i++) {
+    const uint8_t *p = buf + BEIT_TOKENS_HEADER + 2 * i;
+    tf->tokens[i] = p[0] | p[1] << 8;
+    if (tf->tokens[i] >= tf->vocab)
+      rc = beit_errorf("%s: token %d at %zu is outside the vocabulary 0..%d", path, tf->tokens[i], i, tf->vocab - 1);
+  }
+  beit_free(buf);
+  if (rc) beit_tokens_free(tf);
+  return rc;
+}
+
+void beit_tokens_free(beit_token_file *tf) {
+  beit_free(tf->tokens);
+  memset(tf, 0, sizeof *tf);
+}
+
+void beit_token_usage(const int64_t *hist, int vocab, int *used, double *perplexity) {
+  int64_t total = 0;
+  *used = 0;
+  for (int k = 0; k < vocab; k++) total += hist[k], *used += hist[k] > 0;
+  double h = 0;
+  for (int k = 0; k < vocab; k++)
+    if (hist[k]) h -= (double)hist[k] / total * log((double)hist[k] / total);
+  *perplexity = exp(h);
+}
+
+/* ---- whole datasets ------------------------------------------------------------- */
+static const float ZERO3[3] = {0, 0, 0}, ONE3[3] = {1, 1, 1};
+
+static int check_channels(const beit_tokenizer *t, const beit_dataset *ds) {
+  if (ds->channels != t->channels)
+    return beit_errorf("dataset %s has %d channel(s) but the tokenizer expects %d", ds->name, ds->channels,
+                       t->channels);
+  return BEIT_OK;
+}
+
+/* Images [first, first+count) through the eval transform, as [0,1] floats. */
+static int eval_images(const beit_tokenizer *t, const beit_dataset *ds, int64_t first, int count, float *out) {
+  return beit_eval_images(ds, first, count, t->image_size, 1.0f, ZERO3, ONE3, out, NULL);
+}
+
+int beit_tokenizer_encode_dataset(beit_tokenizer *t, const beit_dataset *ds, int batch, const char *out_path) {
+  if (check_channels(t, ds)) return BEIT_ERR;
+  size_t img = (size_t)t->channels * t->image_size * t->image_size, per = (size_t)t->grid * t->grid;
+  float *x = beit_alloc((size_t)batch * img * sizeof(float), "encode batch");
+  int32_t *tok = beit_alloc((size_t)ds->n * per * sizeof(int32_t) + 1, "tokens");
+  int64_t *hist = beit_calloc((size_t)t->vocab * sizeof(int64_t), "token histogram");
+  int rc = x && tok && hist ? BEIT_OK : BEIT_ERR;
+  beit_progress bar;
+  beit_progress_start(&bar, "encode", ds->n);
+  for (int64_t b0 = 0; !rc && b0 < ds->n; b0 += batch) {
+    int nb = (int)(ds->n - b0 < batch ? ds->n - b0 : batch);
+    rc = eval_images(t, ds, b0, nb, x);
+    if (!rc) rc = beit_tokenizer_encode(t, x, nb, tok + (size_t)b0 * per);
+    beit_progress_update(&bar, nb, NULL);
+  }
+  beit_progress_finish(&bar);
+  if (!rc) rc = beit_tokens_write(out_path, tok, ds->n, t->grid, t->grid, t->vocab);
+  if (!rc) {
+    for (size_t i = 0; i < (size_t)ds->n * per; i++) hist[tok[i]]++;
+    int used;
+    double ppl;
+    beit_token_usage(hist, t->vocab, &used, &ppl);
+    printf("encoded %lld images to %dx%d tokens: %s (codebook: %d of %d codes used, %.1f%%, perplexity %.1f)\n",
+           (long long)ds->n, t->grid, t->grid, out_path, used, t->vocab, 100.0 * used / t->vocab, ppl);
+  }
+  beit_free(x), beit_free(tok), beit_free(hist);
+  return rc;
+}
+
+static int save_pairs_png(const char *png, const float *orig, const float *rec, int n, int C, int S) {
+  const int pairs_per_row = 8, scale = S < 64 ? 2 : 1;
+  beit_grid g = {.rows = (n + pairs_per_row - 1) / pairs_per_row, .cols = 2 * (n < pairs_per_row ? n : pairs_per_row),
+                 .cell_w = S * scale, .cell_h = S * scale, .pad = 2, .margin = 4};
+  int w, h;
+  beit_grid_size(&g, &w, &h);
+  beit_canvas cv;
+  const uint8_t bg[3] = {255, 255, 255}, frame[3] = {200, 60, 60};
+  if (beit_canvas_init(&cv, w, h, bg)) return BEIT_ERR;
+  size_t img = (size_t)C * S * S;
+  for (int i = 0; i < n; i++) {
+    int x, y;
+    beit_grid_cell(&g, 2 * i, &x, &y);
+    beit_canvas_blit_f32(&cv, x, y, g.cell_w, g.cell_h, orig + i * img, S, S, C, 0, 1);
+    beit_grid_cell(&g, 2 * i + 1, &x, &y);
+    beit_canvas_blit_f32(&cv, x, y, g.cell_w, g.cell_h, rec + i * img, S, S, C, 0, 1);
+    beit_canvas_frame(&cv, x - 1, y - 1, g.cell_w + 2, g.cell_h + 2, frame);
+  }
+  int rc = beit_canvas_save_png(&cv, png);
+  beit_canvas_free(&cv);
+  return rc;
+}
+
+int beit_tokenizer_reconstruct(beit_tokenizer *t, const beit_dataset *ds, int64_t first, int n, const char *png,
+                               double *mae) {
+  if (check_channels(t, ds)) return BEIT_ERR;
+  if (first < 0 || first + n > ds->n || n < 1)
+    return beit_errorf("images %lld..%lld are outside the %lld of %s", (long long)first, (long long)(first + n - 1),
+                       (long long)ds->n, ds->name);
+  size_t img = (size_t)t->channels * t->image_size * t->image_size;
+  float *x = beit_alloc((size_t)n * img * sizeof(float), "images"), *r = beit_alloc((size_t)n * img * sizeof(float), "recon");
+  int32_t *tok = beit_alloc((size_t)n * t->grid * t->grid * sizeof(int32_t), "tokens");
+  int rc = x && r && tok ? eval_images(t, ds, first, n, x) : BEIT_ERR;
+  if (!rc) rc = beit_tokenizer_encode(t, x, n, tok);
+  if (!rc) rc = beit_tokenizer_decode(t, tok, n, r);
+  if (!rc) {
+    double s = 0;
+    for (size_t i = 0; i < (size_t)n * img; i++) s += fabs(r[i] - x[i]);
+    *mae = s / ((double)n * img);
+    if (png) rc = save_pairs_png(png, x, r, n, t->channels, t->image_size);
+  }
+  beit_free(x), beit_free(r), beit_free(tok);
+  return rc;
+}
+
+/* ---- training: schedules, log --------------------------------------------------- */
+void beit_tok_train_defaults(beit_tok_train_cfg *c) {
+  memset(c, 0, sizeof *c);
+  c->data = "fashion-mnist", c->out = "runs/tok", c->type = BEIT_TOK_DVAE;
+  dvae_config_small(&c->dv);
+  c->dv.image_size = 0;
+  c->steps = 1000, c->batch = 64;
+  c->lr = 2e-3f, c->min_lr = 1e-5f, c->weight_decay = 1e-4f, c->clip_grad = 0, c->warmup = 100;
+  c->tau_start = 1.0f, c->tau_end = 1.0f / 16, c->tau_steps = 0;
+  c->beta = 1.0f, c->kl_warmup = 200;
+  c->crop_min = 0.5f, c->hflip = 0.5f;
+  c->log_every = 50, c->eval_images = 1000, c->seed = 0, c->workers = 1;
+  c->km = (kmeans_config){.image_size = 0, .channels = 1, .patch = 4, .k = 512, .normalize = KMEANS_NORM_PATCH};
+  c->km_iters = 20, c->km_images = 10000, c->km_max_patches = 200000;
+}
+
+/* cosine from a (t = 0) to b (t >= T) */
+static double cosine_ramp(double a, double b, int64_t t, int64_t T) {
+  if (T <= 0 || t >= T) return b;
+  return b + 0.5 * (a - b) * (1 + cos(M_PI * (double)t / (double)T));
+}
+
+typedef struct {
+  double loss, recon, kl, ppl, gnorm;
+  int n;
+  int64_t *hist, *ever;  /* argmax counts in the interval / since the start */
+  double t0;
+} interval_stats;
+
+static void interval_add(interval_stats *s, const dvae_stats *st, double gn, const int32_t *tok, int ntok) {
+  s->loss += st->loss, s->recon += st->recon, s->kl += st->kl, s->ppl += st->perplexity, s->gnorm += gn, s->n++;
+  for (int i = 0; i < ntok; i++) s->hist[tok[i]]++, s->ever[tok[i]]++;
+}
+
+/* One JSON line; returns the share of codes used in the interval. */
+static double log_interval(FILE *log, interval_stats *s, int64_t step, double tau, double beta, double lr,
+                           int vocab, int batch) {
+  int used, ever;
+  double ppl_hard, ppl_ever;
+  beit_token_usage(s->hist, vocab, &used, &ppl_hard);
+  beit_token_usage(s->ever, vocab, &ever, &ppl_ever);
+  double el = beit_now() - s->t0, n = s->n ? s->n : 1;
+  fprintf(log,
+          "{\"step\": %lld, \"loss\": %.6f, \"recon\": %.6f, \"kl\": %.6f, \"tau\": %.5f, \"beta\": %.5f, "
+          "\"lr\": %.3e, \"perplexity\": %.2f, \"codes_used\": %d, \"codes_ever\": %d, \"grad_norm\": %.4f, "
+          "\"images_per_s\": %.1f}\n",
+          (long long)step, s->loss / n, s->recon / n, s->kl / n, tau, beta, lr, s->ppl / n, used, ever, s->gnorm / n,
+          el > 0 ? s->n * batch / el : 0.0);
+  fflush(log);
+  s->loss = s->recon = s->kl = s->ppl = s->gnorm = 0, s->n = 0, s->t0 = beit_now();
+  memset(s->hist, 0, (size_t)vocab * sizeof(int64_t));
+  return (double)used / vocab;
+}
+
+static int write_config_json(const beit_tok_train_cfg *c, const char *path) {
+  char buf[2048];
+  const dvae_config *d = &c->dv;
+  int n = snprintf(buf, sizeof buf,
+                   "{\n  \"type\": \"%s\",\n  \"data\": \"%s\",\n  \"image_size\": %d,\n  \"channels\": %d,\n"
+                   "  \"n_hid\": %d,\n  \"n_init\": %d,\n  \"n_blk_per_group\": %d,\n  \"n_groups\": %d,\n"
+                   "  \"vocab\": %d,\n  \"recon\": \"%s\",\n  \"steps\": %lld,\n  \"batch\": %d,\n  \"lr\": %g,\n"
+                   "  \"min_lr\": %g,\n  \"weight_decay\": %g,\n  \"warmup\": %lld,\n  \"tau_start\": %g,\n"
+                   "  \"tau_end\": %g,\n  \"tau_steps\": %lld,\n  \"beta\": %g,\n  \"kl_warmup\": %lld,\n"
+                   "  \"crop_min\": %g,\n  \"hflip\": %g,\n  \"seed\": %llu,\n  \"kmeans_patch\": %d,\n"
+                   "  \"kmeans_k\": %d,\n  \"kmeans_normalize\": \"%s\"\n}\n",
+                   c->type == BEIT_TOK_DVAE ? "dvae" : "kmeans", c->data, d->image_size, d->channels, d->n_hid,
+                   d->n_init, d->n_blk_per_group, d->n_groups, d->vocab, d->recon == DVAE_RECON_MSE ? "mse" : "laplace",
+                   (long long)c->steps, c->batch, c->lr, c->min_lr, c->weight_decay, (long long)c->warmup,
+                   c->tau_start, c->tau_end, (long long)c->tau_steps, c->beta, (long long)c->kl_warmup, c->crop_min,
+                   c->hflip, (unsigned long long)c->seed, c->km.patch, c->km.k,
+                   c->km.normalize == KMEANS_NORM_PATCH ? "patch" : "none");
+  return beit_write_file_atomic(path, buf, (size_t)n);
+}
+
+/* ---- training: dVAE ------------------------------------------------------------- */
+typedef struct {
+  beit_dataset train, test;
+  beit_loader *loader;
+  dvae d;
+  beit_optimizer opt;
+  FILE *log;
+  interval_stats iv;
+} dvae_run;
+
+static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
+  if (beit_mkdir_p(c->out)) return BEIT_ERR;
+  if (beit_dataset_open(&r->train, c->data, 1) || beit_dataset_open(&r->test, c->data, 0)) return BEIT_ERR;
+  if (c->dv.image_size <= 0) {
+    if (r->train.height <= 0 || r->train.height != r->train.width)
+      return beit_errorf("%s has no fixed square image size; pass --image-size", c->data);
+    c->dv.image_size = r->train.height;
+  }
+  c->dv.channels = r->train.channels;
+  beit_loader_cfg lc;
+  beit_loader_defaults(&lc, BEIT_LOAD_TRAIN);
+  lc.batch_size = c->batch, lc.image_size = c->dv.image_size, lc.seed = c->seed, lc.num_workers = c->workers;
+  lc.aug.scale_min = c->crop_min, lc.aug.hflip = c->hflip, lc.aug.interp = BEIT_INTERP_LANCZOS;
+  lc.aug.brightness = lc.aug.contrast = lc.aug.saturation = 0;
+  memcpy(lc.mean, ZERO3, sizeof lc.mean), memcpy(lc.std, ONE3, sizeof lc.std);
+  if (beit_loader_open(&r->loader, &r->train, &lc)) return BEIT_ERR;
+  if (dvae_create(&r->d, &c->dv, 1)) return BEIT_ERR;
+  dvae_init_weights(&r->d, c->seed);
+  beit_optim_cfg oc = {.lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup, .total_steps = c->steps,
+                       .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = c->weight_decay,
+                       .layer_decay = 1.0f, .clip_grad = c->clip_grad};
+  if (beit_optimizer_init(&r->opt, &r->d.params, &oc)) return BEIT_ERR;
+  char path[1200];
+  snprintf(path, sizeof path, "%s/config.json", c->out);
+  if (write_config_json(c, path)) return BEIT_ERR;
+  snprintf(path, sizeof path, "%s/log.jsonl", c->out);
+  if (!(r->log = fopen(path, "w"))) return beit_errorf("%s: cannot create the log", path);
+  r->iv.hist = beit_calloc((size_t)c->dv.vocab * sizeof(int64_t), "code histogram");
+  r->iv.ever = beit_calloc((size_t)c->dv.vocab * sizeof(int64_t), "code histogram");
+  return r->iv.hist && r->iv.ever ? BEIT_OK : BEIT_ERR;
+}
+
+static void close_run(dvae_run *r) {
+  if (r->loader) beit_loader_close(r->loader);
+  if (r->log) fclose(r->log);
+  beit_optimizer_free(&r->opt);
+  dvae_free(&r->d);
+  beit_free(r->iv.hist), beit_free(r->iv.ever);
+  beit_dataset_close(&r->train), beit_dataset_close(&r->test);
+}
+
+static int next_batch(dvae_run *r, beit_batch *b) {
+  int got = beit_loader_next(r->loader, b);
+  if (got == 0) got = beit_loader_next(r->loader, b);  /* epoch ended: the next call starts a new one */
+  return got == 1 ? BEIT_OK : got == 0 ? beit_errorf("the data loader returned an empty epoch") : BEIT_ERR;
+}
+
+static void warn_collapse(double share, int64_t step, int vocab, int *warned) {
+  if (share >= 0.05 || *warned >= 3) return;
+  fprintf(stderr, "\nbeit: warning: codebook collapse at step %lld: only %.1f%% of the %d codes were used in the "
+                  "last interval (try a larger --beta, a longer --tau-steps or a smaller --lr)\n",
+          (long long)step, 100 * share, vocab);
+  (*warned)++;
+}
+
+/* One update. Returns BEIT_ERR on a hard failure (e.g. memory); a non-finite loss
+ * or gradient norm is reported through *gn = NAN and leaves the weights unchanged. */
+static int train_step(dvae_run *r, const beit_tok_train_cfg *c, const float *images, int B, int64_t step,
+                      dvae_train_opts *o, dvae_stats *st, double *gn) {
+  o->tau = (float)cosine_ramp(c->tau_start, c->tau_end, step, c->tau_steps > 0 ? c->tau_steps : c->steps);
+  o->beta = (float)cosine_ramp(0, c->beta, step, c->kl_warmup);
+  o->seed = c->seed, o->step = step, o->gumbel = NULL;
+  memset(st, 0, sizeof *st);
+  *gn = NAN;
+  beit_params_zero_grad(&r->d.params);
+  if (dvae_forward_train(&r->d, images, B, o, st)) return isfinite(st->loss) ? BEIT_ERR : BEIT_OK;
+  dvae_backward(&r->d, o);
+  *gn = beit_optimizer_step(&r->opt);
+  return BEIT_OK;
+}
+
+static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
+  const int V = c->dv.vocab, ntok = dvae_grid_side(&c->dv) * dvae_grid_side(&c->dv);
+  beit_progress bar;
+  beit_progress_start(&bar, "tokenizer", c->steps * c->batch);
+  r->iv.t0 = beit_now();
+  int bad = 0, warned = 0;
+  for (int64_t step = 0; step < c->steps; step++) {
+    beit_batch b;
+    dvae_train_opts o;
+    dvae_stats st;
+    double gn;
+    if (next_batch(r, &b) || train_step(r, c, b.images, b.n, step, &o, &st, &gn)) return BEIT_ERR;
+    if (!isfinite(gn)) {
+      fprintf(stderr, "\nbeit: warning: step %lld skipped: non-finite %s\n", (long long)step,
+              isfinite(st.loss) ? "gradient norm" : "loss");
+      if (++bad >= 10) return beit_errorf("10 non-finite steps in a row at step %lld; lower --lr", (long long)step);
+      continue;
+    }
+    bad = 0;
+    interval_add(&r->iv, &st, gn, r->d.tokens, b.n * ntok);
+    if ((step + 1) % c->log_every == 0 || step + 1 == c->steps) {
+      double share = log_interval(r->log, &r->iv, step + 1, o.tau, o.beta, beit_lr_at(&r->opt.cfg, step), V, c->batch);
+      if (step >= c->kl_warmup) warn_collapse(share, step + 1, V, &warned);
+    }
+    char extra[128];
+    snprintf(extra, sizeof extra, " loss %.4f recon %.4f kl %.3f tau %.3f codes %d", st.loss, st.recon, st.kl, o.tau,
+             st.codes_used);
+    beit_progress_update(&bar, b.n, extra);
+  }
+  beit_progress_finish(&bar);
+  return BEIT_OK;
+}
+
+static int can_decode(const beit_tokenizer *t) {
+  return t->type == BEIT_TOK_DVAE || t->km.cfg.normalize == KMEANS_NORM_NONE;
+}
+
+/* Codebook usage on the first n test images and, when the tokens can be turned
+ * back into pixels, the reconstruction MAE (else NAN). */
+static int evaluate(beit_tokenizer *t, const beit_dataset *test, int n, double *mae, int *used, double *ppl) {
+  n = n < test->n ? n : (int)test->n;
+  size_t img = (size_t)t->channels * t->image_size * t->image_size, per = (size_t)t->grid * t->grid;
+  float *x = beit_alloc((size_t)n * img * sizeof(float), "eval images");
+  int32_t *tok = beit_alloc((size_t)n * per * sizeof(int32_t), "eval tokens");
+  int64_t *hist = beit_calloc((size_t)t->vocab * sizeof(int64_t), "eval histogram");
+  int rc = x && tok && hist ? eval_images(t, test, 0, n, x) : BEIT_ERR;
+  if (!rc) rc = beit_tokenizer_encode(t, x, n, tok);
+  for (size_t i = 0; !rc && i < (size_t)n * per; i++) hist[tok[i]]++;
+  if (!rc) beit_token_usage(hist, t->vocab, used, ppl);
+  beit_free(x), beit_free(tok), beit_free(hist);
+  *mae = NAN;
+  if (!rc && can_decode(t)) rc = beit_tokenizer_reconstruct(t, test, 0, n, NULL, mae);
+  return rc;
+}
+
+static void print_eval(const beit_tokenizer *t, int n, double mae, int used, double ppl) {
+  if (isfinite(mae)) printf("test reconstruction MAE %.4f on %d images; ", mae, n);
+  printf("test codebook: %d of %d codes used (%.1f%%), perplexity %.1f\n", used, t->vocab, 100.0 * used / t->vocab,
+         ppl);
+  if (used < 0.05 * t->vocab)
+    fprintf(stderr, "beit: warning: the codebook collapsed: only %d of %d codes in use\n", used, t->vocab);
+}
+
+/* Evaluates, saves OUT/tokenizer.safetensors (the dVAE moves into a handle). */
+static int finish_dvae(dvae_run *r, const beit_tok_train_cfg *c, double seconds) {
+  beit_tokenizer t = {.type = BEIT_TOK_DVAE, .dv = r->d};
+  memset(&r->d, 0, sizeof r->d);
+  describe(&t);
+  int n = c->eval_images < r->test.n ? c->eval_images : (int)r->test.n, used;
+  double mae, ppl;
+  int rc = evaluate(&t, &r->test, n, &mae, &used, &ppl);
+  char v[3][32], path[1200];
+  snprintf(v[0], sizeof v[0], "%lld", (long long)c->steps);
+  snprintf(v[1], sizeof v[1], "%.5f", mae);
+  snprintf(v[2], sizeof v[2], "%d", used);
+  const char *kv[] = {"steps", v[0], "test_mae", v[1], "test_codes_used", v[2], "data", c->data};
+  snprintf(path, sizeof path, "%s/tokenizer.safetensors", c->out);
+  if (!rc) rc = dvae_save(&t.dv, path, kv, 4);
+  if (!rc) {
+    printf("trained %lld steps (%lld images) in %.1f s (%.1f images/s)\n", (long long)c->steps,
+           (long long)(c->steps * c->batch), seconds, c->steps * c->batch / seconds);
+    print_eval(&t, n, mae, used, ppl);
+    printf("saved %s\n", path);
+  }
+  beit_tokenizer_free(&t);
+  return rc;
+}
+
+static int train_dvae(beit_tok_train_cfg *c) {
+  dvae_run r;
+  memset(&r, 0, sizeof r);
+  int rc = open_run(&r, c);
+  double t0 = beit_now();
+  if (!rc) {
+    printf("dVAE %dx%dx%d -> %dx%d tokens, vocab %d, n_hid %d, %d groups x %d blocks, %zu parameters; %lld steps "
+           "of %d\n",
+           c->dv.image_size, c->dv.image_size, c->dv.channels, dvae_grid_side(&c->dv), dvae_grid_side(&c->dv),
+           c->dv.vocab, c->dv.n_hid, c->dv.n_groups, c->dv.n_blk_per_group, r.d.params.total, (long long)c->steps,
+           c->batch);
+    rc = train_loop(&r, c);
+  }
+  if (!rc) rc = finish_dvae(&r, c, beit_now() - t0);
+  close_run(&r);
+  return rc;
+}
+
+/* ---- training: k-means ---------------------------------------------------------- */
+static int open_kmeans(beit_tok_train_cfg *c, beit_dataset *train, beit_dataset *test, beit_tokenizer *t) {
+  if (beit_mkdir_p(c->out) || beit_dataset_open(train, c->data, 1) || beit_dataset_open(test, c->data, 0))
+    return BEIT_ERR;
+  if (c->km.image_size <= 0) {
+    if (train->height <= 0 || train->height != train->width)
+      return beit_errorf("%s has no fixed square image size; pass --image-size", c->data);
+    c->km.image_size = train->height;
+  }
+  c->km.channels = train->channels;
+  t->type = BEIT_TOK_KMEANS;
+  if (kmeans_create(&t->km, &c->km)) return BEIT_ERR;
+  describe(t);
+  return BEIT_OK;
+}
+
+static int train_kmeans(beit_tok_train_cfg *c) {
+  beit_dataset train, test;
+  beit_tokenizer t;
+  memset(&train, 0, sizeof train), memset(&test, 0, sizeof test), memset(&t, 0, sizeof t);
+  float *x = NULL;
+  int rc = open_kmeans(c, &train, &test, &t);
+  int n = c->km_images > 0 && c->km_images < train.n ? c->km_images : (int)train.n;
+  size_t img = (size_t)t.channels * t.image_size * t.image_size, all = (size_t)n * t.grid * t.grid;
+  if (!rc && !(x = beit_alloc((size_t)n * img * sizeof(float), "k-means images"))) rc = BEIT_ERR;
+  if (!rc) rc = eval_images(&t, &train, 0, n, x);
+  double t0 = beit_now();
+  kmeans_fit_opts o = {.iters = c->km_iters, .seed = c->seed, .max_patches = (size_t)c->km_max_patches};
+  kmeans_fit_stats st = {0};
+  if (!rc) rc = kmeans_train(&t.km, x, n, &o, &st);
+  double secs = beit_now() - t0, mae, ppl;
+  int used, ne = c->eval_images < test.n ? c->eval_images : (int)test.n;
+  if (!rc) rc = evaluate(&t, &test, ne, &mae, &used, &ppl);
+  char path[1200], v[2][32];
+  snprintf(path, sizeof path, "%s/tokenizer.safetensors", c->out);
+  snprintf(v[0], sizeof v[0], "%d", n);
+  snprintf(v[1], sizeof v[1], "%.6f", st.inertia);
+  const char *kv[] = {"train_images", v[0], "inertia", v[1], "data", c->data};
+  if (!rc) rc = kmeans_save(&t.km, path, kv, 3);
+  if (!rc) {
+    printf("k-means: %zu patches (%dx%d) from %d images, k %d, %d Lloyd iterations in %.2f s, inertia %.4f\n",
+           o.max_patches && o.max_patches < all ? o.max_patches : all, c->km.patch, c->km.patch, n, c->km.k,
+           st.iters_run, secs, st.inertia);
+    print_eval(&t, ne, mae, used, ppl);
+    printf("saved %s\n", path);
+  }
+  beit_free(x);
+  beit_tokenizer_free(&t);
+  beit_dataset_close(&train), beit_dataset_close(&test);
+  return rc;
+}
+
+int beit_tokenizer_train(const beit_tok_train_cfg *cfg) {
+  beit_tok_train_cfg c = *cfg;
+  if (c.steps < 1 || c.batch < 1 || c.log_every < 1) return beit_errorf("steps, batch and log interval must be >= 1");
+  return c.type == BEIT_TOK_KMEANS ? train_kmeans(&c) : train_dvae(&c);
+}
