@@ -100,8 +100,10 @@ static int step_pictures(const demo_opts *d, const char *tok_path, double *top1)
     printf("no tokenizer reconstructions: %s\n", beit_last_error());
   beit_tokenizer_free(&tok);
   path_in(path, sizeof path, d->out, "mask-preview.png");
-  char *argv[] = {"data", "preview", "--data", "fashion-mnist", "--out", path, NULL};
-  if (cmd_data(6, argv) != 0) return beit_errorf("mask preview failed");
+  char patch[16];
+  snprintf(patch, sizeof patch, "%d", d->patch);
+  char *argv[] = {"data", "preview", "--data", "fashion-mnist", "--patch", patch, "--crop-min", "0.5", "--out", path, NULL};
+  if (cmd_data(10, argv) != 0) return beit_errorf("mask preview failed");
   char pt[1100], ft[1100], tk[1100];
   path_in(pt, sizeof pt, d->out, "pretrain");
   path_in(ft, sizeof ft, d->out, "finetune");
@@ -113,8 +115,8 @@ static int step_pictures(const demo_opts *d, const char *tok_path, double *top1)
   if (beit_plot_png(pruns, 1, "accuracy", path) != BEIT_OK) return BEIT_ERR;
   path_in(path, sizeof path, d->out, "curve-finetune-loss.png");
   if (beit_plot_png(fruns, 1, "loss", path) != BEIT_OK) return BEIT_ERR;
-  path_in(path, sizeof path, d->out, "curve-tokenizer-loss.png");
-  if (beit_plot_png(truns, 1, "loss", path) != BEIT_OK) return BEIT_ERR;
+  path_in(path, sizeof path, d->out, "curve-tokenizer-loss.png");  /* only the dVAE logs a loss */
+  if (!strcmp(d->tokenizer, "dvae") && beit_plot_png(truns, 1, "loss", path) != BEIT_OK) return BEIT_ERR;
   if (mae >= 0) printf("tokenizer reconstruction MAE on 16 test images: %.4f\n", mae);
   beit_model_free(&m);
   beit_dataset_close(&test);
@@ -162,9 +164,10 @@ int cmd_demo(int argc, char **argv) {
   }
   printf("\n== done in %.1f minutes ==\nFashion-MNIST test top-1: %.2f%%\n", minutes, 100 * top1);
   printf("pictures in %s/:\n  attention.png            CLS attention at the last layer: image, each head, mean\n"
-         "  tokenizer-recon.png      test images and their reconstructions from the visual tokens\n"
+         "%s"
          "  mask-preview.png         augmented pretraining views with their blockwise masks\n"
          "  curve-*.png              training curves (tokenizer, pretraining, fine-tuning)\n"
-         "runs: %s/{tokenizer,pretrain,finetune} (config.json, log.jsonl, checkpoints)\n", d.out, d.out);
+         "runs: %s/{tokenizer,pretrain,finetune} (config.json, log.jsonl, checkpoints)\n", d.out,
+         strcmp(d.tokenizer, "dvae") ? "" : "  tokenizer-recon.png      test images and their dVAE reconstructions\n", d.out);
   return 0;
 }
