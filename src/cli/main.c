@@ -12,7 +12,7 @@ typedef struct {
 } command;
 
 static const command COMMANDS[] = {
-    {"demo", cmd_demo, "the whole method on Fashion-MNIST in about 10 minutes"},
+    {"demo", cmd_demo, "the whole method on Fashion-MNIST: tokenizer, pretraining, fine-tuning, pictures"},
     {"version", cmd_version, "print version, BLAS library and kernel set"},
     {"data", cmd_data, "inspect a dataset or preview masked pretraining samples"},
     {"pretrain", cmd_pretrain, "pretrain BEiT by masked image modeling"},
