@@ -139,8 +139,8 @@ static int tok_reconstruct(int argc, char **argv) {
       {"data", ARG_STR, &data, "dataset spec", 0, 0},
       {"split", ARG_STR, &split, "train or test", 0, 0},
       {"first", ARG_I64, &first, "index of the first image", 0, 1e12},
-      {"n", ARG_INT, &n, "images to show", 1, 4096},
-      {"out", ARG_STR, &out, "PNG: each original beside its reconstruction", 0, 0},
+      {"n", ARG_INT, &n, "images to reconstruct (the MAE covers all of them)", 1, 10000000},
+      {"out", ARG_STR, &out, "PNG: each original beside its reconstruction (at most 256)", 0, 0},
       {"threads", ARG_INT, &threads, "compute threads (0 = all cores)", 0, 1024},
   };
   int rc = beit_args_parse("beit tokenizer reconstruct --tokenizer CKPT [options]",

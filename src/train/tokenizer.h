@@ -79,8 +79,10 @@ int beit_tokenizer_train(const beit_tok_train_cfg *c);
 
 /* Encodes every image of ds (eval transform, [0,1]) and writes a token file. */
 int beit_tokenizer_encode_dataset(beit_tokenizer *t, const beit_dataset *ds, int batch, const char *out_path);
-/* Images [first, first+n) and their reconstructions side by side in a PNG; *mae
- * = mean absolute error over those images. png may be NULL (error only). */
+/* Images [first, first+n) and their reconstructions side by side in a PNG (the
+ * first BEIT_RECON_PNG_MAX of them); *mae = mean absolute error over all n images.
+ * png may be NULL (error only). */
+#define BEIT_RECON_PNG_MAX 256
 int beit_tokenizer_reconstruct(beit_tokenizer *t, const beit_dataset *ds, int64_t first, int n, const char *png,
                                double *mae);
 

@@ -220,7 +220,7 @@ int beit_tokenizer_reconstruct(beit_tokenizer *t, const beit_dataset *ds, int64_
     double s = 0;
     for (size_t i = 0; i < (size_t)n * img; i++) s += fabs(r[i] - x[i]);
     *mae = s / ((double)n * img);
-    if (png) rc = save_pairs_png(png, x, r, n, t->channels, t->image_size);
+    if (png) rc = save_pairs_png(png, x, r, n < BEIT_RECON_PNG_MAX ? n : BEIT_RECON_PNG_MAX, t->channels, t->image_size);
   }
   beit_free(x), beit_free(r), beit_free(tok);
   return rc;
