@@ -1,5 +1,5 @@
 /* cmd_demo.c - `beit demo`: the whole method on Fashion-MNIST in one command,
- * aimed at 10 minutes on 2 cores (16 measured so far): train a tokenizer, pretrain a
+ * aimed at 10 minutes on 2 cores (15 measured so far): train a tokenizer, pretrain a
  * small BEiT by masked image modeling, fine-tune it, evaluate it, and write the
  * pictures (reconstructions, masks, attention maps, curves) into one folder.
  * The default tokenizer is k-means over 7x7 patches (seconds to train); the
