@@ -160,31 +160,11 @@ static int tok_reconstruct(int argc, char **argv) {
   return rc ? fail("reconstruct") : 0;
 }
 
-static void usage(FILE *f) {
-  fprintf(f, "usage: beit tokenizer <train|encode|reconstruct> [options]   (--help on each)\n\n"
-             "  train        train a dVAE (DALL-E) or k-means visual tokenizer\n"
-             "  encode       write the token grids of a dataset to a token file\n"
-             "  reconstruct  originals beside reconstructions (PNG) and the mean absolute error\n");
-}
-
 int cmd_tokenizer(int argc, char **argv) {
-  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-    usage(argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
-  }
-  char name[40];
-  snprintf(name, sizeof name, "tokenizer %s", argv[1]);
-  char *sub = argv[1];
-  argv[1] = name;  /* option errors read "beit tokenizer train: ..." */
-  int rc;
-  if (!strcmp(sub, "train")) rc = tok_train(argc - 1, argv + 1);
-  else if (!strcmp(sub, "encode")) rc = tok_encode(argc - 1, argv + 1);
-  else if (!strcmp(sub, "reconstruct")) rc = tok_reconstruct(argc - 1, argv + 1);
-  else {
-    fprintf(stderr, "beit tokenizer: unknown subcommand '%s'\n", sub);
-    usage(stderr);
-    rc = 2;
-  }
-  argv[1] = sub;
-  return rc;
+  static const beit_subcommand subs[] = {
+      {"train", tok_train, "train a dVAE (DALL-E) or k-means visual tokenizer"},
+      {"encode", tok_encode, "write the token grids of a dataset to a token file"},
+      {"reconstruct", tok_reconstruct, "originals beside reconstructions (PNG) and the mean absolute error"},
+  };
+  return beit_run_subcommand("tokenizer", subs, 3, argc, argv);
 }
