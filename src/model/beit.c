@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <omp.h>
 #include <string.h>
 
 #include "core/core.h"
@@ -429,7 +430,16 @@ void beit_encode(beit_model *m, const float *images, int B) {
 }
 
 /* ---------------------------------------------------------------- backward */
-static void zero(float *x, size_t n) { memset(x, 0, n * sizeof(float)); }
+/* Gradient buffers are zeroed before each backward accumulates into them; split
+ * over the threads because at small model sizes these memsets were 5% of a step. */
+static void zero(float *x, size_t n) {
+#pragma omp parallel
+  {
+    int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    size_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
+    memset(x + i0, 0, (i1 - i0) * sizeof(float));
+  }
+}
 
 static void head_backward(beit_model *m, const beit_input *bt) {
   const beit_config *c = &m->cfg;

@@ -4,6 +4,7 @@
  * computed per (batch, head) with loops sized for BEiT's short sequences.
  * Derivation of the backward: dV = A^T dO; dA = dO V^T; dS = A * (dA - rowsum(dA*A));
  * dQ = dS K / sqrt(D); dK = dS^T Q / sqrt(D); dbias = sum over batch of dS. */
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -36,88 +37,67 @@ void relpos_bias_backward(float *dtable, const float *dbias, const int32_t *inde
     for (size_t i = 0; i < (size_t)N * N; i++) dtable[(size_t)index[i] * H + h] += dbias[(size_t)h * N * N + i];
 }
 
+/* Per (batch, head): q, k, v are column blocks of the qkv rows (leading dimension
+ * 3C), so the matmuls read them in place. Each (b, h) runs on one thread and its
+ * sgemm calls are single-threaded (OpenBLAS inside an OpenMP region). */
+#define HEAD_PTR(base, which, h) ((base) + (size_t)(which) * C + (size_t)(h) * D)
+
+static void softmax_rows(float *a, int N) {
+  for (int i = 0; i < N; i++) {
+    float *row = a + (size_t)i * N, mx = -INFINITY, sum = 0;
+    for (int j = 0; j < N; j++) mx = row[j] > mx ? row[j] : mx;
+    for (int j = 0; j < N; j++) sum += row[j] = expf(row[j] - mx);
+    float inv = 1.0f / sum;
+    for (int j = 0; j < N; j++) row[j] *= inv;
+  }
+}
+
 void attention_forward(float *out, float *att, const float *qkv, const float *bias,
                        int B, int N, int C, int H) {
-  int D = C / H;
-  size_t C3 = 3 * (size_t)C;
+  int D = C / H, ld = 3 * C;
   float scale = 1.0f / sqrtf((float)D);
 #pragma omp parallel for collapse(2)
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
-      const float *base = qkv + (size_t)b * N * C3;
+      const float *base = qkv + (size_t)b * N * ld;
       float *A = att + ((size_t)b * H + h) * N * N;
-      const float *bh = bias ? bias + (size_t)h * N * N : NULL;
-      for (int i = 0; i < N; i++) {
-        const float *q = base + i * C3 + (size_t)h * D;
-        float *a = A + (size_t)i * N, mx = -INFINITY;
-        for (int j = 0; j < N; j++) {
-          const float *k = base + j * C3 + C + (size_t)h * D;
-          float s = 0;
-#pragma omp simd reduction(+ : s)
-          for (int d = 0; d < D; d++) s += q[d] * k[d];
-          s = s * scale + (bh ? bh[(size_t)i * N + j] : 0.0f);
-          a[j] = s;
-          if (s > mx) mx = s;
-        }
-        float sum = 0;
-        for (int j = 0; j < N; j++) {
-          a[j] = expf(a[j] - mx);
-          sum += a[j];
-        }
-        float inv = 1.0f / sum;
-        float *o = out + ((size_t)b * N + i) * C + (size_t)h * D;
-        memset(o, 0, (size_t)D * sizeof(float));
-        for (int j = 0; j < N; j++) {
-          a[j] *= inv;
-          const float *v = base + j * C3 + 2 * (size_t)C + (size_t)h * D;
-#pragma omp simd
-          for (int d = 0; d < D; d++) o[d] += a[j] * v[d];
-        }
-      }
+      if (bias) memcpy(A, bias + (size_t)h * N * N, (size_t)N * N * sizeof(float));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, D, scale, HEAD_PTR(base, 0, h), ld,
+                  HEAD_PTR(base, 1, h), ld, bias ? 1.0f : 0.0f, A, N);
+      softmax_rows(A, N);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, D, N, 1.0f, A, N, HEAD_PTR(base, 2, h), ld,
+                  0.0f, out + (size_t)b * N * C + (size_t)h * D, C);
     }
 }
 
 void attention_backward(float *dqkv, float *dbias, float *datt, const float *dout,
                         const float *qkv, const float *att, int B, int N, int C, int H) {
-  int D = C / H;
-  size_t C3 = 3 * (size_t)C;
+  int D = C / H, ld = 3 * C;
   float scale = 1.0f / sqrtf((float)D);
 #pragma omp parallel for collapse(2)
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
-      const float *base = qkv + (size_t)b * N * C3;
-      float *dbase = dqkv + (size_t)b * N * C3;
+      const float *base = qkv + (size_t)b * N * ld, *go = dout + (size_t)b * N * C + (size_t)h * D;
+      float *dbase = dqkv + (size_t)b * N * ld;
       const float *A = att + ((size_t)b * H + h) * N * N;
       float *dS = datt + ((size_t)b * H + h) * N * N;
+      /* dA = dO V^T;  dV += A^T dO */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, D, 1.0f, go, C, HEAD_PTR(base, 2, h), ld,
+                  0.0f, dS, N);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, N, 1.0f, A, N, go, C, 1.0f,
+                  HEAD_PTR(dbase, 2, h), ld);
+      /* dS = A * (dA - rowsum(dA * A)) */
       for (int i = 0; i < N; i++) {
-        const float *go = dout + ((size_t)b * N + i) * C + (size_t)h * D;
         const float *a = A + (size_t)i * N;
         float *ds = dS + (size_t)i * N, rowdot = 0;
-        for (int j = 0; j < N; j++) {
-          const float *v = base + j * C3 + 2 * (size_t)C + (size_t)h * D;
-          float *dv = dbase + j * C3 + 2 * (size_t)C + (size_t)h * D;
-          float da = 0;
-#pragma omp simd reduction(+ : da)
-          for (int d = 0; d < D; d++) da += go[d] * v[d];
-#pragma omp simd
-          for (int d = 0; d < D; d++) dv[d] += a[j] * go[d];
-          ds[j] = da;
-          rowdot += da * a[j];
-        }
+        for (int j = 0; j < N; j++) rowdot += ds[j] * a[j];
         for (int j = 0; j < N; j++) ds[j] = a[j] * (ds[j] - rowdot);
-        const float *q = base + i * C3 + (size_t)h * D;
-        float *dq = dbase + i * C3 + (size_t)h * D;
-        for (int j = 0; j < N; j++) {
-          const float *k = base + j * C3 + C + (size_t)h * D;
-          float *dk = dbase + j * C3 + C + (size_t)h * D;
-          float g = ds[j] * scale;
-#pragma omp simd
-          for (int d = 0; d < D; d++) {
-            dq[d] += g * k[d];
-            dk[d] += g * q[d];
-          }
-        }
       }
+      /* dQ += scale dS K;  dK += scale dS^T Q */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, D, N, scale, dS, N, HEAD_PTR(base, 1, h), ld,
+                  1.0f, HEAD_PTR(dbase, 0, h), ld);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, N, scale, dS, N, HEAD_PTR(base, 0, h), ld,
+                  1.0f, HEAD_PTR(dbase, 1, h), ld);
     }
   if (!dbias) return;
 #pragma omp parallel for
@@ -125,6 +105,7 @@ void attention_backward(float *dqkv, float *dbias, float *datt, const float *dou
     for (int b = 0; b < B; b++) {
       const float *ds = datt + ((size_t)b * H + h) * N * N;
       float *db = dbias + (size_t)h * N * N;
+#pragma omp simd
       for (size_t i = 0; i < (size_t)N * N; i++) db[i] += ds[i];
     }
 }

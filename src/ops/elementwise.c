@@ -2,6 +2,7 @@
  * with the mask token, mean pooling and row gather/scatter: the cheap ops of a
  * BEiT block that are not matmuls. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "ops/ops.h"
@@ -9,9 +10,36 @@
 #define INV_SQRT2 0.70710678118654752440f
 #define INV_SQRT_2PI 0.39894228040143267794f
 
+/* GELU is a fifth of a small model's step when it calls libm's erff and expf one
+ * element at a time. These branch-free versions vectorise (16 floats per AVX-512
+ * op) and stay within 2e-7 absolute of libm, far inside the 1e-5 the PyTorch
+ * comparison allows. */
+
+/* e^x: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor series to r^7
+ * (truncation 2e-8 relative), 2^n put straight into the exponent bits. */
+static inline float exp_approx(float x) {
+  x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x; /* not fminf: it would not inline */
+  float n = rintf(x * 1.44269504088896341f);
+  float r = x - n * 0.693145751953125f - n * 1.42860682030941723e-6f; /* ln2 in two parts */
+  float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
+            r * (1.0f / 720 + r * (1.0f / 5040)))))));
+  union { float f; int32_t i; } two_n = {.i = ((int32_t)n + 127) << 23};
+  return p * two_n.f;
+}
+
+/* Phi(x), the standard normal CDF, from erfc(|x|/sqrt2) by Abramowitz & Stegun
+ * 7.1.26 (|error| <= 1.5e-7), reflected for negative x. */
+static inline float normal_cdf(float x) {
+  float z = fabsf(x) * INV_SQRT2, t = 1.0f / (1.0f + 0.3275911f * z);
+  float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f +
+               t * (-1.453152027f + t * 1.061405429f))));
+  float half_erfc = 0.5f * poly * exp_approx(-z * z);
+  return x >= 0 ? 1.0f - half_erfc : half_erfc;
+}
+
 void gelu_forward(float *out, const float *inp, size_t n) {
 #pragma omp parallel for simd
-  for (size_t i = 0; i < n; i++) out[i] = 0.5f * inp[i] * (1.0f + erff(inp[i] * INV_SQRT2));
+  for (size_t i = 0; i < n; i++) out[i] = inp[i] * normal_cdf(inp[i]);
 }
 
 /* d/dx [x Phi(x)] = Phi(x) + x phi(x) */
@@ -19,9 +47,8 @@ void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
 #pragma omp parallel for simd
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
-    float cdf = 0.5f * (1.0f + erff(x * INV_SQRT2));
-    float pdf = INV_SQRT_2PI * expf(-0.5f * x * x);
-    dinp[i] += dout[i] * (cdf + x * pdf);
+    float pdf = INV_SQRT_2PI * exp_approx(-0.5f * x * x);
+    dinp[i] += dout[i] * (normal_cdf(x) + x * pdf);
   }
 }
 
@@ -54,21 +81,23 @@ void residual_backward(float *dres, float *dx, float *dgamma, const float *dout,
       }
   }
   if (dgamma) {
-    /* parallel over channels: each thread owns its dgamma[c], no race */
+    /* threads own blocks of 16 channels: row-major reads, no race on dgamma */
+    enum { W = 16 };
 #pragma omp parallel for
-    for (int c = 0; c < C; c++) {
-      double s = 0;
+    for (int c0 = 0; c0 < C; c0 += W) {
+      int w = C - c0 < W ? C - c0 : W;
+      double s[W] = {0};
       for (int b = 0; b < B; b++) {
-        float k = keep_scale ? keep_scale[b] : 1.0f;
+        float k = keep_scale ? keep_scale[b] : 1.0f, sb[W] = {0};
         if (k == 0) continue;
-        double sb = 0;
         for (int t = 0; t < T; t++) {
-          size_t o = ((size_t)b * T + t) * C + c;
-          sb += dout[o] * x[o];
+          size_t o = ((size_t)b * T + t) * C + c0;
+#pragma omp simd
+          for (int j = 0; j < w; j++) sb[j] += dout[o + j] * x[o + j];
         }
-        s += k * sb;
+        for (int j = 0; j < w; j++) s[j] += k * sb[j];
       }
-      dgamma[c] += (float)s;
+      for (int j = 0; j < w; j++) dgamma[c0 + j] += (float)s[j];
     }
   }
 }

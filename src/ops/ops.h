@@ -14,6 +14,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* ---- sgemm, row-major: C[M,N] = alpha op(A) op(B) + beta C, output rows split
+ * over the OpenMP threads (one single-threaded BLAS call each). */
+void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+          const float *B, int ldb, float beta, float *C, int ldc);
+
+/* sums[o] += sum over the M rows of x[M,N] (bias gradients) */
+void column_sums_add(float *sums, const float *x, int M, int N);
+
 /* ---- linear: out[M,OC] = inp[M,C] @ weight[OC,C]^T + bias[OC]  (torch F.linear) */
 void linear_forward(float *out, const float *inp, const float *weight, const float *bias,
                     int M, int C, int OC);
