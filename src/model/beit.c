@@ -56,8 +56,12 @@ static size_t layout(beit_model *m, beit_acts *a, float *base, int B, int with_g
                     a->proj, a->mid, a->ln2, a->ln2_mean, a->ln2_rstd, a->fc1, a->gelu, a->fc2};
   size_t sizes[] = {BN * C, BN * C, BN, BN, BN * 3 * C, (size_t)B * H * N * N, BN * C,
                     BN * C, BN * C, BN * C, BN, BN, BN * F, BN * F, BN * C};
+  /* The two LayerNorm outputs and the GELU output (6 of a block's 18 values per
+   * token and channel) are not kept for the backward pass: it recomputes them
+   * from the block's inputs, which costs one GELU and two normalisations. */
+  int recomputed[] = {0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0};
   for (int k = 1; k < 15; k++)
-    for (int l = 0; l < L; l++) ptrs[k][l] = l < nb ? take(&b, sizes[k]) : ptrs[k][0];
+    for (int l = 0; l < L; l++) ptrs[k][l] = l < nb && (l == 0 || !recomputed[k]) ? take(&b, sizes[k]) : ptrs[k][0];
   for (int l = 0; l <= L; l++) a->resid[l] = (with_grad || l < 2) ? take(&b, BN * C) : a->resid[l % 2];
   a->rows = (int32_t *)take(&b, head_rows);
   a->targets = (int32_t *)take(&b, head_rows);
@@ -485,6 +489,9 @@ static void block_backward(beit_model *m, int l, int B, float *drelbias) {
   block_ptrs w = block_at(p, p->data, l), g = block_at(p, p->grad, l);
   const float *keep_a = keep_of(m, l, 0, B), *keep_m = keep_of(m, l, 1, B);
   /* MLP branch: dresid is d(resid[l+1]) and, through the identity path, d(mid) */
+  /* the forward values not kept (see layout) */
+  layernorm_forward(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->mid[l], w.n2w, w.n2b, BN, C, c->ln_eps);
+  gelu_forward(a->gelu[l], a->fc1[l], (size_t)BN * F);
   zero(a->dfc2, (size_t)BN * C);
   residual_backward(NULL, a->dfc2, g.g2, a->dresid, a->fc2[l], w.g2, keep_m, B, N, C);
   zero(a->dgelu, (size_t)BN * F);
@@ -503,6 +510,7 @@ static void block_backward(beit_model *m, int l, int B, float *drelbias) {
   attention_backward(a->dqkv, drelbias, a->datt, a->dattn_out, a->qkv[l], a->att[l], B, N, C, c->heads);
   zero(a->dqkv_bias, 3 * (size_t)C);
   zero(a->dln, (size_t)BN * C);
+  layernorm_forward(a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], a->resid[l], w.n1w, w.n1b, BN, C, c->ln_eps);
   linear_backward(a->dln, g.qkvw, a->dqkv_bias, a->dqkv, a->ln1[l], w.qkvw, BN, C, 3 * C);
   for (int i = 0; i < C; i++) {
     g.qb[i] += a->dqkv_bias[i];
