@@ -8,6 +8,7 @@
 #include "data/dataset.h"     /* dataset readers */
 #include "data/loader.h"      /* batches with augmentation and masks */
 #include "io/safetensors.h"   /* checkpoint files */
+#include "io/convert.h"       /* timm / unilm / Hugging Face checkpoints in and out */
 #include "model/beit.h"       /* the BEiT encoder and heads */
 #include "train/recipes.h"    /* pretrain / fine-tune */
 #include "train/tokenizer.h"  /* visual tokenizers */

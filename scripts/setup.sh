@@ -10,7 +10,11 @@ PACKAGES=(
   libcjson-dev                            # JSON for safetensors headers and config.json
   libpng-dev libjpeg-dev zlib1g-dev       # images and gzip'd IDX files
   python3-torch python3-numpy             # the independent PyTorch reference (tests, bench)
+  python3-scipy                           # reference for resizing relative position tables (interp2d, as unilm)
   dataset-fashion-mnist                   # the embedded default dataset
+  openmpi-bin libopenmpi-dev              # optional: data-parallel training under mpirun (docs/distributed.md)
+  clang libclang-rt-14-dev libomp-14-dev  # libFuzzer harnesses, ASan/UBSan runtimes, clang's OpenMP (docs/fuzzing.md)
+  valgrind                                # scripts/valgrind-tests.sh (memcheck over the test programs)
 )
 
 SUDO=""

@@ -13,9 +13,38 @@
 static int test_passed_ = 0, test_failed_ = 0;
 static const char *test_name_ = "test";
 
+/* Buffers a test uses until the program ends: test_keep(p) returns p, and
+ * TEST_END frees them all (so the sanitized run reports no leaks). */
+static void **test_kept_;
+static size_t test_nkept_, test_capkept_;
+static inline void *test_keep(void *p) {
+  if (test_nkept_ == test_capkept_) {
+    test_capkept_ = test_capkept_ ? 2 * test_capkept_ : 64;
+    test_kept_ = realloc(test_kept_, test_capkept_ * sizeof *test_kept_);
+    if (!test_kept_) abort();
+  }
+  test_kept_[test_nkept_++] = p;
+  return p;
+}
+static inline void test_free_kept_(void) {
+  for (size_t i = 0; i < test_nkept_; i++) free(test_kept_[i]);
+  free(test_kept_);
+  test_kept_ = NULL, test_nkept_ = test_capkept_ = 0;
+}
+
+/* snprintf into a char array that ends the test program if the text does not
+ * fit (a cut path would make a test check the wrong file). */
+#define TEST_PATHF(buf, ...)                                                        \
+  do {                                                                              \
+    if (snprintf(buf, sizeof buf, __VA_ARGS__) >= (int)sizeof buf) {                \
+      fprintf(stderr, "%s: path too long: %s\n", test_name_, buf);                  \
+      exit(2);                                                                      \
+    }                                                                               \
+  } while (0)
 #define TEST_BEGIN(name) (test_name_ = (name))
 #define TEST_END()                                                                 \
-  (printf("%s: %d passed, %d failed\n", test_name_, test_passed_, test_failed_),  \
+  (test_free_kept_(),                                                              \
+   printf("%s: %d passed, %d failed\n", test_name_, test_passed_, test_failed_),  \
    test_failed_ ? 1 : 0)
 
 /* A boolean check with a message. */

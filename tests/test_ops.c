@@ -10,7 +10,10 @@
 #define FWD_TOL 1e-5, 1e-5
 #define BWD_TOL 1e-5, 1e-4
 
-static float *zeros(size_t n) { return calloc(n, sizeof(float)); }
+/* Every buffer here lives until TEST_END (test_keep); fixture reads too. */
+static float *zeros(size_t n) { return test_keep(calloc(n, sizeof(float))); }
+#define fx_f32(st, name, n) ((float *)test_keep(fx_f32(st, name, n)))
+#define fx_i32(st, name, n) ((int32_t *)test_keep(fx_i32(st, name, n)))
 
 static double dot(const float *a, const float *b, size_t n) {
   double s = 0;
@@ -31,7 +34,7 @@ static void test_linear(const beit_safetensors *st) {
   check_close("linear dw", dw, fx_f32(st, "linear.dw", 0), OC * C, BWD_TOL);
   check_close("linear db", db, fx_f32(st, "linear.db", 0), OC, BWD_TOL);
   /* the gradient rule: a second backward adds the same amount again */
-  float *dw2 = malloc(OC * C * sizeof(float));
+  float *dw2 = zeros(OC * C);
   for (int i = 0; i < OC * C; i++) dw2[i] = 2 * dw[i];
   linear_backward(NULL, dw, NULL, dout, x, w, M, C, OC);
   check_close("linear backward accumulates (2x dw)", dw, dw2, OC * C, 1e-6, 1e-6);

@@ -1,6 +1,7 @@
-/* cmd_eval.c - `beit eval` (top-1, top-5, confusion matrix as text and PNG) and
- * `beit predict IMAGE...` (top-k classes with probabilities) for a classifier
- * checkpoint written by `beit finetune`. */
+/* cmd_eval.c - `beit eval` (top-1, top-5, confusion matrix as text and PNG),
+ * `beit predict IMAGE...` (top-k classes with probabilities) and `beit attention
+ * IMAGE...` (attention maps) for a checkpoint of beit.c or of timm, unilm or
+ * Hugging Face (io/convert.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,34 +11,25 @@
 #include "cli/commands.h"
 #include "core/core.h"
 #include "data/augment.h"
+#include "io/convert.h"
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "model/beit.h"
 #include "train/evaluate.h"
 #include "train/visualize.h"
 
-/* Opens a classifier checkpoint and reads its class names and normalisation. */
+/* Opens a classifier checkpoint of any scheme (beit.c, timm, unilm, Hugging
+ * Face) with its class names and normalisation (io/convert.h). */
 static int open_classifier(beit_model *m, const char *path, int batch, char ***names, float mean[3], float std[3]) {
-  if (beit_model_open(m, path) != BEIT_OK) return BEIT_ERR;
-  if (m->cfg.num_classes <= 0) return beit_errorf("%s: not a classifier (no head; fine-tune it first)", path);
-  if (beit_model_reserve(m, batch, 0) != BEIT_OK) return BEIT_ERR;
-  beit_safetensors st;
-  if (beit_st_open(&st, path) != BEIT_OK) return BEIT_ERR;
-  const char *cn = beit_st_meta(&st, "class_names"), *norm = beit_st_meta(&st, "normalize");
-  int K = m->cfg.num_classes;
-  *names = calloc((size_t)K, sizeof(char *));
-  char *copy = strdup(cn ? cn : ""), *save = NULL, *tok = strtok_r(copy, "\n", &save);
-  for (int k = 0; k < K; k++, tok = tok ? strtok_r(NULL, "\n", &save) : NULL) {
-    char buf[32];
-    snprintf(buf, sizeof buf, "class %d", k);
-    (*names)[k] = strdup(tok ? tok : buf);
+  beit_checkpoint_info info;
+  if (beit_checkpoint_open(m, path, &info) != BEIT_OK) return BEIT_ERR;
+  if (m->cfg.num_classes <= 0) {
+    beit_checkpoint_info_free(&info);
+    return beit_errorf("%s: not a classifier (no head; fine-tune it first)", path);
   }
-  free(copy);
-  for (int c = 0; c < 3; c++) mean[c] = 0.5f, std[c] = 0.5f;
-  if (norm && sscanf(norm, "%f %f %f %f %f %f", &mean[0], &mean[1], &mean[2], &std[0], &std[1], &std[2]) != 6)
-    fprintf(stderr, "beit: %s: unreadable 'normalize' metadata, using 0.5/0.5\n", path);
-  beit_st_close(&st);
-  return BEIT_OK;
+  *names = info.class_names;  /* handed over */
+  memcpy(mean, info.mean, sizeof info.mean), memcpy(std, info.std, sizeof info.std);
+  return beit_model_reserve(m, batch, 0);
 }
 
 /* Confusion matrix as a heat map: row = true class, column = prediction,
@@ -118,43 +110,77 @@ int cmd_eval(int argc, char **argv) {
   return 0;
 }
 
+/* The standard eval transform for image files: shorter side to S / crop_pct
+ * (bicubic), centre crop S x S, the checkpoint's mean/std (spec 7.3). */
+typedef struct {
+  beit_model m;
+  beit_checkpoint_info info;
+  float crop_pct;
+} image_model;
+
+static int open_image_model(image_model *im, const char *cmd, const char *ckpt, float crop_pct, int batch) {
+  if (beit_checkpoint_open(&im->m, ckpt, &im->info) != BEIT_OK || beit_model_reserve(&im->m, batch, 0) != BEIT_OK) {
+    fprintf(stderr, "beit %s: %s\n", cmd, beit_last_error());
+    return BEIT_ERR;
+  }
+  int S = im->m.cfg.image_size;
+  im->crop_pct = crop_pct > 0 ? crop_pct : im->info.crop_pct > 0 ? im->info.crop_pct : S <= 64 || S >= 384 ? 1.0f : 0.875f;
+  const float *mu = im->info.mean, *sd = im->info.std;
+  fprintf(stderr, "%s: %s (%s names), %dx%d input: shorter side to %d (bicubic), centre crop; mean %g %g %g, std %g %g %g (%s)\n",
+          cmd, ckpt, beit_scheme_name(im->info.scheme), S, S, (int)floor(S / im->crop_pct + 1e-9), mu[0], mu[1], mu[2],
+          sd[0], sd[1], sd[2], im->info.norm_from);
+  return BEIT_OK;
+}
+
+static void close_image_model(image_model *im) {
+  beit_checkpoint_info_free(&im->info);
+  beit_model_free(&im->m);
+}
+
+static int image_tensor(const image_model *im, const char *file, float *x) {
+  beit_image img = {0};
+  int rc = beit_image_load(file, &img) != BEIT_OK || beit_image_convert(&img, im->m.cfg.channels) != BEIT_OK ||
+           beit_aug_eval(&img, im->m.cfg.image_size, im->crop_pct, im->info.mean, im->info.std, x) != BEIT_OK;
+  beit_image_free(&img);
+  return rc ? BEIT_ERR : BEIT_OK;
+}
+
 int cmd_predict(int argc, char **argv) {
   const char *ckpt = NULL;
   int top = 5, threads = 0;
+  float crop_pct = 0;
   beit_arg a[] = {
-      {"checkpoint", ARG_STR, &ckpt, "classifier checkpoint", 0, 0},
+      {"checkpoint", ARG_STR, &ckpt, "classifier: beit.c, timm or unilm safetensors, or a Hugging Face folder", 0, 0},
       {"top", ARG_INT, &top, "classes to show per image", 1, 1000},
+      {"crop-pct", ARG_FLOAT, &crop_pct, "centre-crop share (0 = the checkpoint's, else 0.875 below 384 px)", 0, 1},
       {"threads", ARG_INT, &threads, "threads (0 = all cores)", 0, 1024},
   };
   char **files;
   int nfiles;
-  int rc = beit_args_parse("beit predict --checkpoint CKPT IMAGE...", "Classify PNG/JPEG files.", a,
-                           (int)(sizeof a / sizeof a[0]), argc, argv, &files, &nfiles);
+  int rc = beit_args_parse("beit predict --checkpoint CKPT IMAGE...", "Classify PNG/JPEG files (top classes with probabilities).",
+                           a, (int)(sizeof a / sizeof a[0]), argc, argv, &files, &nfiles);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
   if (!ckpt || nfiles == 0) { fprintf(stderr, "beit predict: needs --checkpoint and at least one image\n"); return 2; }
   beit_set_threads(threads);
-  beit_model m;
-  char **names;
-  float mean[3], std[3];
-  if (open_classifier(&m, ckpt, 1, &names, mean, std) != BEIT_OK) {
-    fprintf(stderr, "beit predict: %s\n", beit_last_error());
+  image_model im;
+  if (open_image_model(&im, "predict", ckpt, crop_pct, 1) != BEIT_OK) return 1;
+  int S = im.m.cfg.image_size, C = im.m.cfg.channels, K = im.m.cfg.num_classes, failures = 0;
+  if (K <= 0) {
+    fprintf(stderr, "beit predict: %s: not a classifier (no head; fine-tune it first, or use beit attention)\n", ckpt);
+    close_image_model(&im);
     return 1;
   }
-  int S = m.cfg.image_size, C = m.cfg.channels, K = m.cfg.num_classes, failures = 0;
+  fprintf(stderr, "predict: class names from %s\n", im.info.names_from);
   float *x = malloc((size_t)C * S * S * sizeof(float)), *p = malloc((size_t)K * sizeof(float));
   for (int f = 0; f < nfiles; f++) {
-    beit_image img = {0};
-    if (beit_image_load(files[f], &img) != BEIT_OK || beit_image_convert(&img, C) != BEIT_OK ||
-        beit_aug_eval(&img, S, S <= 64 ? 1.0f : 0.875f, mean, std, x) != BEIT_OK) {
+    if (image_tensor(&im, files[f], x) != BEIT_OK) {
       fprintf(stderr, "beit predict: %s\n", beit_last_error());
-      beit_image_free(&img);
       failures++;
       continue;
     }
-    beit_image_free(&img);
     beit_input in = {.B = 1, .images = x};
-    beit_forward(&m, BEIT_TASK_CLASSIFY, &in, 0, 0, 0, NULL);
-    const float *logits = beit_logits(&m);
+    beit_forward(&im.m, BEIT_TASK_CLASSIFY, &in, 0, 0, 0, NULL);
+    const float *logits = beit_logits(&im.m);
     float mx = logits[0], sum = 0;
     for (int k = 1; k < K; k++) mx = fmaxf(mx, logits[k]);
     for (int k = 0; k < K; k++) sum += p[k] = expf(logits[k] - mx);
@@ -162,13 +188,50 @@ int cmd_predict(int argc, char **argv) {
     for (int r = 0; r < top && r < K; r++) {
       int best = -1;
       for (int k = 0; k < K; k++) if (p[k] >= 0 && (best < 0 || p[k] > p[best])) best = k;
-      printf("  %6.2f%%  %s\n", 100 * p[best] / sum, names[best]);
+      printf("  %6.2f%%  %s\n", 100 * p[best] / sum, im.info.class_names[best]);
       p[best] = -1;
     }
   }
   free(x), free(p), free(files);
-  beit_model_free(&m);
+  close_image_model(&im);
   return failures ? 1 : 0;
+}
+
+int cmd_attention(int argc, char **argv) {
+  const char *ckpt = NULL, *out = "attention.png";
+  int threads = 0;
+  float crop_pct = 0;
+  beit_arg a[] = {
+      {"checkpoint", ARG_STR, &ckpt, "any BEiT checkpoint (classifier or pretrained): beit.c, timm, unilm, Hugging Face", 0, 0},
+      {"out", ARG_STR, &out, "PNG to write", 0, 0},
+      {"crop-pct", ARG_FLOAT, &crop_pct, "centre-crop share (0 = the checkpoint's, else 0.875 below 384 px)", 0, 1},
+      {"threads", ARG_INT, &threads, "threads (0 = all cores)", 0, 1024},
+  };
+  char **files;
+  int nfiles;
+  int rc = beit_args_parse("beit attention --checkpoint CKPT [--out map.png] IMAGE...",
+                           "The last layer's attention of the CLS token over the patches, per head and averaged, "
+                           "over each image (one row per image).",
+                           a, (int)(sizeof a / sizeof a[0]), argc, argv, &files, &nfiles);
+  if (rc) return rc == ARGS_HELP ? 0 : 2;
+  if (!ckpt || nfiles == 0) { fprintf(stderr, "beit attention: needs --checkpoint and at least one image\n"); return 2; }
+  if (nfiles > 32) { fprintf(stderr, "beit attention: at most 32 images per picture\n"); return 2; }
+  beit_set_threads(threads);
+  image_model im;
+  if (open_image_model(&im, "attention", ckpt, crop_pct, nfiles) != BEIT_OK) return 1;
+  size_t one = (size_t)im.m.cfg.channels * im.m.cfg.image_size * im.m.cfg.image_size;
+  float *x = malloc((size_t)nfiles * one * sizeof(float));
+  int n = 0;
+  for (int f = 0; f < nfiles; f++) {
+    if (image_tensor(&im, files[f], x + (size_t)n * one) == BEIT_OK) n++;
+    else fprintf(stderr, "beit attention: %s (skipped)\n", beit_last_error());
+  }
+  rc = n > 0 ? beit_attention_png(&im.m, x, n, im.info.mean, im.info.std, out) : beit_errorf("no image could be read");
+  if (rc == BEIT_OK) printf("attention of %d image%s (%d heads + average): %s\n", n, n > 1 ? "s" : "", im.m.cfg.heads, out);
+  else fprintf(stderr, "beit attention: %s\n", beit_last_error());
+  free(x), free(files);
+  close_image_model(&im);
+  return rc == BEIT_OK && n == nfiles ? 0 : 1;
 }
 
 int cmd_plot(int argc, char **argv) {

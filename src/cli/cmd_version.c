@@ -4,11 +4,13 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/core.h"
+#include "core/dist.h"
 
 int cmd_version(int argc, char **argv) {
   int rc = beit_args_parse("beit version", "Print the version and the BLAS kernels in use.", NULL, 0,
                            argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
-  printf("beit.c 0.1.0\nBLAS: %s\nthreads: %d\n", beit_blas_describe(), beit_get_threads());
+  printf("beit.c 0.1.0\nBLAS: %s\nthreads: %d\nMPI: %s\n", beit_blas_describe(), beit_get_threads(),
+         beit_dist_describe());
   return 0;
 }

@@ -15,5 +15,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_linprobe(int argc, char **argv);
+int cmd_attention(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 
 #endif

@@ -1,9 +1,11 @@
 /* main.c - the `beit` command: a table of subcommands. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/commands.h"
 #include "core/core.h"
+#include "core/dist.h"
 
 typedef struct {
   const char *name;
@@ -20,9 +22,11 @@ static const command COMMANDS[] = {
     {"tokenizer", cmd_tokenizer, "train a visual tokenizer (dVAE or k-means), encode or reconstruct"},
     {"linprobe", cmd_linprobe, "linear probe of a frozen encoder"},
     {"eval", cmd_eval, "top-1/top-5 accuracy and confusion matrix of a classifier"},
-    {"predict", cmd_predict, "classify image files with a fine-tuned checkpoint"},
+    {"predict", cmd_predict, "classify image files (beit.c, timm, unilm or Hugging Face checkpoint)"},
+    {"attention", cmd_attention, "attention maps of image files as PNG"},
+    {"convert", cmd_convert, "checkpoints between beit.c, timm, unilm and Hugging Face names; new image size"},
     {"plot", cmd_plot, "training curves of run folders as PNG"},
-    {"bench", cmd_bench, "time a workload (pretrain, finetune, infer, sgemm) on synthetic data"},
+    {"bench", cmd_bench, "time a workload (pretrain, finetune, infer, tokenize, sgemm) on synthetic data"},
 };
 static const int NCOMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
 
@@ -33,7 +37,12 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-  beit_runtime_init(argv);
+  beit_runtime_init(argv);  /* may re-execute us: before MPI starts */
+  signal(SIGXFSZ, SIG_IGN);  /* past `ulimit -f` a write fails with EFBIG and is reported, instead of killing us */
+  if (beit_dist_init(&argc, &argv) != BEIT_OK) {
+    fprintf(stderr, "beit: %s\n", beit_last_error());
+    return 1;
+  }
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     usage(stdout);
     return argc < 2 ? 2 : 0;

@@ -1,6 +1,7 @@
 /* core.c - errors, memory, the keyed RNG, timing, threads, progress bar and
  * file helpers (see core.h). */
 #include "core/core.h"
+#include "core/dist.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,9 +55,12 @@ void beit_check_failed(const char *expr, const char *file, int line) {
 }
 
 /* ---- memory ---- */
+#define BEIT_ALLOC_CHECKED ((size_t)64 << 20)
+
 void *beit_alloc(size_t bytes, const char *what) {
   void *p = NULL;
   size_t rounded = (bytes + 63) & ~(size_t)63;
+  if (bytes >= BEIT_ALLOC_CHECKED && beit_memory_check((double)bytes, what) != BEIT_OK) return NULL;
   if (rounded < bytes || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
     beit_errorf("out of memory allocating %.1f MiB for %s", bytes / 1048576.0, what);
     return NULL;
@@ -75,6 +80,98 @@ int beit_mul_size(size_t a, size_t b, size_t *out) {
   if (a != 0 && b > SIZE_MAX / a) return beit_errorf("size overflow (%zu x %zu)", a, b);
   *out = a * b;
   return BEIT_OK;
+}
+
+/* ---- memory budget ---- */
+/* First number after `key` in a "key value" text file (/proc/meminfo, memory.stat). */
+static int read_keyed(const char *path, const char *key, double *out) {
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  char line[256];
+  size_t k = strlen(key);
+  int found = 0;
+  while (!found && fgets(line, sizeof line, f))
+    if (!strncmp(line, key, k) && (line[k] == ':' || line[k] == ' ')) found = sscanf(line + k + 1, "%lf", out) == 1;
+  fclose(f);
+  return found;
+}
+
+/* A file holding one number ("max" counts as unknown). */
+static int read_number(const char *path, double *out) {
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  int ok = fscanf(f, "%lf", out) == 1;
+  fclose(f);
+  return ok;
+}
+
+/* cgroup v2 limit minus usage (reclaimable page cache counted as free), or -1. */
+static double cgroup_available(void) {
+  char rel[512] = "", dir[700], path[800];
+  FILE *f = fopen("/proc/self/cgroup", "r");
+  if (f) {
+    char line[600];
+    while (fgets(line, sizeof line, f))
+      if (!strncmp(line, "0::", 3)) sscanf(line + 3, "%511s", rel);
+    fclose(f);
+  }
+  const char *dirs[2] = {dir, "/sys/fs/cgroup"};
+  snprintf(dir, sizeof dir, "/sys/fs/cgroup%s", strcmp(rel, "/") ? rel : "");
+  for (int i = 0; i < 2; i++) {
+    double max, cur, inactive = 0;
+    snprintf(path, sizeof path, "%s/memory.max", dirs[i]);
+    if (!read_number(path, &max)) continue;
+    snprintf(path, sizeof path, "%s/memory.current", dirs[i]);
+    if (!read_number(path, &cur)) continue;
+    snprintf(path, sizeof path, "%s/memory.stat", dirs[i]);
+    read_keyed(path, "inactive_file", &inactive);
+    double left = max - cur + inactive;
+    return left > 0 ? left : 0;
+  }
+  return -1;
+}
+
+/* RLIMIT_AS minus the address space in use, or -1 when unlimited. */
+static double rlimit_available(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return -1;
+  double used_kib = 0;
+  read_keyed("/proc/self/status", "VmSize", &used_kib);
+  double left = (double)rl.rlim_cur - used_kib * 1024;
+  return left > 0 ? left : 0;
+}
+
+static double memory_available(const char **source) {
+  double best = -1, kib, x;
+  *source = "unknown";
+  if (read_keyed("/proc/meminfo", "MemAvailable", &kib)) best = kib * 1024, *source = "MemAvailable";
+  if ((x = cgroup_available()) >= 0 && (best < 0 || x < best)) best = x, *source = "cgroup memory limit";
+  if ((x = rlimit_available()) >= 0 && (best < 0 || x < best)) best = x, *source = "RLIMIT_AS";
+  return best;
+}
+
+size_t beit_memory_available(void) {
+  const char *source;
+  double x = memory_available(&source);
+  return x < 0 || x >= (double)SIZE_MAX ? SIZE_MAX : (size_t)x;
+}
+
+static void format_bytes(double b, char *out, size_t n) {
+  if (b >= 1099511627776.0) snprintf(out, n, "%.1f TiB", b / 1099511627776.0);
+  else if (b >= 1024.0 * 1048576) snprintf(out, n, "%.1f GiB", b / (1024.0 * 1048576));
+  else snprintf(out, n, "%.0f MiB", b / 1048576);
+}
+
+int beit_memory_check(double need, const char *what) {
+  const char *off = getenv("BEIT_MEMORY_CHECK");
+  if (off && !strcmp(off, "off")) return BEIT_OK;
+  const char *source;
+  double avail = memory_available(&source);
+  if (avail < 0 || need <= avail) return BEIT_OK;
+  char a[32], b[32];
+  format_bytes(need, a, sizeof a);
+  format_bytes(avail, b, sizeof b);
+  return beit_errorf("%s needs %s, %s available (%s; BEIT_MEMORY_CHECK=off skips this check)", what, a, b, source);
 }
 
 /* ---- rng: splitmix64 derives the key, xoshiro256** generates ---- */
@@ -141,7 +238,7 @@ double beit_now(void) {
 static int g_threads = 0;
 
 void beit_set_threads(int n) {
-  if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN) / beit_dist_local_size(); /* ranks share the cores */
   if (n <= 0) n = 1;
   g_threads = n;
   omp_set_num_threads(n);
@@ -243,35 +340,52 @@ static int fsync_dir_of(const char *path) {
   return BEIT_OK;
 }
 
+void beit_test_write_delay(void) {
+  const char *v = getenv("BEIT_TEST_WRITE_DELAY_MS");
+  long ms = v ? strtol(v, NULL, 10) : 0;
+  if (ms <= 0) return;
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+/* 0, or the errno of the failed write. */
+static int write_all(int fd, const uint8_t *p, size_t left) {
+  while (left > 0) {
+    ssize_t w = write(fd, p, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return errno;
+    if (w == 0) return EIO;
+    p += w;
+    left -= (size_t)w;
+  }
+  return 0;
+}
+
 int beit_write_file_atomic(const char *path, const void *data, size_t size) {
   char tmp[4096];
   if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
     return beit_errorf("%s: path too long", path);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return beit_errorf("%s: cannot create: %s", tmp, strerror(errno));
+  if (fd < 0) return beit_errorf("%s: cannot create %s: %s (previous file kept)", path, tmp, strerror(errno));
   const uint8_t *p = data;
-  size_t left = size;
-  while (left > 0) {
-    ssize_t w = write(fd, p, left);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      close(fd);
-      unlink(tmp);
-      return beit_errorf("%s: write failed: %s (previous file kept)", path, strerror(e));
-    }
-    p += w;
-    left -= (size_t)w;
+  int e = write_all(fd, p, size / 2);
+  if (!e) beit_test_write_delay();
+  if (!e) e = write_all(fd, p + size / 2, size - size / 2);
+  if (e) {
+    close(fd);
+    unlink(tmp);
+    return beit_errorf("%s: write failed: %s (previous file kept)", path, strerror(e));
   }
-  if (fsync(fd) != 0 || close(fd) != 0) {
-    int e = errno;
+  e = fsync(fd) != 0 ? errno : 0;  /* ENOSPC / EIO of delayed allocation shows here */
+  if (close(fd) != 0 && !e) e = errno;
+  if (e) {
     unlink(tmp);
     return beit_errorf("%s: sync failed: %s (previous file kept)", path, strerror(e));
   }
   if (rename(tmp, path) != 0) {
-    int e = errno;
+    e = errno;
     unlink(tmp);
-    return beit_errorf("%s: rename failed: %s", path, strerror(e));
+    return beit_errorf("%s: rename failed: %s (previous file kept)", path, strerror(e));
   }
   return fsync_dir_of(path);
 }

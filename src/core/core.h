@@ -33,6 +33,16 @@ void beit_free(void *p);
 /* Overflow-checked a*b; returns 0 and sets an error on overflow. */
 int beit_mul_size(size_t a, size_t b, size_t *out);
 
+/* ---- memory budget --------------------------------------------------------
+ * What this process can still allocate without being killed: MemAvailable of
+ * /proc/meminfo, lowered by a cgroup memory limit and by RLIMIT_AS (minus the
+ * address space already in use). SIZE_MAX when nothing is known. */
+size_t beit_memory_available(void);
+/* BEIT_ERR with "<what> needs X GiB, Y GiB available" when `need` bytes exceed
+ * beit_memory_available(). BEIT_MEMORY_CHECK=off in the environment disables it.
+ * beit_alloc applies it to every allocation of 64 MiB or more. */
+int beit_memory_check(double need, const char *what);
+
 /* ---- random numbers -----------------------------------------------------
  * Determinism by construction: a generator is seeded from a key derived from
  * (seed, purpose, i, j), e.g. (seed, RNG_MASK, epoch, sample index), so results
@@ -83,8 +93,15 @@ void beit_progress_finish(beit_progress *p);
 /* ---- small string/file helpers ------------------------------------------- */
 /* Reads a whole file; on error names the path. Caller frees with beit_free. */
 int beit_read_file(const char *path, uint8_t **data, size_t *size);
-/* Writes atomically: path.tmp, fsync, rename, fsync the directory. */
+/* Writes atomically: path.tmp, fsync, rename, fsync the directory. On failure
+ * (disk full, read-only, EFBIG) path.tmp is removed, path is untouched and the
+ * message names path and the errno text. */
 int beit_write_file_atomic(const char *path, const void *data, size_t size);
+/* Test hook for the kill tests (docs/reliability.md): sleeps BEIT_TEST_WRITE_DELAY_MS
+ * milliseconds when that variable is set, else returns at once. Called in the
+ * middle of every atomic write and between the renames of a checkpoint rotation,
+ * so a SIGKILL can be aimed at those moments. */
+void beit_test_write_delay(void);
 int beit_mkdir_p(const char *path);
 
 #endif

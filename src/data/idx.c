@@ -16,8 +16,9 @@ static const char *const FASHION_NAMES[10] = {"T-shirt/top", "Trouser", "Pullove
 
 /* ---- gzip ---------------------------------------------------------------------- */
 static int grow(uint8_t **buf, size_t *cap, const char *path) {
-  size_t ncap = *cap * 2;
-  if (ncap > GZ_MAX_BYTES) return beit_errorf("%s: decompresses to more than %zu bytes", path, GZ_MAX_BYTES);
+  if (*cap >= GZ_MAX_BYTES) return beit_errorf("%s: decompresses to more than %zu bytes", path, GZ_MAX_BYTES);
+  size_t ncap = *cap < GZ_MAX_BYTES / 2 ? *cap * 2 : GZ_MAX_BYTES;
+  if (ncap >= ((size_t)64 << 20) && beit_memory_check((double)(ncap - *cap), path)) return BEIT_ERR;
   uint8_t *p = realloc(*buf, ncap);
   if (!p) return beit_errorf("%s: out of memory inflating (%zu bytes)", path, ncap);
   *buf = p, *cap = ncap;
@@ -47,9 +48,12 @@ static int inflate_loop(z_stream *zs, const char *path, size_t in_size, uint8_t 
 }
 
 static int gunzip(const char *path, const uint8_t *in, size_t n, uint8_t **out, size_t *out_n) {
+  /* The trailer's size is only a hint, and a hostile one asks for 4 GiB from a few
+   * bytes: cap it at deflate's largest expansion (1032:1); the buffer grows if needed. */
   size_t hint = n >= 4 ? (size_t)in[n - 4] | (size_t)in[n - 3] << 8 | (size_t)in[n - 2] << 16 | (size_t)in[n - 1] << 24 : 0;
-  size_t cap = hint + 1 > 4096 ? hint + 1 : 4096, have = 0;
-  if (cap > GZ_MAX_BYTES) cap = GZ_MAX_BYTES;
+  size_t most = n < GZ_MAX_BYTES / 1032 ? n * 1032 : GZ_MAX_BYTES;
+  size_t cap = hint < most ? hint + 1 : most, have = 0;
+  if (cap < 4096) cap = 4096;
   uint8_t *buf = malloc(cap);
   if (!buf) return beit_errorf("%s: out of memory inflating (%zu bytes)", path, cap);
   z_stream zs;

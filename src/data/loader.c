@@ -222,6 +222,11 @@ static int setup(beit_loader *L, const beit_dataset *ds, const beit_loader_cfg *
   if (L->shuffle && !(L->perm = beit_alloc(sizeof(int64_t) * (size_t)ds->n, "shuffle order"))) return BEIT_ERR;
   L->nthreads = L->cfg.num_workers;
   L->nslots = L->nthreads ? (L->cfg.prefetch > 0 ? L->cfg.prefetch : 1) + 1 : 1;
+  double view2 = L->cfg.second_size > 0 ? (double)L->cfg.second_size * L->cfg.second_size : 0;
+  char what[96];
+  snprintf(what, sizeof what, "the data loader (%d batches of %d images in flight)", L->nslots, L->cfg.batch_size);
+  double per_image = L->C * ((double)L->cfg.image_size * L->cfg.image_size + view2) * sizeof(float);
+  if (beit_memory_check(L->nslots * (double)L->cfg.batch_size * per_image, what)) return BEIT_ERR;
   if (!(L->slots = calloc((size_t)L->nslots, sizeof(slot)))) return beit_errorf("out of memory for loader slots");
   for (int i = 0; i < L->nslots; i++) {
     L->slots[i].pos = -1;
@@ -267,7 +272,7 @@ void beit_loader_close(beit_loader *L) {
   L->stop = 1;
   pthread_cond_broadcast(&L->work_cv);
   pthread_mutex_unlock(&L->mu);
-  for (int i = 0; i < L->nthreads; i++) pthread_join(L->threads[i], NULL);
+  for (int i = 0; L->threads && i < L->nthreads; i++) pthread_join(L->threads[i], NULL);  /* none if setup failed */
   for (int i = 0; L->slots && i < L->nslots; i++) free_slot(&L->slots[i]);
   pthread_mutex_destroy(&L->mu);
   pthread_cond_destroy(&L->work_cv), pthread_cond_destroy(&L->ready_cv), pthread_cond_destroy(&L->idle_cv);

@@ -361,8 +361,12 @@ static int clip(const beit_canvas *cv, int *x0, int *y0, int *x1, int *y1, int x
   return *x0 < *x1 && *y0 < *y1;
 }
 
+/* Writes without reading: beit_canvas_init fills fresh (uninitialised) memory. */
 void beit_canvas_fill(beit_canvas *cv, int x, int y, int w, int h, const uint8_t rgb[3]) {
-  beit_canvas_tint(cv, x, y, w, h, rgb, 1.0f);
+  int x0, y0, x1, y1;
+  if (!clip(cv, &x0, &y0, &x1, &y1, x, y, w, h)) return;
+  for (int yy = y0; yy < y1; yy++)
+    for (int xx = x0; xx < x1; xx++) memcpy(cv->rgb + ((size_t)yy * cv->w + xx) * 3, rgb, 3);
 }
 
 void beit_canvas_tint(beit_canvas *cv, int x, int y, int w, int h, const uint8_t rgb[3], float alpha) {

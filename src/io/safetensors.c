@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "core/core.h"
 
@@ -321,6 +322,91 @@ static int check_overlaps(beit_safetensors *st) {
   return rc;
 }
 
+/* ---- content checksum (BEIT_ST_CRC_KEY, see safetensors.h) ------------------ */
+typedef struct {
+  const char *name, *dtype;
+  int ndim;
+  const int64_t *shape;
+  const uint8_t *data;
+  size_t nbytes;
+} crc_item;
+
+static int cmp_item(const void *a, const void *b) {
+  return strcmp(((const crc_item *)a)->name, ((const crc_item *)b)->name);
+}
+
+static uint32_t crc_bytes(uint32_t crc, const void *p, size_t n) {
+  const Bytef *b = p;
+  for (; n > 0;) {  /* zlib's length is 32-bit */
+    uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+    crc = (uint32_t)crc32(crc, b, k);
+    b += k, n -= k;
+  }
+  return crc;
+}
+
+static uint32_t crc_text(uint32_t crc, const char *s) { return crc_bytes(crc, s, strlen(s) + 1); }
+
+/* zlib crc32 of: each metadata pair but the checksum's own, in key order, as
+ * key NUL value NUL; then each tensor in name order as name NUL dtype NUL
+ * dims-joined-by-commas NUL raw-bytes. Sorts `items` and `meta` (pairs) in place.
+ * Independent of header layout, so a faithful rewrite of the file keeps it valid. */
+static uint32_t content_crc(crc_item *items, int n, named *meta, int nmeta, const char *const *vals) {
+  qsort(items, (size_t)n, sizeof *items, cmp_item);
+  qsort(meta, (size_t)nmeta, sizeof *meta, cmp_named);
+  uint32_t crc = (uint32_t)crc32(0, Z_NULL, 0);
+  for (int i = 0; i < nmeta; i++) {
+    if (!strcmp(meta[i].s, BEIT_ST_CRC_KEY)) continue;
+    crc = crc_text(crc, meta[i].s);
+    crc = crc_text(crc, vals[meta[i].i]);
+  }
+  for (int i = 0; i < n; i++) {
+    char shape[BEIT_MAX_DIMS * 24 + 1] = "";
+    size_t k = 0;
+    for (int d = 0; d < items[i].ndim && d < BEIT_MAX_DIMS; d++)
+      k += (size_t)snprintf(shape + k, sizeof shape - k, d ? ",%lld" : "%lld", (long long)items[i].shape[d]);
+    crc = crc_text(crc, items[i].name);
+    crc = crc_text(crc, items[i].dtype);
+    crc = crc_text(crc, shape);
+    crc = crc_bytes(crc, items[i].data, items[i].nbytes);
+  }
+  return crc;
+}
+
+static int parse_crc_value(const char *v, uint32_t *out) {
+  if (strlen(v) != 8) return BEIT_ERR;
+  uint32_t x = 0;
+  for (int i = 0; i < 8; i++) {
+    int c = v[i], d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return BEIT_ERR;
+    x = x << 4 | (uint32_t)d;
+  }
+  *out = x;
+  return BEIT_OK;
+}
+
+/* Files without the key (other tools, older beit.c) pass unchecked. */
+static int check_checksum(beit_safetensors *st) {
+  const char *v = beit_st_meta(st, BEIT_ST_CRC_KEY);
+  uint32_t want;
+  if (!v) return BEIT_OK;
+  if (parse_crc_value(v, &want) != BEIT_OK)
+    return st_err(st->path, NULL, "metadata '%s' is not 8 lowercase hex digits", BEIT_ST_CRC_KEY);
+  crc_item *items = malloc(((size_t)st->n + 1) * sizeof *items);
+  named *meta = malloc(((size_t)st->nmeta + 1) * sizeof *meta);
+  if (!items || !meta) { free(items), free(meta); return st_err(st->path, NULL, "out of memory"); }
+  for (int i = 0; i < st->n; i++) {
+    const beit_st_entry *e = &st->e[i];
+    items[i] = (crc_item){e->name, k_dtypes[e->dtype].name, e->ndim, e->shape, st->data + e->begin, e->end - e->begin};
+  }
+  for (int i = 0; i < st->nmeta; i++) meta[i] = (named){st->meta_keys[i], i};
+  uint32_t got = content_crc(items, st->n, meta, st->nmeta, (const char *const *)st->meta_vals);
+  free(items), free(meta);
+  if (got == want) return BEIT_OK;
+  return st_err(st->path, NULL, "checksum mismatch: the file is corrupted (%s %08x stored, the content gives %08x)",
+                BEIT_ST_CRC_KEY, want, got);
+}
+
 /* ---- open / close ----------------------------------------------------------- */
 
 /* The 8-byte length prefix; sets the data section. */
@@ -363,10 +449,8 @@ static cJSON *parse_json(beit_safetensors *st, size_t hlen) {
   return root;
 }
 
-int beit_st_open(beit_safetensors *st, const char *path) {
-  memset(st, 0, sizeof *st);
-  snprintf(st->path, sizeof st->path, "%s", path);
-  if (beit_read_file(path, &st->buf, &st->size)) return BEIT_ERR;
+/* Every check, on st->buf / st->size; frees everything on failure. */
+static int validate(beit_safetensors *st) {
   size_t hlen = 0;
   cJSON *root = NULL;
   int rc = check_framing(st, &hlen);
@@ -375,9 +459,26 @@ int beit_st_open(beit_safetensors *st, const char *path) {
   if (rc == BEIT_OK) rc = check_names(st);
   if (rc == BEIT_OK) rc = check_meta_keys(st);
   if (rc == BEIT_OK) rc = check_overlaps(st);
+  if (rc == BEIT_OK) rc = check_checksum(st);
   cJSON_Delete(root);
   if (rc) beit_st_close(st);
   return rc;
+}
+
+int beit_st_open(beit_safetensors *st, const char *path) {
+  memset(st, 0, sizeof *st);
+  snprintf(st->path, sizeof st->path, "%s", path);
+  if (beit_read_file(path, &st->buf, &st->size)) return BEIT_ERR;
+  return validate(st);
+}
+
+int beit_st_open_memory(beit_safetensors *st, const void *buf, size_t size, const char *name) {
+  memset(st, 0, sizeof *st);
+  snprintf(st->path, sizeof st->path, "%s", name);
+  if (!(st->buf = beit_alloc(size + 1, name))) return BEIT_ERR;
+  if (size) memcpy(st->buf, buf, size);
+  st->size = size;
+  return validate(st);
 }
 
 void beit_st_close(beit_safetensors *st) {
@@ -497,19 +598,19 @@ static void sb_json_string(sbuf *b, const char *s) {
 }
 
 /* Checks one tensor description; sets its byte size. */
-static int check_out_tensor(const char *path, const beit_st_tensor *t, size_t *nbytes) {
+static int check_out_tensor(const char *path, const beit_st_tensor *t, int is_i64, size_t *nbytes) {
   if (!t->name || !t->name[0]) return st_err(path, NULL, "cannot write a tensor without a name");
   if (strlen(t->name) >= BEIT_NAME_MAX || strcmp(t->name, "__metadata__") == 0)
     return st_err(path, t->name, "name is reserved or longer than %d bytes", BEIT_NAME_MAX - 1);
   if (t->ndim < 0 || t->ndim > BEIT_MAX_DIMS || (t->ndim > 0 && !t->shape))
     return st_err(path, t->name, "cannot write %d dimensions", t->ndim);
-  size_t bytes = 4;
+  size_t bytes = is_i64 ? 8 : 4;
   for (int d = 0; d < t->ndim; d++) {
     if (t->shape[d] < 0 || (double)t->shape[d] > JSON_INT_MAX)
       return st_err(path, t->name, "shape[%d] = %lld is invalid", d, (long long)t->shape[d]);
     if (beit_mul_size(bytes, (size_t)t->shape[d], &bytes)) return st_err(path, t->name, "size overflows");
   }
-  if (bytes > 0 && !t->data) return st_err(path, t->name, "data is NULL");
+  if (bytes > 0 && !t->data && !is_i64) return st_err(path, t->name, "data is NULL");
   *nbytes = bytes;
   return BEIT_OK;
 }
@@ -539,8 +640,8 @@ static int check_out_names(const char *path, const beit_st_tensor *t, int n,
 }
 
 /* The JSON header (metadata first, then tensors in order), space-padded to 8 bytes. */
-static int build_header(sbuf *b, const beit_st_tensor *t, const size_t *nbytes, int n,
-                        const char *const *kv, int n_meta) {
+static int build_header(sbuf *b, const beit_st_tensor *t, const int64_t *const *i64, const size_t *nbytes,
+                        int n, const char *const *kv, int n_meta) {
   sb_str(b, "{");
   if (n_meta > 0) {
     sb_str(b, "\"__metadata__\":{");
@@ -556,7 +657,7 @@ static int build_header(sbuf *b, const beit_st_tensor *t, const size_t *nbytes, 
   for (int i = 0; i < n; i++) {
     if (i) sb_str(b, ",");
     sb_json_string(b, t[i].name);
-    sb_str(b, ":{\"dtype\":\"F32\",\"shape\":[");
+    sb_str(b, i64 && i64[i] ? ":{\"dtype\":\"I64\",\"shape\":[" : ":{\"dtype\":\"F32\",\"shape\":[");
     for (int d = 0; d < t[i].ndim; d++) sb_printf(b, d ? ",%lld" : "%lld", (long long)t[i].shape[d]);
     sb_printf(b, "],\"data_offsets\":[%zu,%zu]}", off, off + nbytes[i]);
     off += nbytes[i];
@@ -579,9 +680,37 @@ static void put_f32(uint8_t *dst, const float *src, size_t n) {
 #endif
 }
 
-/* Lays out length prefix, header and data in one buffer and writes it atomically. */
-static int write_file(const char *path, const sbuf *h, const beit_st_tensor *t, const size_t *nbytes,
-                      int n) {
+#define CRC_PLACEHOLDER "00000000"
+
+/* Computes the content checksum of the laid-out file and writes it over the
+ * placeholder value in the header. kv holds n_meta pairs, the checksum's last. */
+static int stamp_checksum(const char *path, uint8_t *buf, const sbuf *h, const beit_st_tensor *t,
+                          const int64_t *const *i64, const size_t *nbytes, int n, const char *const *kv, int n_meta) {
+  const char *needle = "\"" BEIT_ST_CRC_KEY "\":\"" CRC_PLACEHOLDER "\"";
+  const char *at = strstr(h->p, needle);
+  crc_item *items = malloc(((size_t)n + 1) * sizeof *items);
+  named *meta = malloc(((size_t)n_meta + 1) * sizeof *meta);
+  const char **vals = malloc(((size_t)n_meta + 1) * sizeof *vals);
+  int rc = at && items && meta && vals ? BEIT_OK : st_err(path, NULL, "out of memory for the checksum");
+  if (rc == BEIT_OK) {
+    size_t off = 8 + h->len;
+    for (int i = 0; i < n; i++) {
+      items[i] = (crc_item){t[i].name, i64 && i64[i] ? "I64" : "F32", t[i].ndim, t[i].shape, buf + off, nbytes[i]};
+      off += nbytes[i];
+    }
+    for (int i = 0; i < n_meta; i++) meta[i] = (named){kv[2 * i], i}, vals[i] = kv[2 * i + 1];
+    char hex[9];
+    snprintf(hex, sizeof hex, "%08x", content_crc(items, n, meta, n_meta, vals));
+    memcpy(buf + 8 + (size_t)(at - h->p) + strlen(needle) - 9, hex, 8);
+  }
+  free(items), free(meta), free(vals);
+  return rc;
+}
+
+/* Lays out length prefix, header and data in one buffer, stamps the checksum
+ * and writes it atomically. */
+static int write_file(const char *path, const sbuf *h, const beit_st_tensor *t, const int64_t *const *i64,
+                      const size_t *nbytes, int n, const char *const *kv, int n_meta) {
   size_t total = 8 + h->len;
   for (int i = 0; i < n; i++) {
     if (total + nbytes[i] < total) return st_err(path, NULL, "file size overflows");
@@ -593,32 +722,48 @@ static int write_file(const char *path, const sbuf *h, const beit_st_tensor *t, 
   memcpy(buf + 8, h->p, h->len);
   size_t off = 8 + h->len;
   for (int i = 0; i < n; i++) {
-    put_f32(buf + off, t[i].data, nbytes[i] / 4);
+    if (i64 && i64[i])
+      for (size_t k = 0; k < nbytes[i] / 8; k++) st64(buf + off + 8 * k, (uint64_t)i64[i][k]);
+    else
+      put_f32(buf + off, t[i].data, nbytes[i] / 4);
     off += nbytes[i];
   }
-  int rc = beit_write_file_atomic(path, buf, total);
+  int rc = stamp_checksum(path, buf, h, t, i64, nbytes, n, kv, n_meta);
+  if (rc == BEIT_OK) rc = beit_write_file_atomic(path, buf, total);
   beit_free(buf);
+  return rc;
+}
+
+int beit_st_write_i64(const char *path, const beit_st_tensor *t, const int64_t *const *i64, int n,
+                      const char *const *meta_kv, int n_meta) {
+  if (n < 0 || n_meta < 0 || (n > 0 && !t) || (n_meta > 0 && !meta_kv))
+    return st_err(path, NULL, "cannot write: bad tensor or metadata count");
+  size_t *nbytes = malloc(((size_t)n + 1) * sizeof *nbytes);
+  const char **kv = malloc(2 * ((size_t)n_meta + 1) * sizeof *kv);  /* the caller's pairs + the checksum */
+  if (!nbytes || !kv) { free(nbytes), free(kv); return st_err(path, NULL, "out of memory"); }
+  int m = 0;
+  for (int i = 0; i < n_meta; i++)  /* a stale checksum copied from another file is replaced */
+    if (!meta_kv[2 * i] || strcmp(meta_kv[2 * i], BEIT_ST_CRC_KEY)) kv[2 * m] = meta_kv[2 * i], kv[2 * m + 1] = meta_kv[2 * i + 1], m++;
+  n_meta = m;
+  kv[2 * n_meta] = BEIT_ST_CRC_KEY, kv[2 * n_meta + 1] = CRC_PLACEHOLDER;
+  sbuf h = {0};
+  int rc = BEIT_OK;
+  for (int i = 0; i < n && rc == BEIT_OK; i++) rc = check_out_tensor(path, &t[i], i64 && i64[i], &nbytes[i]);
+  if (rc == BEIT_OK) rc = check_out_names(path, t, n, kv, n_meta + 1);
+  if (rc == BEIT_OK && build_header(&h, t, i64, nbytes, n, kv, n_meta + 1))
+    rc = st_err(path, NULL, "out of memory building the header");
+  if (rc == BEIT_OK && h.len > BEIT_ST_HEADER_MAX)
+    rc = st_err(path, NULL, "header would be %zu bytes, above the reader's limit", h.len);
+  if (rc == BEIT_OK) rc = write_file(path, &h, t, i64, nbytes, n, kv, n_meta + 1);
+  free(h.p);
+  free(nbytes);
+  free(kv);
   return rc;
 }
 
 int beit_st_write(const char *path, const beit_st_tensor *t, int n, const char *const *meta_kv,
                   int n_meta) {
-  if (n < 0 || n_meta < 0 || (n > 0 && !t) || (n_meta > 0 && !meta_kv))
-    return st_err(path, NULL, "cannot write: bad tensor or metadata count");
-  size_t *nbytes = malloc(((size_t)n + 1) * sizeof *nbytes);
-  if (!nbytes) return st_err(path, NULL, "out of memory");
-  sbuf h = {0};
-  int rc = BEIT_OK;
-  for (int i = 0; i < n && rc == BEIT_OK; i++) rc = check_out_tensor(path, &t[i], &nbytes[i]);
-  if (rc == BEIT_OK) rc = check_out_names(path, t, n, meta_kv, n_meta);
-  if (rc == BEIT_OK && build_header(&h, t, nbytes, n, meta_kv, n_meta))
-    rc = st_err(path, NULL, "out of memory building the header");
-  if (rc == BEIT_OK && h.len > BEIT_ST_HEADER_MAX)
-    rc = st_err(path, NULL, "header would be %zu bytes, above the reader's limit", h.len);
-  if (rc == BEIT_OK) rc = write_file(path, &h, t, nbytes, n);
-  free(h.p);
-  free(nbytes);
-  return rc;
+  return beit_st_write_i64(path, t, NULL, n, meta_kv, n_meta);
 }
 
 /* ---- parameter tables ------------------------------------------------------------ */

@@ -43,6 +43,8 @@ typedef struct {
 /* Reads and validates the whole file. On error nothing stays allocated and the
  * message names the file and the problem. */
 int beit_st_open(beit_safetensors *st, const char *path);
+/* The same checks on a copy of `size` bytes in memory; `name` stands for the path. */
+int beit_st_open_memory(beit_safetensors *st, const void *buf, size_t size, const char *name);
 void beit_st_close(beit_safetensors *st);
 /* Index of the tensor called `name`, or -1. */
 int beit_st_find(const beit_safetensors *st, const char *name);
@@ -58,6 +60,16 @@ int beit_st_read_f32(const beit_safetensors *st, int idx, float *out, size_t num
 /* Tensor idx converted to int64 (from I64, I32, I16, I8, U32, U16 or U8). */
 int beit_st_read_i64(const beit_safetensors *st, int idx, int64_t *out, size_t numel);
 
+/* ---- content checksum -----------------------------------------------------
+ * Every file the writer produces carries metadata BEIT_ST_CRC_KEY: 8 lowercase
+ * hex digits of zlib's crc32 over the metadata pairs (all but this one, in key
+ * order, each as key NUL value NUL) followed by the tensors (in name order, each
+ * as name NUL dtype NUL comma-joined dims NUL raw bytes). beit_st_open refuses a
+ * file whose content does not match ("checksum mismatch ... corrupted"); files
+ * without the key (other tools) are accepted. tests/ref/stio.py computes it
+ * independently. */
+#define BEIT_ST_CRC_KEY "beit.crc32"
+
 /* ---- writer: F32 tensors in the given order, written atomically ---------- */
 typedef struct {
   const char *name;
@@ -65,9 +77,14 @@ typedef struct {
   const int64_t *shape;
   const float *data;
 } beit_st_tensor;
-/* meta_kv holds n_meta (key, value) pairs: key0, value0, key1, value1, ... */
+/* meta_kv holds n_meta (key, value) pairs: key0, value0, key1, value1, ...
+ * The checksum pair is added (a BEIT_ST_CRC_KEY pair in meta_kv is replaced). */
 int beit_st_write(const char *path, const beit_st_tensor *t, int n,
                   const char *const *meta_kv, int n_meta);
+/* Same, where i64[k] != NULL writes tensor k as I64 from i64[k] instead of its
+ * float data (index buffers of other libraries' checkpoints). */
+int beit_st_write_i64(const char *path, const beit_st_tensor *t, const int64_t *const *i64, int n,
+                      const char *const *meta_kv, int n_meta);
 
 /* ---- parameter tables --------------------------------------------------- */
 /* Every tensor of the table as F32, keys = table names, in table order. */

@@ -48,7 +48,7 @@ static size_t layout(beit_model *m, beit_acts *a, float *base, int B, int with_g
   bump b = {base, 0};
   a->patches = take(&b, (size_t)B * Np * Kp);
   a->emb = take(&b, (size_t)B * Np * C);
-  a->relbias = take(&b, (size_t)(c->shared_rel_pos ? 1 : L) * H * N * N);
+  a->relbias = c->no_rel_pos ? NULL : take(&b, (size_t)(c->shared_rel_pos ? 1 : L) * H * N * N);
   a->keep = take(&b, (size_t)L * 2 * B);
   a->qkv_bias = take(&b, 3 * (size_t)C);
   int nb = with_grad ? L : 1;   /* distinct per-block buffers */
@@ -82,7 +82,7 @@ static size_t layout(beit_model *m, beit_acts *a, float *base, int B, int with_g
     a->dfc1 = take(&b, BN * F);
     a->dgelu = take(&b, BN * F);
     a->dfc2 = take(&b, BN * C);
-    a->drelbias = take(&b, (size_t)H * N * N);
+    a->drelbias = c->no_rel_pos ? NULL : take(&b, (size_t)H * N * N);
     a->dqkv_bias = take(&b, 3 * (size_t)C);
     a->demb = take(&b, (size_t)B * Np * C);
     a->dhead_in = take(&b, head_rows * C);
@@ -111,6 +111,12 @@ int beit_model_reserve(beit_model *m, int max_batch, int with_grad) {
                        &a->proj, &a->mid, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fc1, &a->gelu, &a->fc2};
   for (int k = 0; k < 15; k++) *arrays[k] = calloc((size_t)L + 1, sizeof(float *));
   size_t bytes = layout(m, a, NULL, max_batch, with_grad);
+  char what[96];
+  snprintf(what, sizeof what, "the activations of a batch of %d", max_batch);
+  if (beit_memory_check((double)bytes, what) != BEIT_OK) {
+    acts_free(a);
+    return BEIT_ERR;
+  }
   a->block = beit_alloc(bytes, "activations");
   if (!a->block) {
     acts_free(a);
@@ -125,6 +131,52 @@ int beit_model_reserve(beit_model *m, int max_batch, int with_grad) {
 }
 
 size_t beit_model_arena_bytes(const beit_model *m) { return m->acts ? m->acts->bytes : 0; }
+
+static void build_table(beit_model *m);
+
+static void set_geometry(beit_model *m, const beit_config *cfg) {
+  m->cfg = *cfg;
+  m->grid = cfg->image_size / cfg->patch_size;
+  m->num_patches = m->grid * m->grid;
+  m->tokens = m->num_patches + 1;
+}
+
+/* Weights + gradients + relative position index, in bytes. */
+static double table_bytes(const beit_model *m) {
+  return (double)m->params.total * 2 * sizeof(float) + (double)m->tokens * m->tokens * sizeof(int32_t);
+}
+
+double beit_config_param_count(const beit_config *cfg) {
+  if (beit_config_validate(cfg) != BEIT_OK) return -1;
+  beit_model m;
+  memset(&m, 0, sizeof m);
+  set_geometry(&m, cfg);
+  beit_params_init(&m.params);
+  build_table(&m);
+  double n = (double)m.params.total;
+  beit_params_free(&m.params);
+  return n;
+}
+
+double beit_model_memory_bytes(const beit_config *cfg, int batch, int with_grad, int with_optimizer) {
+  if (beit_config_validate(cfg) != BEIT_OK) return -1;
+  beit_model m;
+  memset(&m, 0, sizeof m);
+  set_geometry(&m, cfg);
+  beit_params_init(&m.params);
+  build_table(&m);
+  double bytes = table_bytes(&m) + (with_optimizer ? (double)m.params.total * 2 * sizeof(float) : 0);
+  beit_params_free(&m.params);
+  beit_acts a;
+  memset(&a, 0, sizeof a);
+  float ***lists[] = {&a.resid, &a.ln1, &a.ln1_mean, &a.ln1_rstd, &a.qkv, &a.att, &a.attn_out,
+                      &a.proj, &a.mid, &a.ln2, &a.ln2_mean, &a.ln2_rstd, &a.fc1, &a.gelu, &a.fc2};
+  int ok = 1;
+  for (int k = 0; k < 15; k++) ok &= (*lists[k] = calloc((size_t)cfg->depth + 1, sizeof(float *))) != NULL;
+  if (ok) bytes += (double)layout(&m, &a, NULL, batch, with_grad);
+  for (int k = 0; k < 15; k++) free(*lists[k]);
+  return ok ? bytes : beit_errorf("out of memory estimating the model's memory");
+}
 
 /* ---------------------------------------------------------------- parameters */
 static void add(beit_params *p, const char *name, int layer_id, int ndim, int64_t d0, int64_t d1,
@@ -144,10 +196,12 @@ static void build_table(beit_model *m) {
   int R = relpos_table_rows(m->grid, m->grid);
   char n[BEIT_NAME_MAX];
   add(p, "cls_token", 0, 3, 1, 1, C, 0);
+  if (c->abs_pos_emb) add(p, "pos_embed", 0, 3, 1, m->tokens, C, 0);
   if (c->vocab_size > 0 || c->pixel_head) add(p, "mask_token", 0, 3, 1, 1, C, 0);
   add(p, "patch_embed.proj.weight", 0, 4, C, c->channels, c->patch_size, c->patch_size);
   add(p, "patch_embed.proj.bias", 0, 1, C, 0, 0, 0);
-  if (c->shared_rel_pos) add(p, "rel_pos_bias.relative_position_bias_table", L + 1, 2, R, c->heads, 0, 0);
+  if (c->shared_rel_pos && !c->no_rel_pos)
+    add(p, "rel_pos_bias.relative_position_bias_table", L + 1, 2, R, c->heads, 0, 0);
   for (int l = 0; l < L; l++) {
 #define BLK(suffix, ...) (snprintf(n, sizeof n, "blocks.%d." suffix, l), add(p, n, l + 1, __VA_ARGS__))
     if (c->layer_scale_init > 0) {
@@ -158,7 +212,7 @@ static void build_table(beit_model *m) {
     BLK("norm1.bias", 1, C, 0, 0, 0);
     BLK("attn.q_bias", 1, C, 0, 0, 0);
     BLK("attn.v_bias", 1, C, 0, 0, 0);
-    if (!c->shared_rel_pos) BLK("attn.relative_position_bias_table", 2, R, c->heads, 0, 0);
+    if (!c->shared_rel_pos && !c->no_rel_pos) BLK("attn.relative_position_bias_table", 2, R, c->heads, 0, 0);
     BLK("attn.qkv.weight", 2, 3 * C, C, 0, 0);
     BLK("attn.proj.weight", 2, C, C, 0, 0);
     BLK("attn.proj.bias", 1, C, 0, 0, 0);
@@ -196,12 +250,15 @@ static void build_table(beit_model *m) {
 int beit_model_init(beit_model *m, const beit_config *cfg) {
   memset(m, 0, sizeof *m);
   if (beit_config_validate(cfg) != BEIT_OK) return BEIT_ERR;
-  m->cfg = *cfg;
-  m->grid = cfg->image_size / cfg->patch_size;
-  m->num_patches = m->grid * m->grid;
-  m->tokens = m->num_patches + 1;
+  set_geometry(m, cfg);
   beit_params_init(&m->params);
   build_table(m);
+  char what[96];
+  snprintf(what, sizeof what, "a model of %.1f M parameters (weights and gradients)", m->params.total / 1e6);
+  if (beit_memory_check(table_bytes(m), what) != BEIT_OK) {
+    beit_params_free(&m->params);
+    return BEIT_ERR;
+  }
   m->relpos_index = beit_alloc((size_t)m->tokens * m->tokens * sizeof(int32_t), "relative position index");
   if (!m->relpos_index || beit_params_alloc(&m->params) != BEIT_OK) {
     beit_model_free(m);
@@ -234,7 +291,8 @@ void beit_model_init_weights(beit_model *m, uint64_t seed, float head_init_scale
     int random = 0;
     if (ends_with(t->name, "gamma_1") || ends_with(t->name, "gamma_2")) fill = m->cfg.layer_scale_init;
     else if (strstr(t->name, "norm") && ends_with(t->name, ".weight")) fill = 1;
-    else if (ends_with(t->name, ".weight") || !strcmp(t->name, "cls_token") || !strcmp(t->name, "mask_token"))
+    else if (ends_with(t->name, ".weight") || !strcmp(t->name, "cls_token") || !strcmp(t->name, "mask_token") ||
+             !strcmp(t->name, "pos_embed"))
       random = 1;
     for (size_t k = 0; k < t->numel; k++) x[k] = random ? beit_rng_trunc_normal(&r, 0.02f, -0.02f, 0.02f) : fill;
     /* residual-branch outputs shrink with depth: 1/sqrt(2*layer) */
@@ -267,16 +325,22 @@ static block_ptrs block_at(const beit_params *p, float *buf, int l) {
   return b;
 }
 
-/* Per-sample keep scale for the two residual branches of every block. */
-static void sample_drop_path(beit_model *m, int B, int train, uint64_t seed, int64_t step) {
+/* Per-sample keep scale for the two residual branches of every block. The
+ * draws are those of the whole global batch (2 * B * shards per block, branch
+ * major); a shard keeps the ones of its positions. */
+static void sample_drop_path(beit_model *m, const beit_input *bt, int train, uint64_t seed, int64_t step) {
   const beit_config *c = &m->cfg;
+  int B = bt->B, S = bt->shards > 1 ? bt->shards : 1, s = bt->shards > 1 ? bt->shard : 0, G = B * S;
   for (int l = 0; l < c->depth; l++) {
     float rate = c->depth > 1 ? c->drop_path * l / (c->depth - 1) : 0;
     beit_rng r;
     beit_rng_seed(&r, seed, BEIT_RNG_DROPPATH, (uint64_t)step, (uint64_t)l);
     float *k = m->acts->keep + (size_t)l * 2 * B;
-    for (int i = 0; i < 2 * B; i++)
-      k[i] = (!train || rate <= 0) ? 1.0f : (beit_rng_uniform(&r) < 1.0 - rate ? 1.0f / (1.0f - rate) : 0.0f);
+    for (int i = 0; i < 2 * G; i++) {
+      int branch = i / G, pos = i % G;
+      float keep = (!train || rate <= 0) ? 1.0f : (beit_rng_uniform(&r) < 1.0 - rate ? 1.0f / (1.0f - rate) : 0.0f);
+      if (pos % S == s) k[branch * B + pos / S] = keep;
+    }
   }
 }
 
@@ -308,8 +372,16 @@ static void block_forward(beit_model *m, int l, int B, const float *bias, const 
 }
 
 static float *relbias_of(beit_model *m, int l) {
+  if (m->cfg.no_rel_pos) return NULL;
   size_t HNN = (size_t)m->cfg.heads * m->tokens * m->tokens;
   return m->acts->relbias + (m->cfg.shared_rel_pos ? 0 : (size_t)l * HNN);
+}
+
+/* Absolute position embedding, added after the mask-token replacement as in
+ * the official code (spec 1.3): x[b] += pos for every image b. */
+static void add_pos_embed(float *x, const float *pos, int B, int N, int C) {
+  for (int b = 0; b < B; b++)
+    for (size_t i = 0; i < (size_t)N * C; i++) x[(size_t)b * N * C + i] += pos[i];
 }
 
 static void encoder_forward(beit_model *m, const beit_input *bt, int use_mask, int train, uint64_t seed,
@@ -323,12 +395,13 @@ static void encoder_forward(beit_model *m, const beit_input *bt, int use_mask, i
                  beit_params_get(p, "patch_embed.proj.bias"), B * Np, Kp, C);
   embed_forward(a->resid[0], a->emb, use_mask ? bt->mask : NULL, beit_params_get(p, "cls_token"),
                 use_mask ? beit_params_get(p, "mask_token") : NULL, B, m->tokens, C);
-  if (c->shared_rel_pos)
+  if (c->abs_pos_emb) add_pos_embed(a->resid[0], beit_params_get(p, "pos_embed"), B, m->tokens, C);
+  if (c->shared_rel_pos && !c->no_rel_pos)
     relpos_bias_forward(a->relbias, beit_params_get(p, "rel_pos_bias.relative_position_bias_table"),
                         m->relpos_index, m->tokens, c->heads);
-  sample_drop_path(m, B, train, seed, step);
+  sample_drop_path(m, bt, train, seed, step);
   for (int l = 0; l < c->depth; l++) {
-    if (!c->shared_rel_pos)
+    if (!c->shared_rel_pos && !c->no_rel_pos)
       relpos_bias_forward(relbias_of(m, l), block_at(p, p->data, l).table, m->relpos_index, m->tokens, c->heads);
     block_forward(m, l, B, relbias_of(m, l), keep_of(m, l, 0, B), keep_of(m, l, 1, B));
   }
@@ -527,14 +600,20 @@ void beit_backward(beit_model *m, const beit_input *bt) {
   int B = bt->B, N = m->tokens, C = c->dim, H = c->heads, Np = m->num_patches;
   int Kp = c->channels * c->patch_size * c->patch_size;
   size_t HNN = (size_t)H * N * N;
+  int shared = c->shared_rel_pos && !c->no_rel_pos, per_block = !c->shared_rel_pos && !c->no_rel_pos;
   head_backward(m, bt);
-  if (c->shared_rel_pos) zero(a->drelbias, HNN);
+  if (shared) zero(a->drelbias, HNN);
   for (int l = c->depth - 1; l >= 0; l--) {
-    if (!c->shared_rel_pos) zero(a->drelbias, HNN);
+    if (per_block) zero(a->drelbias, HNN);
     block_backward(m, l, B, a->drelbias);
-    if (!c->shared_rel_pos) relpos_bias_backward(block_at(p, p->grad, l).table, a->drelbias, m->relpos_index, N, H);
+    if (per_block) relpos_bias_backward(block_at(p, p->grad, l).table, a->drelbias, m->relpos_index, N, H);
   }
-  if (c->shared_rel_pos)
+  if (c->abs_pos_emb) {  /* d(pos_embed) = batch sum of d(resid[0]) */
+    float *dpos = beit_params_grad(p, "pos_embed");
+    for (int b = 0; b < B; b++)
+      for (size_t i = 0; i < (size_t)N * C; i++) dpos[i] += a->dresid[(size_t)b * N * C + i];
+  }
+  if (shared)
     relpos_bias_backward(beit_params_grad(p, "rel_pos_bias.relative_position_bias_table"), a->drelbias,
                          m->relpos_index, N, H);
   int masked = m->task != BEIT_TASK_CLASSIFY;

@@ -18,6 +18,8 @@ typedef struct {
   int pixel_head;          /* 1 = pixel-regression head (predict masked patches) */
   float layer_scale_init;  /* gamma_1/gamma_2 init; 0 = no LayerScale */
   int shared_rel_pos;      /* 1 = one shared table (pretraining), 0 = per-block tables */
+  int no_rel_pos;          /* 1 = no relative position bias at all (vanilla ViT checkpoints) */
+  int abs_pos_emb;         /* 1 = learned absolute position embedding pos_embed [1, N+1, dim] */
   int use_mean_pooling;    /* classifier feature: 1 = fc_norm(mean of patches), 0 = norm(CLS) */
   float drop_path;         /* max drop-path rate (linear over blocks) */
   float ln_eps;
@@ -27,6 +29,10 @@ typedef struct {
  * sizes); returns BEIT_ERR for an unknown name. Image/patch/head fields are
  * left for the caller. */
 int beit_config_preset(beit_config *cfg, const char *name);
+/* Upper limits of beit_config_validate (ViT-22B has dim 6144, ImageNet-22k 21841 classes). */
+#define BEIT_MAX_IMAGE_SIZE 4096
+#define BEIT_MAX_DIM 16384
+#define BEIT_MAX_CLASSES (1 << 20)
 /* Checks divisibility and ranges; the message names the offending field. */
 int beit_config_validate(const beit_config *cfg);
 /* JSON twin (Hugging Face BeitConfig field names where they exist). Caller frees. */
@@ -42,6 +48,10 @@ typedef struct {
   const int32_t *tokens;     /* [B, Np] visual token of every patch (MIM) */
   const int32_t *labels;     /* [B] class ids (classify) */
   const float *soft_labels;  /* [B, K] target distribution (mixup / smoothing), or NULL */
+  /* Data parallelism: these B samples are positions shard, shard + shards, ...
+   * of a global batch of B * shards (the loader's rank slice), so drop path
+   * draws what one process with the global batch would. 0 = not sharded. */
+  int shard, shards;
 } beit_input;
 
 typedef struct {
@@ -72,6 +82,15 @@ void beit_model_init_weights(beit_model *m, uint64_t seed, float head_init_scale
  * gives a small forward-only arena (eval, predict). Prints nothing. */
 int beit_model_reserve(beit_model *m, int max_batch, int with_grad);
 size_t beit_model_arena_bytes(const beit_model *m);
+/* Bytes a model of cfg needs: weights, gradients, the activation arena for
+ * `batch` (with_grad as in beit_model_reserve) and, with_optimizer, the AdamW
+ * moments; -1 (error set) for an invalid config. Allocates nothing large, so it
+ * can refuse a config before anything big exists. beit_model_init and
+ * beit_model_reserve also check their own share against the available memory. */
+double beit_model_memory_bytes(const beit_config *cfg, int batch, int with_grad, int with_optimizer);
+/* Parameters a model of cfg has (a table is built, nothing allocated); -1 for an
+ * invalid config. */
+double beit_config_param_count(const beit_config *cfg);
 
 /* Forward pass and loss. train = 1 enables drop path, keyed by (seed, step).
  * Returns the loss; fills st (may be NULL). */
@@ -88,8 +107,9 @@ const float *beit_logits(const beit_model *m);            /* classify: [B, K]; M
 const float *beit_attention(const beit_model *m, int layer); /* [B, H, N, N] (forward-only arena: last layer only) */
 const float *beit_hidden(const beit_model *m, int layer);    /* block input of `layer` (depth = final), [B, N, C] */
 
-/* Builds a model from a beit.c checkpoint: its "config" metadata gives the
- * architecture, its tensors the weights (optimizer state is ignored). */
+/* Builds a model from a checkpoint: a beit.c file (its "config" metadata gives
+ * the architecture; optimizer state is ignored) or a timm / unilm / Hugging Face
+ * one, whose architecture is inferred (io/convert.h, docs/checkpoints.md). */
 int beit_model_open(beit_model *m, const char *path);
 
 /* FLOPs of one forward for a batch (matmuls + attention), for benchmarks. */

@@ -46,6 +46,14 @@ int beit_config_validate(const beit_config *c) {
   if (c->vocab_size < 0 || c->num_classes < 0) return beit_errorf("vocab size and classes must be >= 0");
   if (!(c->drop_path >= 0 && c->drop_path < 1)) return beit_errorf("drop path %g must be in [0, 1)", c->drop_path);
   if (!(c->ln_eps > 0)) return beit_errorf("layer norm eps must be positive");
+  if (c->shared_rel_pos && c->no_rel_pos) return beit_errorf("a shared relative position table needs relative position bias");
+  /* far beyond any published ViT: refused here, before they become absurd allocations */
+  if (c->image_size > BEIT_MAX_IMAGE_SIZE) return beit_errorf("image size %d above the limit of %d", c->image_size, BEIT_MAX_IMAGE_SIZE);
+  if (c->dim > BEIT_MAX_DIM) return beit_errorf("hidden size %d above the limit of %d", c->dim, BEIT_MAX_DIM);
+  if (c->dim * (double)c->mlp_ratio > 4.0 * BEIT_MAX_DIM)
+    return beit_errorf("mlp hidden size %.0f above the limit of %d", c->dim * (double)c->mlp_ratio, 4 * BEIT_MAX_DIM);
+  if (c->vocab_size > BEIT_MAX_CLASSES || c->num_classes > BEIT_MAX_CLASSES)
+    return beit_errorf("vocab size %d / classes %d above the limit of %d", c->vocab_size, c->num_classes, BEIT_MAX_CLASSES);
   return BEIT_OK;
 }
 
@@ -64,8 +72,8 @@ char *beit_config_to_json(const beit_config *c) {
   cJSON_AddBoolToObject(j, "beit_pixel_head", c->pixel_head);
   cJSON_AddNumberToObject(j, "layer_scale_init_value", c->layer_scale_init);
   cJSON_AddBoolToObject(j, "use_shared_relative_position_bias", c->shared_rel_pos);
-  cJSON_AddBoolToObject(j, "use_relative_position_bias", !c->shared_rel_pos);
-  cJSON_AddBoolToObject(j, "use_absolute_position_embeddings", 0);
+  cJSON_AddBoolToObject(j, "use_relative_position_bias", !c->shared_rel_pos && !c->no_rel_pos);
+  cJSON_AddBoolToObject(j, "use_absolute_position_embeddings", c->abs_pos_emb);
   cJSON_AddBoolToObject(j, "use_mask_token", c->vocab_size > 0 || c->pixel_head);
   cJSON_AddBoolToObject(j, "use_mean_pooling", c->use_mean_pooling);
   cJSON_AddNumberToObject(j, "drop_path_rate", c->drop_path);
@@ -94,7 +102,7 @@ int beit_config_from_json(beit_config *c, const char *json, const char *source) 
   }
   memset(c, 0, sizeof *c);
   double image = 0, ch = 3, patch = 0, dim = 0, depth = 0, heads = 0, inter = 0, vocab = 0, classes = 0;
-  double pix = 0, ls = 0, shared = 0, meanpool = 1, dp = 0, eps = 1e-6;
+  double pix = 0, ls = 0, shared = 0, meanpool = 1, dp = 0, eps = 1e-6, relpos = 1, abspos = 0;
   int rc = get_num(j, "image_size", &image, 1, source) | get_num(j, "num_channels", &ch, 0, source) |
            get_num(j, "patch_size", &patch, 1, source) | get_num(j, "hidden_size", &dim, 1, source) |
            get_num(j, "num_hidden_layers", &depth, 1, source) | get_num(j, "num_attention_heads", &heads, 1, source) |
@@ -103,7 +111,9 @@ int beit_config_from_json(beit_config *c, const char *json, const char *source) 
            get_num(j, "layer_scale_init_value", &ls, 0, source) |
            get_num(j, "use_shared_relative_position_bias", &shared, 0, source) |
            get_num(j, "use_mean_pooling", &meanpool, 0, source) | get_num(j, "drop_path_rate", &dp, 0, source) |
-           get_num(j, "layer_norm_eps", &eps, 0, source);
+           get_num(j, "layer_norm_eps", &eps, 0, source) |
+           get_num(j, "use_relative_position_bias", &relpos, 0, source) |
+           get_num(j, "use_absolute_position_embeddings", &abspos, 0, source);
   cJSON_Delete(j);
   if (rc) return BEIT_ERR;
   double ints[] = {image, ch, patch, dim, depth, heads, inter, vocab, classes};
@@ -116,22 +126,13 @@ int beit_config_from_json(beit_config *c, const char *json, const char *source) 
   c->vocab_size = (int)vocab, c->num_classes = (int)classes, c->pixel_head = pix != 0;
   c->layer_scale_init = (float)ls, c->shared_rel_pos = shared != 0, c->use_mean_pooling = meanpool != 0;
   c->drop_path = (float)dp, c->ln_eps = (float)eps;
+  c->no_rel_pos = !c->shared_rel_pos && relpos == 0, c->abs_pos_emb = abspos != 0;
   if (beit_config_validate(c) != BEIT_OK) return beit_error_context("%s", source);
   return BEIT_OK;
 }
 
 /* ---- opening a checkpoint ---- */
-#include "io/safetensors.h"
+#include "io/convert.h"
 
-int beit_model_open(beit_model *m, const char *path) {
-  beit_safetensors st;
-  if (beit_st_open(&st, path) != BEIT_OK) return BEIT_ERR;
-  const char *json = beit_st_meta(&st, "config");
-  beit_config cfg;
-  int rc = json ? beit_config_from_json(&cfg, json, path)
-                : beit_errorf("%s: no 'config' metadata (not a beit.c checkpoint; see beit convert)", path);
-  if (rc == BEIT_OK) rc = beit_model_init(m, &cfg);
-  if (rc == BEIT_OK && (rc = beit_params_load_from(&m->params, &st, 0)) != BEIT_OK) beit_model_free(m);
-  beit_st_close(&st);
-  return rc;
-}
+/* Any scheme (ours, timm, unilm, Hugging Face): see io/convert.h. */
+int beit_model_open(beit_model *m, const char *path) { return beit_checkpoint_open(m, path, NULL); }

@@ -37,6 +37,10 @@ int dvae_config_check(const dvae_config *c) {
   if (c->channels < 1 || c->channels > 4) return beit_errorf("dvae: %d channels (1..4 supported)", c->channels);
   if (c->n_hid < 4 || c->n_hid % 4) return beit_errorf("dvae: n_hid %d must be a positive multiple of 4", c->n_hid);
   if (c->n_init < 1) return beit_errorf("dvae: n_init %d must be positive", c->n_init);
+  /* far above DALL-E's (n_hid 256, 112 px); also keeps the widths (n_hid << 5) inside an int */
+  if (c->n_hid > DVAE_MAX_WIDTH || c->n_init > DVAE_MAX_WIDTH || c->image_size > DVAE_MAX_SIDE)
+    return beit_errorf("dvae: n_hid %d, n_init %d or image size %d above the limits %d, %d, %d", c->n_hid, c->n_init,
+                       c->image_size, DVAE_MAX_WIDTH, DVAE_MAX_WIDTH, DVAE_MAX_SIDE);
   if (c->vocab < 2 || c->vocab > 65536) return beit_errorf("dvae: vocab %d is outside 2..65536", c->vocab);
   if (c->recon != DVAE_RECON_LAPLACE && c->recon != DVAE_RECON_MSE)
     return beit_errorf("dvae: unknown reconstruction loss %d", c->recon);
@@ -413,11 +417,12 @@ static double softmax_strided(float *out, const float *l, const float *g, float 
   return mx + log(sum);
 }
 
-static void draw_gumbel(float *g, int B, size_t per_image, uint64_t seed, int64_t step) {
+static void draw_gumbel(float *g, int B, size_t per_image, const dvae_train_opts *o) {
+  int shards = o->shards > 1 ? o->shards : 1, shard = o->shards > 1 ? o->shard : 0;
 #pragma omp parallel for schedule(static)
   for (int b = 0; b < B; b++) {
     beit_rng r;
-    beit_rng_seed(&r, seed, BEIT_RNG_GUMBEL, (uint64_t)step, (uint64_t)b);
+    beit_rng_seed(&r, o->seed, BEIT_RNG_GUMBEL, (uint64_t)o->step, (uint64_t)b * shards + shard);
     float *x = g + (size_t)b * per_image;
     for (size_t i = 0; i < per_image; i++) {
       double u = ((double)(beit_rng_u64(&r) >> 11) + 0.5) * 0x1.0p-53;  /* in (0, 1) */
@@ -540,7 +545,7 @@ int dvae_forward_train(dvae *d, const float *images, int B, const dvae_train_opt
   map_pixels(d->xm, images, img);
   const float *logits = run_forward(d, d->enc, d->enc_act, d->n_enc, d->xm, B);
   if (o->gumbel) memcpy(d->gumbel, o->gumbel, lat * sizeof(float));
-  else draw_gumbel(d->gumbel, B, (size_t)c->vocab * hw, o->seed, o->step);
+  else draw_gumbel(d->gumbel, B, (size_t)c->vocab * hw, o);
   double kl_sum = latent_forward(d, logits, B, o->tau);
   argmax_codes(d->tokens, logits, B, c->vocab, hw);
   const float *out = run_forward(d, d->dec, d->dec_act, d->n_dec, d->z, B);
@@ -691,12 +696,40 @@ static int config_from_meta(const beit_safetensors *st, dvae_config *c, int *has
   return BEIT_OK;
 }
 
+/* Parameters of a (valid) config, counted on a table that is never allocated. */
+static double param_count(const dvae_config *c, int with_decoder) {
+  dvae *t = calloc(1, sizeof *t);
+  if (!t) return 0;
+  t->cfg = *c;
+  beit_params_init(&t->params);
+  build_encoder(t);
+  if (with_decoder) build_decoder(t);
+  double n = 0;
+  for (int i = 0; i < t->params.n; i++) n += (double)t->params.t[i].numel;
+  beit_params_free(&t->params);
+  free(t);
+  return n;
+}
+
+/* Refuses, before anything is allocated, a config whose tensors cannot all be in
+ * the file (2 bytes a value at the least): a small hostile file must not make us
+ * allocate gigabytes. */
+static int check_fits_file(const beit_safetensors *st, const dvae_config *c, int with_decoder) {
+  if (dvae_config_check(c)) return beit_error_context("%s", st->path);
+  double n = param_count(c, with_decoder);
+  if (n * 2 > (double)st->data_size)
+    return beit_errorf("%s: the configuration describes %.0f parameters, but the file holds only %zu bytes of tensors",
+                       st->path, n, st->data_size);
+  return BEIT_OK;
+}
+
 int dvae_load(dvae *d, const char *path) {
   beit_safetensors st;
   memset(d, 0, sizeof *d);
   if (beit_st_open(&st, path)) return BEIT_ERR;
   dvae_config c;
   int has_dec = 0, rc = config_from_meta(&st, &c, &has_dec);
+  if (!rc) rc = check_fits_file(&st, &c, has_dec);
   if (!rc) rc = dvae_create(d, &c, has_dec);
   if (!rc && beit_params_load_from(&d->params, &st, 1)) {
     dvae_free(d);
@@ -773,6 +806,7 @@ int dvae_load_dalle_encoder(dvae *d, const char *path, int image_size) {
   if (beit_st_open(&st, path)) return BEIT_ERR;
   dvae_config c;
   int rc = dalle_config(&st, image_size, &c);
+  if (!rc) rc = check_fits_file(&st, &c, 0);
   if (!rc) rc = dvae_create(d, &c, 0);
   if (!rc && check_dalle_keys(d, &st)) rc = BEIT_ERR;
   for (int i = 0; !rc && i < d->params.n; i++) {

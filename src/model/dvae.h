@@ -13,6 +13,8 @@
 enum { DVAE_RECON_LAPLACE = 0, DVAE_RECON_MSE = 1 };
 #define DVAE_EPS 0.1f     /* map_pixels: x -> (1 - 2 eps) x + eps */
 #define DVAE_MAX_STAGES 64
+#define DVAE_MAX_WIDTH 4096   /* n_hid and n_init at most */
+#define DVAE_MAX_SIDE 16384   /* image size at most */
 
 typedef struct {
   int image_size;      /* S: square input side */
@@ -62,6 +64,9 @@ typedef struct {
   uint64_t seed;
   int64_t step;            /* noise key: (seed, BEIT_RNG_GUMBEL, step, image) */
   const float *gumbel;     /* [B, vocab, h, w] fixed noise instead of drawing (tests); NULL = draw */
+  /* data parallelism: the B images are positions shard, shard + shards, ... of
+   * the global batch, and "image" in the noise key is that position (0 = not sharded) */
+  int shard, shards;
 } dvae_train_opts;
 
 typedef struct {

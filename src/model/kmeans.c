@@ -20,6 +20,8 @@ int kmeans_config_check(const kmeans_config *c) {
   if (c->channels < 1 || c->channels > 4) return beit_errorf("kmeans: %d channels (1..4 supported)", c->channels);
   if (c->patch < 1 || c->image_size < c->patch || c->image_size % c->patch)
     return beit_errorf("kmeans: image size %d is not a multiple of the patch size %d", c->image_size, c->patch);
+  if (c->image_size > KMEANS_MAX_SIDE)  /* also keeps channels * patch^2 inside an int */
+    return beit_errorf("kmeans: image size %d above the limit of %d", c->image_size, KMEANS_MAX_SIDE);
   if (c->k < 2 || c->k > 65536) return beit_errorf("kmeans: k %d is outside 2..65536", c->k);
   if (c->normalize != KMEANS_NORM_NONE && c->normalize != KMEANS_NORM_PATCH)
     return beit_errorf("kmeans: unknown normalisation %d", c->normalize);
@@ -97,24 +99,46 @@ static int ensure_work(kmeans_tok *km, size_t floats) {
   return BEIT_OK;
 }
 
+static double exact_dist2(const float *x, const float *c, int D) {
+  double s = 0;
+  for (int e = 0; e < D; e++) s += ((double)x[e] - c[e]) * ((double)x[e] - c[e]);
+  return s;
+}
+
+/* Among the centroids whose sgemm distance is within rounding of the best, the
+ * nearest by an exact distance (the lower index on a tie). The sgemm rounding
+ * depends on the batch size and the threads (how BLAS blocks the product), so
+ * without this a near-tie could give another token on 2 ranks than in one process. */
+static int settle_near_tie(const float *x, const float *C, int D, const float *dr, const float *cnorm, int k, int best,
+                           float bv, double xx) {
+  double slack = 1e-4 * (xx + cnorm[best]), bd = -1;
+  for (int j = 0; j < k; j++) {
+    if (cnorm[j] - 2 * dr[j] > bv + slack) continue;
+    double d = exact_dist2(x, C + (size_t)j * D, D);
+    if (bd < 0 || d < bd) bd = d, best = j;
+  }
+  return best;
+}
+
 /* Nearest centroid of rows x[0..m): argmin_j |c_j|^2 - 2 x.c_j on dots = x C^T. */
-static void argmin_rows(const float *x, size_t m, int D, const float *dots, const float *cnorm, int k,
+static void argmin_rows(const float *x, size_t m, int D, const float *dots, const float *cnorm, const float *C, int k,
                         int32_t *labels, float *dist2) {
 #pragma omp parallel for schedule(static)
   for (size_t i = 0; i < m; i++) {
     const float *dr = dots + i * k;
-    int best = 0;
-    float bv = cnorm[0] - 2 * dr[0];
+    int best = 0, second = -1;
+    float bv = cnorm[0] - 2 * dr[0], sv = INFINITY;
     for (int j = 1; j < k; j++) {
       float v = cnorm[j] - 2 * dr[j];
-      if (v < bv) bv = v, best = j;
+      if (v < bv) sv = bv, second = best, bv = v, best = j;
+      else if (v < sv) sv = v, second = j;
     }
+    double xx = 0;
+    for (int e = 0; e < D; e++) xx += (double)x[i * D + e] * x[i * D + e];
+    if (second >= 0 && sv - bv <= 1e-4 * (xx + cnorm[best]))
+      best = settle_near_tie(x + i * D, C, D, dr, cnorm, k, best, bv, xx);
     labels[i] = best;
-    if (dist2) {
-      double xx = 0;
-      for (int e = 0; e < D; e++) xx += (double)x[i * D + e] * x[i * D + e];
-      dist2[i] = (float)(xx + bv > 0 ? xx + bv : 0);
-    }
+    if (dist2) dist2[i] = (float)(xx + bv > 0 ? xx + bv : 0);
   }
 }
 
@@ -127,7 +151,7 @@ static void assign_with(kmeans_tok *km, float *dots, const float *x, size_t n, i
     size_t m = n - r0 < ASSIGN_ROWS ? n - r0 : ASSIGN_ROWS;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, k, D, 1.0f, x + r0 * D, D, kmeans_centroids(km), D,
                 0.0f, dots, k);
-    argmin_rows(x + r0 * D, m, D, dots, km->cnorm, k, labels + r0, dist2 ? dist2 + r0 : NULL);
+    argmin_rows(x + r0 * D, m, D, dots, km->cnorm, kmeans_centroids(km), k, labels + r0, dist2 ? dist2 + r0 : NULL);
   }
 }
 
@@ -341,6 +365,12 @@ int kmeans_load(kmeans_tok *km, const char *path) {
   if (!rc) rc = meta_int(&st, "image_size", &c.image_size) || meta_int(&st, "channels", &c.channels) ||
                 meta_int(&st, "patch", &c.patch) || meta_int(&st, "k", &c.k);
   c.normalize = norm && !strcmp(norm, "patch") ? KMEANS_NORM_PATCH : KMEANS_NORM_NONE;
+  if (!rc) rc = kmeans_config_check(&c);
+  /* before allocating: the centroids (2 bytes a value at the least) must fit in the file */
+  double values = (double)c.k * c.channels * c.patch * c.patch;
+  if (!rc && values * 2 > (double)st.data_size)
+    rc = beit_errorf("%s: %d centroids of %d x %d x %d values cannot be in the file's %zu bytes of tensors", path, c.k,
+                     c.channels, c.patch, c.patch, st.data_size);
   if (!rc) rc = kmeans_create(km, &c);
   if (!rc && beit_params_load_from(&km->params, &st, 1)) {
     kmeans_free(km);

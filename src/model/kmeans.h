@@ -11,6 +11,7 @@
 #include "model/params.h"
 
 enum { KMEANS_NORM_NONE = 0, KMEANS_NORM_PATCH = 1 };
+#define KMEANS_MAX_SIDE 16384   /* image size at most */
 #define KMEANS_PATCH_EPS 0.01f  /* variance floor of the per-patch normalisation ([0,1] pixels) */
 
 typedef struct {

@@ -77,6 +77,23 @@ void beit_params_zero_grad(beit_params *p) {
   if (p->grad) memset(p->grad, 0, p->total * sizeof(float));
 }
 
+/* Exponent all ones = NaN or infinity; a branch-free OR over the bits vectorises. */
+static int any_nonfinite(const float *x, size_t n) {
+  uint32_t hit = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, &x[i], 4);
+    hit |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+  }
+  return hit != 0;
+}
+
+int beit_params_first_nonfinite(const beit_params *p, const float *buf) {
+  for (int i = 0; i < p->n; i++)
+    if (any_nonfinite(buf + p->t[i].offset, p->t[i].numel)) return i;
+  return -1;
+}
+
 void beit_shape_str(const beit_tensor_info *t, char *buf, size_t n) {
   size_t k = (size_t)snprintf(buf, n, "[");
   for (int d = 0; d < t->ndim && k < n; d++)

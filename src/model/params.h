@@ -43,6 +43,9 @@ int beit_params_find(const beit_params *p, const char *name);
 float *beit_params_get(const beit_params *p, const char *name);
 float *beit_params_grad(const beit_params *p, const char *name);
 void beit_params_zero_grad(beit_params *p);
+/* Index (in table order) of the first tensor of `buf` (p->data, p->grad or an
+ * AdamW moment, same layout) holding a NaN or an infinity; -1 when all are finite. */
+int beit_params_first_nonfinite(const beit_params *p, const float *buf);
 /* Shape as text, e.g. "[768, 3, 16, 16]". */
 void beit_shape_str(const beit_tensor_info *t, char *buf, size_t n);
 

@@ -1,9 +1,12 @@
 /* checkpoint.c - training checkpoints: model tensors, AdamW moments and the
  * resume position in one atomically written safetensors file (see train.h). */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/core.h"
 #include "io/safetensors.h"
@@ -11,8 +14,22 @@
 
 #define MAX_META 32
 
+/* A checkpoint never holds a NaN or an infinity: refused before anything is written. */
+static int check_finite(const char *path, const beit_params *p, const beit_optimizer *opt) {
+  const float *bufs[3] = {p->data, opt ? opt->m : NULL, opt ? opt->v : NULL};
+  const char *what[3] = {"parameter", "AdamW first moment of", "AdamW second moment of"};
+  for (int k = 0; k < 3; k++) {
+    int bad = bufs[k] ? beit_params_first_nonfinite(p, bufs[k]) : -1;
+    if (bad >= 0)
+      return beit_errorf("%s: %s '%s' holds a NaN or infinity; not writing the checkpoint (the previous one is kept)",
+                         path, what[k], p->t[bad].name);
+  }
+  return BEIT_OK;
+}
+
 int beit_checkpoint_save(const char *path, const beit_params *p, const beit_optimizer *opt,
                          const beit_train_state *s, const char *const *meta_kv, int n_meta) {
+  if (check_finite(path, p, opt) != BEIT_OK) return BEIT_ERR;
   int per = opt ? 3 : 1, n = p->n * per;
   beit_st_tensor *t = calloc((size_t)n, sizeof *t);
   char (*names)[BEIT_NAME_MAX + 16] = calloc((size_t)n, sizeof *names);
@@ -100,4 +117,96 @@ int beit_checkpoint_load(const char *path, beit_params *p, beit_optimizer *opt, 
   }
   beit_st_close(&st);
   return rc;
+}
+
+/* ---- the last N checkpoints ------------------------------------------------ */
+void beit_checkpoint_name(const char *dir, int k, char *out, size_t n) {
+  if (k == 0) snprintf(out, n, "%s/checkpoint.safetensors", dir);
+  else snprintf(out, n, "%s/checkpoint-%d.safetensors", dir, k);
+}
+
+static void fsync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY);
+  if (fd >= 0) fsync(fd), close(fd);
+}
+
+/* Shifts checkpoint-k to checkpoint-(k+1) (the oldest kept is replaced) and
+ * makes the current checkpoint also checkpoint-1, by a hard link (a rename
+ * where links are not supported). Every step is one atomic rename, so at any
+ * moment each name holds a whole checkpoint and lower numbers are never older. */
+static int rotate(const char *dir, int keep) {
+  char a[1100], b[1100], cur[1100], tmp[1120];
+  beit_checkpoint_name(dir, 0, cur, sizeof cur);
+  if (keep < 2 || access(cur, F_OK) != 0) return BEIT_OK;
+  for (int k = keep - 2; k >= 1; k--) {
+    beit_checkpoint_name(dir, k, a, sizeof a);
+    beit_checkpoint_name(dir, k + 1, b, sizeof b);
+    if (access(a, F_OK) == 0 && rename(a, b) != 0)
+      return beit_errorf("%s: cannot rename to %s: %s (checkpoints kept as they are)", a, b, strerror(errno));
+    beit_test_write_delay();
+  }
+  beit_checkpoint_name(dir, 1, b, sizeof b);
+  snprintf(tmp, sizeof tmp, "%s.link", b);
+  unlink(tmp);
+  int linked = link(cur, tmp) == 0 && rename(tmp, b) == 0;
+  if (!linked && (unlink(tmp), rename(cur, b) != 0))
+    return beit_errorf("%s: cannot keep it as %s: %s (checkpoints kept as they are)", cur, b, strerror(errno));
+  beit_test_write_delay();
+  fsync_dir(dir);
+  return BEIT_OK;
+}
+
+/* Removes checkpoint-keep and beyond (left by a run with a larger --keep);
+ * only after the new checkpoint is safe, as one of them may be the only good one. */
+static int prune(const char *dir, int keep) {
+  char a[1100];
+  for (int k = keep > 1 ? keep : 1; k < BEIT_CHECKPOINT_SCAN; k++) {
+    beit_checkpoint_name(dir, k, a, sizeof a);
+    if (access(a, F_OK) == 0 && unlink(a) != 0) return beit_errorf("%s: cannot remove: %s", a, strerror(errno));
+  }
+  return BEIT_OK;
+}
+
+int beit_checkpoint_save_kept(const char *dir, int keep, const beit_params *p, const beit_optimizer *opt,
+                              const beit_train_state *s, const char *const *meta_kv, int n_meta) {
+  char path[1100];
+  beit_checkpoint_name(dir, 0, path, sizeof path);
+  if (check_finite(path, p, opt) != BEIT_OK || rotate(dir, keep) != BEIT_OK ||
+      beit_checkpoint_save(path, p, opt, s, meta_kv, n_meta) != BEIT_OK)
+    return BEIT_ERR;
+  return prune(dir, keep);
+}
+
+/* Moves checkpoints that failed to load out of the rotation (to NAME.bad), so
+ * the next save does not keep a broken file in place of a good one. */
+static void set_aside(const char *dir, const char *skipped, int upto) {
+  char path[1100], bad[1120];
+  for (int k = 0; k < upto; k++) {
+    if (!skipped[k]) continue;
+    beit_checkpoint_name(dir, k, path, sizeof path);
+    snprintf(bad, sizeof bad, "%s.bad", path);
+    if (rename(path, bad) == 0) fprintf(stderr, "resume: moved %s aside as %s\n", path, bad);
+  }
+}
+
+int beit_checkpoint_resume(const char *dir, beit_params *p, beit_optimizer *opt, beit_train_state *s, char *used,
+                           size_t n) {
+  char path[1100], first_err[1024] = "", skipped[BEIT_CHECKPOINT_SCAN] = {0};
+  int tried = 0;
+  for (int k = 0; k < BEIT_CHECKPOINT_SCAN; k++) {
+    beit_checkpoint_name(dir, k, path, sizeof path);
+    if (access(path, F_OK) != 0) continue;
+    tried++;
+    if (beit_checkpoint_load(path, p, opt, s, 1) == BEIT_OK) {
+      set_aside(dir, skipped, k);
+      snprintf(used, n, "%s", path);
+      return BEIT_OK;
+    }
+    fprintf(stderr, "resume: skipping %s\n", beit_last_error());
+    if (!first_err[0]) snprintf(first_err, sizeof first_err, "%s", beit_last_error());
+    skipped[k] = 1;
+  }
+  beit_checkpoint_name(dir, 0, path, sizeof path);
+  if (!tried) return beit_errorf("%s: not found (no checkpoint to resume from)", path);
+  return beit_errorf("none of the %d checkpoints in %s loads; the newest: %s", tried, dir, first_err);
 }

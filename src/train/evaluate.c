@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "core/dist.h"
 #include "data/loader.h"
 
 static int rank_of_label(const float *logits, int K, int label) {
@@ -13,7 +14,9 @@ static int rank_of_label(const float *logits, int K, int label) {
   return r;
 }
 
-int beit_evaluate(beit_model *m, const beit_dataset *ds, int image_size, beit_eval_result *r, int show_progress) {
+/* Batches rank, rank + world, ... of the split; r->loss is left as a sum. */
+static int evaluate_batches(beit_model *m, const beit_dataset *ds, int image_size, beit_eval_result *r,
+                            int show_progress, int rank, int world) {
   int K = m->cfg.num_classes, B = m->max_batch, C = ds->channels;
   memset(r, 0, sizeof *r);
   r->num_classes = K;
@@ -28,7 +31,7 @@ int beit_evaluate(beit_model *m, const beit_dataset *ds, int image_size, beit_ev
   beit_progress_start(&bar, "eval", ds->n);
   bar.enabled = bar.enabled && show_progress;
   int rc = BEIT_OK;
-  for (int64_t first = 0; first < ds->n && rc == BEIT_OK; first += B) {
+  for (int64_t first = (int64_t)rank * B; first < ds->n && rc == BEIT_OK; first += (int64_t)B * world) {
     int n = (int)(ds->n - first < B ? ds->n - first : B);
     rc = beit_eval_images(ds, first, n, image_size, 0.875f, ds->mean, ds->std, images, labels);
     if (rc != BEIT_OK) break;
@@ -38,18 +41,39 @@ int beit_evaluate(beit_model *m, const beit_dataset *ds, int image_size, beit_ev
     r->loss += s.loss * n;
     const float *logits = beit_logits(m);
     for (int i = 0; i < n; i++) {
-      int rank = rank_of_label(logits + (size_t)i * K, K, labels[i]), pred = 0;
+      int place = rank_of_label(logits + (size_t)i * K, K, labels[i]), pred = 0;
       for (int k = 1; k < K; k++) if (logits[(size_t)i * K + k] > logits[(size_t)i * K + pred]) pred = k;
-      r->top1 += rank == 0;
-      r->top5 += rank < 5;
+      r->top1 += place == 0;
+      r->top5 += place < 5;
       r->confusion[(size_t)labels[i] * K + pred]++;
     }
     r->n += n;
     beit_progress_update(&bar, n, NULL);
   }
   beit_progress_finish(&bar);
-  if (r->n) r->loss /= r->n;
   beit_free(images);
   beit_free(labels);
+  return rc;
+}
+
+int beit_evaluate(beit_model *m, const beit_dataset *ds, int image_size, beit_eval_result *r, int show_progress) {
+  int rc = evaluate_batches(m, ds, image_size, r, show_progress, 0, 1);
+  if (r->n) r->loss /= r->n;
+  return rc;
+}
+
+int beit_evaluate_ranks(beit_model *m, const beit_dataset *ds, int image_size, beit_eval_result *r,
+                        int show_progress) {
+  int rank = beit_dist_rank(), world = beit_dist_world();
+  int rc = evaluate_batches(m, ds, image_size, r, show_progress && rank == 0, rank, world);
+  if (rc != BEIT_OK) return rc;  /* the caller ends every rank (trainer_report_error) */
+  if (world > 1) {
+    int64_t counts[3] = {r->n, r->top1, r->top5};
+    beit_dist_sum_i64(counts, 3);
+    r->n = counts[0], r->top1 = counts[1], r->top5 = counts[2];
+    beit_dist_sum_f64(&r->loss, 1);
+    beit_dist_sum_i64(r->confusion, (size_t)r->num_classes * r->num_classes);
+  }
+  if (r->n) r->loss /= r->n;
   return rc;
 }

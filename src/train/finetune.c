@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dist.h"
+#include "io/convert.h"
 #include "io/safetensors.h"
 #include "ops/ops.h"
 #include "train/evaluate.h"
@@ -29,37 +31,18 @@ void beit_recipe_defaults_finetune(beit_recipe_opts *o) {
   o->crop_scale_min = 0.08f;
 }
 
-/* Copies what the classifier shares with a pretraining checkpoint. The shared
- * table rel_pos_bias.relative_position_bias_table becomes each block's own
- * (spec 1.4); mask_token, norm and lm_head are not used; head and fc_norm keep
- * their fresh initialisation. */
-static int load_pretrained(beit_params *p, const char *path) {
-  beit_safetensors st;
-  if (beit_st_open(&st, path) != BEIT_OK) return BEIT_ERR;
-  int shared = beit_st_find(&st, "rel_pos_bias.relative_position_bias_table"), loaded = 0, kept = 0, rc = BEIT_OK;
-  for (int i = 0; i < p->n && rc == BEIT_OK; i++) {
-    const beit_tensor_info *t = &p->t[i];
-    int j = beit_st_find(&st, t->name);
-    if (j < 0 && shared >= 0 && strstr(t->name, "attn.relative_position_bias_table")) j = shared;
-    if (j < 0) {
-      kept++;
-      continue;
-    }
-    char want[64], got[80];
-    beit_shape_str(t, want, sizeof want);
-    if (beit_st_numel(&st.e[j]) != t->numel) {
-      snprintf(got, sizeof got, "%zu values", beit_st_numel(&st.e[j]));
-      rc = beit_errorf("%s: '%s' holds %s, the classifier expects %s (same --model, --image-size, --patch-size?)",
-                       path, st.e[j].name, got, want);
-      break;
-    }
-    rc = beit_st_read_f32(&st, j, p->data + t->offset, t->numel);
-    loaded++;
-  }
-  if (rc == BEIT_OK && loaded == 0) rc = beit_errorf("%s: no tensor matches the classifier", path);
-  if (rc == BEIT_OK) fprintf(stderr, "finetune: %d tensors from %s, %d freshly initialised (head, fc_norm)\n", loaded, path, kept);
-  beit_st_close(&st);
-  return rc;
+/* Copies what the classifier shares with a pretraining checkpoint of any
+ * scheme (beit.c, timm, unilm, Hugging Face): the shared table
+ * rel_pos_bias.relative_position_bias_table becomes each block's own (spec 1.4),
+ * tables of another image size are resized (spec 7.1); mask_token, norm and
+ * lm_head are not used; head and fc_norm keep their fresh initialisation. */
+static int load_pretrained(beit_model *m, const char *path) {
+  beit_transfer_report r;
+  if (beit_checkpoint_load_pretrained(m, path, &r) != BEIT_OK) return BEIT_ERR;
+  if (beit_dist_is_root())
+    fprintf(stderr, "finetune: %d tensors from %s (%d resized to %d px, %d from the shared table), %d freshly initialised\n",
+            r.copied + r.resized, path, r.resized, m->cfg.image_size, r.from_shared, r.kept);
+  return BEIT_OK;
 }
 
 /* Gamma(a, 1) by Marsaglia and Tsang (a >= 1; a < 1 through the boost). */
@@ -80,17 +63,21 @@ static double sample_beta(beit_rng *r, double a) {
   return x / (x + y);
 }
 
-/* timm's batch-mode mixup/cutmix: pairs image i with image B-1-i; targets are
- * the label-smoothed one-hots mixed with the same lambda. */
-static void mix_batch(float *images, float *soft, const int32_t *labels, int B, int C, int S, int K,
-                      const beit_recipe_opts *o, uint64_t seed, int64_t step) {
+/* timm's batch-mode mixup/cutmix: pairs image i of the (global) batch with
+ * image G-1-i; targets are the label-smoothed one-hots mixed with the same
+ * lambda. `partner` holds the batch that contains the partners, read from its
+ * end: this batch itself in one process; under MPI, the batch of the mirror rank
+ * (ranks - 1 - rank), since the partner of position k * ranks + rank is
+ * position (B - 1 - k) * ranks + (ranks - 1 - rank). */
+static void mix_batch(float *images, float *soft, const int32_t *labels, const float *partner,
+                      const int32_t *partner_labels, int B, int C, int S, int K, const beit_recipe_opts *o,
+                      uint64_t seed, int64_t step) {
   beit_rng r;
   beit_rng_seed(&r, seed, BEIT_RNG_MIXUP, (uint64_t)step, 0);
   double lam = 1;
   int use_cutmix = o->cutmix > 0 && (o->mixup <= 0 || beit_rng_uniform(&r) < 0.5);
   size_t img = (size_t)C * S * S;
-  float *flipped = malloc((size_t)B * img * sizeof(float));
-  for (int b = 0; b < B; b++) memcpy(flipped + (size_t)b * img, images + (size_t)(B - 1 - b) * img, img * sizeof(float));
+#define FLIPPED(b) (partner + (size_t)(B - 1 - (b)) * img)
   if (use_cutmix) {
     lam = sample_beta(&r, o->cutmix);
     int ch = (int)(S * sqrt(1 - lam)), cw = ch;
@@ -100,30 +87,33 @@ static void mix_batch(float *images, float *soft, const int32_t *labels, int B, 
     for (int b = 0; b < B; b++)
       for (int c = 0; c < C; c++)
         for (int y = y0; y < y1; y++)
-          memcpy(images + (size_t)b * img + ((size_t)c * S + y) * S + x0,
-                 flipped + (size_t)b * img + ((size_t)c * S + y) * S + x0, (size_t)(x1 - x0) * sizeof(float));
+          memcpy(images + (size_t)b * img + ((size_t)c * S + y) * S + x0, FLIPPED(b) + ((size_t)c * S + y) * S + x0,
+                 (size_t)(x1 - x0) * sizeof(float));
     lam = 1 - (double)(y1 - y0) * (x1 - x0) / ((double)S * S);  /* the box actually pasted */
   } else if (o->mixup > 0) {
     lam = sample_beta(&r, o->mixup);
-    for (size_t i = 0; i < (size_t)B * img; i++) images[i] = (float)(lam * images[i] + (1 - lam) * flipped[i]);
+    for (int b = 0; b < B; b++)
+      for (size_t i = 0; i < img; i++)
+        images[(size_t)b * img + i] = (float)(lam * images[(size_t)b * img + i] + (1 - lam) * FLIPPED(b)[i]);
   }
   float off = o->label_smoothing / K, on = 1 - o->label_smoothing + off;
   for (int b = 0; b < B; b++)
     for (int k = 0; k < K; k++) {
-      float t1 = k == labels[b] ? on : off, t2 = k == labels[B - 1 - b] ? on : off;
+      float t1 = k == labels[b] ? on : off, t2 = k == partner_labels[B - 1 - b] ? on : off;
       soft[(size_t)b * K + k] = (float)(lam * t1 + (1 - lam) * t2);
     }
-  free(flipped);
+#undef FLIPPED
 }
 
 static int evaluate_epoch(beit_trainer *t, const beit_dataset *test, int64_t epoch, double *acc) {
   beit_eval_result r;
-  if (beit_evaluate(&t->model, test, t->model.cfg.image_size, &r, 0) != BEIT_OK) return BEIT_ERR;
+  if (beit_evaluate_ranks(&t->model, test, t->model.cfg.image_size, &r, 0) != BEIT_OK) return BEIT_ERR;
   *acc = r.n ? (double)r.top1 / r.n : 0;
   beit_run_log(&t->run, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"test_top1\": %.6f, \"test_top5\": %.6f, "
                "\"test_loss\": %.6f}", t->st.step, epoch, *acc, r.n ? (double)r.top5 / r.n : 0, r.loss);
-  fprintf(stderr, "%sfinetune: epoch %" PRId64 " test top-1 %.2f%% top-5 %.2f%% loss %.4f\n", t->bar.enabled ? "\n" : "",
-          epoch + 1, 100 * *acc, r.n ? 100.0 * r.top5 / r.n : 0, r.loss);
+  if (t->rank == 0)
+    fprintf(stderr, "%sfinetune: epoch %" PRId64 " test top-1 %.2f%% top-5 %.2f%% loss %.4f\n",
+            t->bar.enabled ? "\n" : "", epoch + 1, 100 * *acc, r.n ? 100.0 * r.top5 / r.n : 0, r.loss);
   free(r.confusion);
   return BEIT_OK;
 }
@@ -133,7 +123,8 @@ int beit_finetune(const beit_recipe_opts *o) {
   beit_trainer t;
   beit_dataset test;
   memset(&test, 0, sizeof test);
-  float *soft = NULL;
+  float *soft = NULL, *partner = NULL;
+  int32_t *partner_labels = NULL;
   int rc = BEIT_ERR;
   if (trainer_open_data(&t, o, "finetune", BEIT_LOAD_TRAIN, -1, 0, 0) != BEIT_OK) goto done;
   if (beit_dataset_open(&test, o->data, 0) != BEIT_OK) goto done;
@@ -144,20 +135,32 @@ int beit_finetune(const beit_recipe_opts *o) {
   cfg.image_size = lc->image_size, cfg.patch_size = lc->patch_size, cfg.channels = t.ds.channels;
   cfg.num_classes = t.ds.num_classes, cfg.use_mean_pooling = !o->use_cls, cfg.shared_rel_pos = 0;
   cfg.drop_path = o->drop_path, cfg.layer_scale_init = o->layer_scale;
+  t.saves_at_epoch_end = 1;  /* the end-of-epoch checkpoint comes after the evaluation */
   if (trainer_open_model(&t, &cfg, o->layer_decay) != BEIT_OK) goto done;
-  if (o->init && !o->resume && load_pretrained(&t.model.params, o->init) != BEIT_OK) goto done;
+  if (o->init && !o->resume && load_pretrained(&t.model, o->init) != BEIT_OK) goto done;
   int K = cfg.num_classes, mixing = o->mixup > 0 || o->cutmix > 0;
+  size_t img = (size_t)cfg.channels * cfg.image_size * cfg.image_size;
   soft = beit_alloc((size_t)o->batch * K * sizeof(float), "soft targets");
-  if (!soft) goto done;
+  partner = beit_alloc((size_t)o->batch * img * sizeof(float), "mixup partners");
+  partner_labels = beit_alloc((size_t)o->batch * sizeof(int32_t), "mixup partner labels");
+  if (!soft || !partner || !partner_labels) goto done;
   beit_batch b;
   int64_t epoch_done = t.st.step / t.steps_per_epoch;
-  while (t.st.step < t.total_steps && !beit_stop_requested()) {
+  while (t.st.step < t.total_steps && !trainer_stopping(&t)) {
     int got = beit_loader_next(t.loader, &b);
     if (got < 0) goto done;
     if (got == 0) continue;
-    if (mixing) mix_batch(b.images, soft, b.labels, b.n, cfg.channels, cfg.image_size, K, o, (uint64_t)o->seed, t.st.step);
-    else smooth_targets(soft, b.labels, b.n, K, o->label_smoothing);
-    beit_input in = {.B = b.n, .images = b.images, .labels = b.labels, .soft_labels = soft};
+    if (mixing) {
+      int mirror = t.world - 1 - t.rank;
+      beit_dist_exchange(b.images, partner, (size_t)b.n * img * sizeof(float), mirror);
+      beit_dist_exchange(b.labels, partner_labels, (size_t)b.n * sizeof(int32_t), mirror);
+      mix_batch(b.images, soft, b.labels, partner, partner_labels, b.n, cfg.channels, cfg.image_size, K, o,
+                (uint64_t)o->seed, t.st.step);
+    } else {
+      smooth_targets(soft, b.labels, b.n, K, o->label_smoothing);
+    }
+    beit_input in = {.B = b.n, .images = b.images, .labels = b.labels, .soft_labels = soft, .shard = t.rank,
+                     .shards = t.world};
     beit_stats s;
     beit_params_zero_grad(&t.model.params);
     double loss = beit_forward(&t.model, BEIT_TASK_CLASSIFY, &in, 1, (uint64_t)o->seed, t.st.step, &s);
@@ -178,20 +181,18 @@ int beit_finetune(const beit_recipe_opts *o) {
   if (rc == BEIT_OK) {
     beit_progress_finish(&t.bar);
     t.bar.enabled = 0;
-    if (beit_stop_requested()) {
-      fprintf(stderr, "finetune: stopped at step %lld; checkpoint saved in %s (continue with --resume)\n",
-              (long long)t.st.step, o->out);
+    if (trainer_stopping(&t)) {
+      if (t.rank == 0)
+        fprintf(stderr, "finetune: stopped at step %lld; checkpoint saved in %s (continue with --resume)\n",
+                (long long)t.st.step, o->out);
       rc = 130;
-    } else {
+    } else if (t.rank == 0) {
       fprintf(stderr, "finetune: best test top-1 %.2f%%; weights in %s/best.safetensors\n", 100 * t.st.best, o->out);
     }
   }
 done:
-  if (rc == BEIT_ERR) {
-    beit_progress_finish(&t.bar);
-    fprintf(stderr, "beit finetune: %s\n", beit_last_error());
-  }
-  beit_free(soft);
+  if (rc == BEIT_ERR) trainer_report_error(&t, "beit finetune");
+  beit_free(soft), beit_free(partner), beit_free(partner_labels);
   beit_dataset_close(&test);
   trainer_close(&t);
   return rc == BEIT_ERR ? 1 : rc;

@@ -68,7 +68,7 @@ int beit_linprobe(const beit_linprobe_opts *o) {
   if (o->checkpoint) {
     if (beit_model_open(&m, o->checkpoint) != BEIT_OK) goto done;
   } else {  /* the random-encoder baseline */
-    beit_config cfg = {.image_size = train.height, .channels = train.channels, .patch_size = o->patch_size};
+    beit_config cfg = {.image_size = o->image_size ? o->image_size : train.height, .channels = train.channels, .patch_size = o->patch_size};
     if (beit_config_preset(&cfg, o->model) != BEIT_OK || beit_model_init(&m, &cfg) != BEIT_OK) goto done;
     beit_model_init_weights(&m, (uint64_t)o->seed, 0.001f);
   }

@@ -31,6 +31,7 @@ void beit_recipe_defaults_pretrain(beit_recipe_opts *o) {
   o->color_jitter = 0.4f;   /* paper Tab. 12 */
   o->seed = 0;
   o->log_every = 10;
+  o->keep = 2;
   o->tokenizer = NULL;
   o->mask_ratio = 0.4f;
 }
@@ -88,12 +89,12 @@ int beit_pretrain(const beit_recipe_opts *o) {
   tokens = beit_alloc((size_t)o->batch * grid * grid * sizeof(int32_t), "visual tokens");
   if (!tokens) goto done;
   beit_batch b;
-  while (t.st.step < t.total_steps && !beit_stop_requested()) {
+  while (t.st.step < t.total_steps && !trainer_stopping(&t)) {
     int got = beit_loader_next(t.loader, &b);
     if (got < 0) goto done;
     if (got == 0) continue;  /* epoch boundary */
     if (!pixel && beit_tokenizer_encode(&tg, b.images2, b.n, tokens) != BEIT_OK) goto done;
-    beit_input in = {.B = b.n, .images = b.images, .mask = b.masks, .tokens = tokens};
+    beit_input in = {.B = b.n, .images = b.images, .mask = b.masks, .tokens = tokens, .shard = t.rank, .shards = t.world};
     beit_stats s;
     beit_params_zero_grad(&t.model.params);
     double loss = beit_forward(&t.model, pixel ? BEIT_TASK_PIXEL : BEIT_TASK_MIM, &in, 1,
@@ -102,17 +103,15 @@ int beit_pretrain(const beit_recipe_opts *o) {
     if (trainer_after_step(&t, &b, loss, &s) != BEIT_OK) goto done;
   }
   rc = trainer_save(&t);
-  if (rc == BEIT_OK && beit_stop_requested()) {
+  if (rc == BEIT_OK && trainer_stopping(&t)) {
     beit_progress_finish(&t.bar);
-    fprintf(stderr, "pretrain: stopped at step %lld; checkpoint saved in %s (continue with --resume)\n",
-            (long long)t.st.step, o->out);
+    if (t.rank == 0)
+      fprintf(stderr, "pretrain: stopped at step %lld; checkpoint saved in %s (continue with --resume)\n",
+              (long long)t.st.step, o->out);
     rc = 130;
   }
 done:
-  if (rc == BEIT_ERR) {
-    beit_progress_finish(&t.bar);
-    fprintf(stderr, "beit pretrain: %s\n", beit_last_error());
-  }
+  if (rc == BEIT_ERR) trainer_report_error(&t, "beit pretrain");
   beit_free(tokens);
   trainer_close(&t);
   if (!pixel) beit_tokenizer_free(&tg);

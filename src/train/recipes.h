@@ -22,6 +22,8 @@ typedef struct {
   long long seed;
   int resume;              /* continue from out/checkpoint.safetensors */
   int save_every;          /* checkpoint every N steps (0 = each epoch only) */
+  int keep;                /* checkpoints kept: checkpoint.safetensors + checkpoint-1 .. -(keep-1) */
+  int skip_nonfinite;      /* skip a step with a non-finite loss/gradient (at most 10 in a row) instead of stopping */
   int log_every;           /* log.jsonl line every N steps */
   int quiet;               /* no progress bar */
   /* pretraining */
@@ -44,7 +46,7 @@ int beit_finetune(const beit_recipe_opts *o);
 typedef struct {
   const char *checkpoint;  /* any beit.c checkpoint; NULL = a randomly initialised --model */
   const char *data, *model, *out;
-  int patch_size, layer, epochs, threads, quiet;
+  int patch_size, image_size, layer, epochs, threads, quiet;  /* image_size 0 = the dataset's */
   long long subset, seed;
   float lr, weight_decay;
 } beit_linprobe_opts;

@@ -56,14 +56,18 @@ int beit_run_open(beit_run *r, const char *dir, const char *config_json, int64_t
   return BEIT_OK;
 }
 
-void beit_run_log(beit_run *r, const char *fmt, ...) {
-  if (!r->log) return;
+int beit_run_log(beit_run *r, const char *fmt, ...) {
+  if (!r->log) return BEIT_OK;
   va_list ap;
   va_start(ap, fmt);
-  vfprintf(r->log, fmt, ap);
+  int bad = vfprintf(r->log, fmt, ap) < 0;
   va_end(ap);
-  fputc('\n', r->log);
-  fflush(r->log);
+  bad |= fputc('\n', r->log) == EOF;
+  bad |= fflush(r->log) != 0;
+  if (!bad) return BEIT_OK;
+  int e = errno;
+  clearerr(r->log);
+  return beit_errorf("%s/log.jsonl: write failed: %s", r->dir, strerror(e));
 }
 
 void beit_run_close(beit_run *r) {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "core/dist.h"
 #include "data/loader.h"
 #include "io/image.h"
 #include "io/safetensors.h"
@@ -32,10 +33,11 @@ int beit_tokenizer_load(beit_tokenizer *t, const char *path) {
   const char *type = beit_st_meta(&st, "type");
   int dalle = !type && beit_st_find(&st, "blocks.input.w") >= 0;  /* a converted dall_e encoder.pkl */
   t->type = dalle || (type && !strcmp(type, "dvae")) ? BEIT_TOK_DVAE : type && !strcmp(type, "kmeans") ? BEIT_TOK_KMEANS : 0;
+  if (!t->type)  /* before closing: `type` points into st */
+    beit_errorf("%s: metadata type is '%.40s'; expected a tokenizer ('dvae' or 'kmeans') or a dall_e encoder",
+                path, type ? type : "(none)");
   beit_st_close(&st);
-  if (!t->type)
-    return beit_errorf("%s: metadata type is '%s'; expected a tokenizer ('dvae' or 'kmeans') or a dall_e encoder",
-                       path, type ? type : "(none)");
+  if (!t->type) return BEIT_ERR;
   int rc = dalle ? dvae_load_dalle_encoder(&t->dv, path, BEIT_DALLE_IMAGE_SIZE)
            : t->type == BEIT_TOK_DVAE ? dvae_load(&t->dv, path) : kmeans_load(&t->km, path);
   if (rc) return BEIT_ERR;
@@ -260,21 +262,29 @@ static void interval_add(interval_stats *s, const dvae_stats *st, double gn, con
   for (int i = 0; i < ntok; i++) s->hist[tok[i]]++, s->ever[tok[i]]++;
 }
 
-/* One JSON line; returns the share of codes used in the interval. */
+/* One JSON line (rank 0; log == NULL elsewhere); returns the share of codes
+ * used in the interval. Collective under MPI: the code counts of all ranks. */
 static double log_interval(FILE *log, interval_stats *s, int64_t step, double tau, double beta, double lr,
                            int vocab, int batch) {
   int used, ever;
   double ppl_hard, ppl_ever;
+  int64_t *all_ever = beit_alloc((size_t)vocab * sizeof(int64_t), "code histogram");
+  if (!all_ever) return 1;  /* only the log line's code counts are lost */
+  memcpy(all_ever, s->ever, (size_t)vocab * sizeof(int64_t));
+  beit_dist_sum_i64(all_ever, (size_t)vocab);
+  beit_dist_sum_i64(s->hist, (size_t)vocab);  /* reset below */
   beit_token_usage(s->hist, vocab, &used, &ppl_hard);
-  beit_token_usage(s->ever, vocab, &ever, &ppl_ever);
+  beit_token_usage(all_ever, vocab, &ever, &ppl_ever);
+  beit_free(all_ever);
   double el = beit_now() - s->t0, n = s->n ? s->n : 1;
-  fprintf(log,
+  if (log)
+    fprintf(log,
           "{\"step\": %lld, \"loss\": %.6f, \"recon\": %.6f, \"kl\": %.6f, \"tau\": %.5f, \"beta\": %.5f, "
           "\"lr\": %.3e, \"perplexity\": %.2f, \"codes_used\": %d, \"codes_ever\": %d, \"grad_norm\": %.4f, "
           "\"images_per_s\": %.1f}\n",
           (long long)step, s->loss / n, s->recon / n, s->kl / n, tau, beta, lr, s->ppl / n, used, ever, s->gnorm / n,
           el > 0 ? s->n * batch / el : 0.0);
-  fflush(log);
+  if (log) fflush(log);
   s->loss = s->recon = s->kl = s->ppl = s->gnorm = 0, s->n = 0, s->t0 = beit_now();
   memset(s->hist, 0, (size_t)vocab * sizeof(int64_t));
   return (double)used / vocab;
@@ -311,7 +321,11 @@ typedef struct {
 } dvae_run;
 
 static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
-  if (beit_mkdir_p(c->out)) return BEIT_ERR;
+  int root = beit_dist_is_root(), world = beit_dist_world();
+  if (c->batch % world)
+    return beit_errorf("--batch %d is not a multiple of the %d ranks (each rank takes an equal share of the batch)",
+                       c->batch, world);
+  if (root && beit_mkdir_p(c->out)) return BEIT_ERR;
   if (beit_dataset_open(&r->train, c->data, 1) || beit_dataset_open(&r->test, c->data, 0)) return BEIT_ERR;
   if (c->dv.image_size <= 0) {
     if (r->train.height <= 0 || r->train.height != r->train.width)
@@ -321,22 +335,24 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
   c->dv.channels = r->train.channels;
   beit_loader_cfg lc;
   beit_loader_defaults(&lc, BEIT_LOAD_TRAIN);
-  lc.batch_size = c->batch, lc.image_size = c->dv.image_size, lc.seed = c->seed, lc.num_workers = c->workers;
+  lc.batch_size = c->batch / world, lc.image_size = c->dv.image_size, lc.seed = c->seed, lc.num_workers = c->workers;
+  lc.rank = beit_dist_rank(), lc.world_size = world;
   lc.aug.scale_min = c->crop_min, lc.aug.hflip = c->hflip, lc.aug.interp = BEIT_INTERP_LANCZOS;
   lc.aug.brightness = lc.aug.contrast = lc.aug.saturation = 0;
   memcpy(lc.mean, ZERO3, sizeof lc.mean), memcpy(lc.std, ONE3, sizeof lc.std);
   if (beit_loader_open(&r->loader, &r->train, &lc)) return BEIT_ERR;
   if (dvae_create(&r->d, &c->dv, 1)) return BEIT_ERR;
   dvae_init_weights(&r->d, c->seed);
+  beit_dist_bcast(r->d.params.data, r->d.params.total * sizeof(float), 0);  /* the same start on every rank */
   beit_optim_cfg oc = {.lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup, .total_steps = c->steps,
                        .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = c->weight_decay,
                        .layer_decay = 1.0f, .clip_grad = c->clip_grad};
   if (beit_optimizer_init(&r->opt, &r->d.params, &oc)) return BEIT_ERR;
   char path[1200];
   snprintf(path, sizeof path, "%s/config.json", c->out);
-  if (write_config_json(c, path)) return BEIT_ERR;
+  if (root && write_config_json(c, path)) return BEIT_ERR;
   snprintf(path, sizeof path, "%s/log.jsonl", c->out);
-  if (!(r->log = fopen(path, "w"))) return beit_errorf("%s: cannot create the log", path);
+  if (root && !(r->log = fopen(path, "w"))) return beit_errorf("%s: cannot create the log", path);
   r->iv.hist = beit_calloc((size_t)c->dv.vocab * sizeof(int64_t), "code histogram");
   r->iv.ever = beit_calloc((size_t)c->dv.vocab * sizeof(int64_t), "code histogram");
   return r->iv.hist && r->iv.ever ? BEIT_OK : BEIT_ERR;
@@ -365,6 +381,20 @@ static void warn_collapse(double share, int64_t step, int vocab, int *warned) {
   (*warned)++;
 }
 
+/* Under MPI: the statistics averaged over the ranks (every rank has the same
+ * number of images, and every loss term is a mean over images), and the
+ * gradient averaged likewise. Returns 0 when some rank's loss was not finite:
+ * then every rank skips the step. */
+static int reduce_step(dvae_run *r, dvae_stats *st, int finite) {
+  int world = beit_dist_world();
+  double v[5] = {st->loss, st->recon, st->kl, st->perplexity, !finite};
+  beit_dist_sum_f64(v, 5);
+  if (v[4] > 0) return 0;
+  st->loss = v[0] / world, st->recon = v[1] / world, st->kl = v[2] / world, st->perplexity = v[3] / world;
+  beit_dist_weighted_sum(r->d.params.grad, r->d.params.total, 1.0 / world);
+  return 1;
+}
+
 /* One update. Returns BEIT_ERR on a hard failure (e.g. memory); a non-finite loss
  * or gradient norm is reported through *gn = NAN and leaves the weights unchanged. */
 static int train_step(dvae_run *r, const beit_tok_train_cfg *c, const float *images, int B, int64_t step,
@@ -372,19 +402,30 @@ static int train_step(dvae_run *r, const beit_tok_train_cfg *c, const float *ima
   o->tau = (float)cosine_ramp(c->tau_start, c->tau_end, step, c->tau_steps > 0 ? c->tau_steps : c->steps);
   o->beta = (float)cosine_ramp(0, c->beta, step, c->kl_warmup);
   o->seed = c->seed, o->step = step, o->gumbel = NULL;
+  o->shard = beit_dist_rank(), o->shards = beit_dist_world();
   memset(st, 0, sizeof *st);
   *gn = NAN;
   beit_params_zero_grad(&r->d.params);
-  if (dvae_forward_train(&r->d, images, B, o, st)) return isfinite(st->loss) ? BEIT_ERR : BEIT_OK;
-  dvae_backward(&r->d, o);
+  int finite = 1;
+  if (dvae_forward_train(&r->d, images, B, o, st)) {
+    if (isfinite(st->loss)) return BEIT_ERR;
+    finite = 0;
+  }
+  if (finite) dvae_backward(&r->d, o);
+  if (beit_dist_world() > 1 ? !reduce_step(r, st, finite) : !finite) {
+    st->loss = NAN;
+    return BEIT_OK;
+  }
   *gn = beit_optimizer_step(&r->opt);
   return BEIT_OK;
 }
 
 static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
   const int V = c->dv.vocab, ntok = dvae_grid_side(&c->dv) * dvae_grid_side(&c->dv);
+  const int root = beit_dist_is_root(), world = beit_dist_world();
   beit_progress bar;
   beit_progress_start(&bar, "tokenizer", c->steps * c->batch);
+  bar.enabled = bar.enabled && root;
   r->iv.t0 = beit_now();
   int bad = 0, warned = 0;
   for (int64_t step = 0; step < c->steps; step++) {
@@ -394,8 +435,9 @@ static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
     double gn;
     if (next_batch(r, &b) || train_step(r, c, b.images, b.n, step, &o, &st, &gn)) return BEIT_ERR;
     if (!isfinite(gn)) {
-      fprintf(stderr, "\nbeit: warning: step %lld skipped: non-finite %s\n", (long long)step,
-              isfinite(st.loss) ? "gradient norm" : "loss");
+      if (root)
+        fprintf(stderr, "\nbeit: warning: step %lld skipped: non-finite %s\n", (long long)step,
+                isfinite(st.loss) ? "gradient norm" : "loss");
       if (++bad >= 10) return beit_errorf("10 non-finite steps in a row at step %lld; lower --lr", (long long)step);
       continue;
     }
@@ -403,12 +445,12 @@ static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
     interval_add(&r->iv, &st, gn, r->d.tokens, b.n * ntok);
     if ((step + 1) % c->log_every == 0 || step + 1 == c->steps) {
       double share = log_interval(r->log, &r->iv, step + 1, o.tau, o.beta, beit_lr_at(&r->opt.cfg, step), V, c->batch);
-      if (step >= c->kl_warmup) warn_collapse(share, step + 1, V, &warned);
+      if (step >= c->kl_warmup && root) warn_collapse(share, step + 1, V, &warned);
     }
     char extra[128];
     snprintf(extra, sizeof extra, " loss %.4f recon %.4f kl %.3f tau %.3f codes %d", st.loss, st.recon, st.kl, o.tau,
              st.codes_used);
-    beit_progress_update(&bar, b.n, extra);
+    beit_progress_update(&bar, (int64_t)b.n * world, extra);
   }
   beit_progress_finish(&bar);
   return BEIT_OK;
@@ -458,6 +500,8 @@ static int finish_dvae(dvae_run *r, const beit_tok_train_cfg *c, double seconds)
   snprintf(v[2], sizeof v[2], "%d", used);
   const char *kv[] = {"steps", v[0], "test_mae", v[1], "test_codes_used", v[2], "data", c->data};
   snprintf(path, sizeof path, "%s/tokenizer.safetensors", c->out);
+  int bad = rc ? -1 : beit_params_first_nonfinite(&t.dv.params, t.dv.params.data);
+  if (bad >= 0) rc = beit_errorf("%s: dVAE parameter '%s' holds a NaN or infinity; not writing it", path, t.dv.params.t[bad].name);
   if (!rc) rc = dvae_save(&t.dv, path, kv, 4);
   if (!rc) {
     printf("trained %lld steps (%lld images) in %.1f s (%.1f images/s)\n", (long long)c->steps,
@@ -472,17 +516,21 @@ static int finish_dvae(dvae_run *r, const beit_tok_train_cfg *c, double seconds)
 static int train_dvae(beit_tok_train_cfg *c) {
   dvae_run r;
   memset(&r, 0, sizeof r);
-  int rc = open_run(&r, c);
+  int rc = open_run(&r, c), root = beit_dist_is_root();
   double t0 = beit_now();
-  if (!rc) {
+  if (!rc && root) {
     printf("dVAE %dx%dx%d -> %dx%d tokens, vocab %d, n_hid %d, %d groups x %d blocks, %zu parameters; %lld steps "
            "of %d\n",
            c->dv.image_size, c->dv.image_size, c->dv.channels, dvae_grid_side(&c->dv), dvae_grid_side(&c->dv),
            c->dv.vocab, c->dv.n_hid, c->dv.n_groups, c->dv.n_blk_per_group, r.d.params.total, (long long)c->steps,
            c->batch);
-    rc = train_loop(&r, c);
+    if (beit_dist_world() > 1) printf("%d ranks x %d images per step (%s)\n", beit_dist_world(),
+                                      c->batch / beit_dist_world(), beit_dist_describe());
   }
-  if (!rc) rc = finish_dvae(&r, c, beit_now() - t0);
+  if (!rc) rc = train_loop(&r, c);
+  if (!rc && !beit_dist_same(r.d.params.data, r.d.params.total * sizeof(float)))
+    rc = beit_errorf("the ranks ended with different weights; not saving");
+  if (!rc && root) rc = finish_dvae(&r, c, beit_now() - t0);  /* evaluation and the file: rank 0 */
   close_run(&r);
   return rc;
 }
@@ -542,5 +590,18 @@ static int train_kmeans(beit_tok_train_cfg *c) {
 int beit_tokenizer_train(const beit_tok_train_cfg *cfg) {
   beit_tok_train_cfg c = *cfg;
   if (c.steps < 1 || c.batch < 1 || c.log_every < 1) return beit_errorf("steps, batch and log interval must be >= 1");
-  return c.type == BEIT_TOK_KMEANS ? train_kmeans(&c) : train_dvae(&c);
+  if (c.type == BEIT_TOK_KMEANS && beit_dist_world() > 1) {  /* seconds of work: not worth sharding */
+    int root = beit_dist_is_root(), rc = BEIT_OK;
+    if (root) fprintf(stderr, "beit tokenizer: k-means runs on rank 0 alone\n"), rc = train_kmeans(&c);
+    int32_t ok = rc == BEIT_OK;
+    beit_dist_bcast(&ok, sizeof ok, 0);  /* the others wait for rank 0's file */
+    return root || ok ? rc : beit_errorf("k-means training failed on rank 0");
+  }
+  int rc = c.type == BEIT_TOK_KMEANS ? train_kmeans(&c) : train_dvae(&c);
+  if (rc && c.type == BEIT_TOK_DVAE && beit_dist_world() > 1) {  /* a rank left in a collective would hang */
+    fprintf(stderr, "beit tokenizer train (rank %d of %d): %s\n", beit_dist_rank(), beit_dist_world(),
+            beit_last_error());
+    beit_dist_abort(1);
+  }
+  return rc;
 }

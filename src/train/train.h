@@ -49,11 +49,21 @@ typedef struct {
  * log.jsonl; a resumed run (resume_step >= 0) keeps only the lines whose
  * "step" is <= resume_step, so the log has no duplicated steps. */
 int beit_run_open(beit_run *r, const char *dir, const char *config_json, int64_t resume_step);
-/* Appends one JSON object line and flushes it (crash-safe). */
-void beit_run_log(beit_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends one JSON object line and flushes it (crash-safe). BEIT_ERR (message
+ * naming log.jsonl and the errno text) when the write fails, e.g. disk full. */
+int beit_run_log(beit_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void beit_run_close(beit_run *r);
 /* path = dir/name */
 void beit_run_path(const beit_run *r, const char *name, char *out, size_t n);
+
+/* ---- test hook: a non-finite step on purpose (docs/reliability.md) ---------
+ * BEIT_TEST_NAN="STEP:WHAT[:COUNT]" makes steps STEP .. STEP+COUNT-1 (numbered
+ * from 1, as in log.jsonl) non-finite: WHAT "loss" turns the loss into NaN,
+ * otherwise WHAT is a comma-separated list of parameter names whose gradient
+ * gets a NaN. Nothing happens when the variable is unset. */
+void beit_test_inject_nan(int64_t step, double *loss, beit_params *p);
+/* Consecutive non-finite steps --skip-nonfinite tolerates before stopping. */
+#define BEIT_MAX_NONFINITE_SKIPS 10
 
 /* ---- Ctrl-C: the first SIGINT/SIGTERM asks the loop to checkpoint and stop */
 void beit_install_stop_handler(void);
@@ -74,8 +84,26 @@ typedef struct {
 int beit_checkpoint_save(const char *path, const beit_params *p, const beit_optimizer *opt,
                          const beit_train_state *s, const char *const *meta_kv, int n_meta);
 /* Loads parameters (and, when opt != NULL, the AdamW moments and step) plus the
- * state. strict: refuse tensors the model does not have (optimizer keys excepted). */
+ * state. strict: refuse tensors the model does not have (optimizer keys excepted).
+ * A file whose checksum does not match is refused (io/safetensors.h). */
 int beit_checkpoint_load(const char *path, beit_params *p, beit_optimizer *opt, beit_train_state *s,
                          int strict);
+
+/* ---- keeping the last N checkpoints -----------------------------------------
+ * DIR/checkpoint.safetensors is the newest, DIR/checkpoint-1.safetensors the
+ * one before, ..., DIR/checkpoint-(N-1).safetensors the oldest kept. */
+#define BEIT_CHECKPOINT_SCAN 100   /* resume looks at checkpoint-1 .. -99 */
+/* k = 0: checkpoint.safetensors; k > 0: checkpoint-k.safetensors */
+void beit_checkpoint_name(const char *dir, int k, char *out, size_t n);
+/* Refuses non-finite values, rotates the older files (keep = N, 1 = only
+ * checkpoint.safetensors), then writes DIR/checkpoint.safetensors atomically.
+ * On any failure the files already there stay whole and loadable. */
+int beit_checkpoint_save_kept(const char *dir, int keep, const beit_params *p, const beit_optimizer *opt,
+                              const beit_train_state *s, const char *const *meta_kv, int n_meta);
+/* Loads the newest checkpoint of DIR that opens, verifies and fits (newest
+ * first), telling on stderr which it skipped and why; the skipped ones are
+ * renamed to NAME.bad. `used` receives the path loaded. */
+int beit_checkpoint_resume(const char *dir, beit_params *p, beit_optimizer *opt, beit_train_state *s, char *used,
+                           size_t n);
 
 #endif

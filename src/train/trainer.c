@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dist.h"
 #include "io/safetensors.h"
 
 int trainer_open_data(beit_trainer *t, const beit_recipe_opts *o, const char *kind, beit_load_mode mode,
@@ -15,11 +16,16 @@ int trainer_open_data(beit_trainer *t, const beit_recipe_opts *o, const char *ki
   memset(t, 0, sizeof *t);
   t->o = o;
   t->kind = kind;
+  t->rank = beit_dist_rank(), t->world = beit_dist_world();
+  if (o->batch % t->world)
+    return beit_errorf("--batch %d is not a multiple of the %d ranks (each rank takes an equal share of the batch)",
+                       o->batch, t->world);
   if (beit_dataset_open(&t->ds, o->data, 1) != BEIT_OK) return BEIT_ERR;
   if (o->subset > 0 && o->subset < t->ds.n) t->ds.n = o->subset;
   beit_loader_cfg lc;
   beit_loader_defaults(&lc, mode);
-  lc.batch_size = o->batch;
+  lc.batch_size = o->batch / t->world;
+  lc.rank = t->rank, lc.world_size = t->world;
   lc.image_size = o->image_size;
   lc.patch_size = o->patch_size;
   lc.second_size = second_size;
@@ -59,6 +65,7 @@ char *trainer_config_json(const beit_trainer *t) {
   cJSON_AddNumberToObject(a, "color_jitter", o->color_jitter);
   cJSON_AddNumberToObject(a, "seed", (double)o->seed);
   cJSON_AddNumberToObject(a, "threads", o->threads);
+  cJSON_AddNumberToObject(a, "ranks", t->world);
   if (!strcmp(t->kind, "pretrain")) {
     cJSON_AddStringToObject(a, "tokenizer", o->tokenizer ? o->tokenizer : "pixel");
     cJSON_AddNumberToObject(a, "mask_ratio", o->mask_ratio);
@@ -77,9 +84,34 @@ char *trainer_config_json(const beit_trainer *t) {
   return s;
 }
 
+/* Every rank starts from rank 0's weights, optimizer state and position (its
+ * checkpoint when resuming), so only rank 0 needs the run folder. */
+static void sync_from_root(beit_trainer *t) {
+  if (t->world == 1) return;
+  size_t bytes = t->model.params.total * sizeof(float);
+  beit_dist_bcast(t->model.params.data, bytes, 0);
+  beit_dist_bcast(t->opt.m, bytes, 0);
+  beit_dist_bcast(t->opt.v, bytes, 0);
+  beit_dist_bcast(&t->st, sizeof t->st, 0);
+  t->opt.step = t->st.step;
+}
+
+/* Everything the model will hold, checked before any of it is allocated. */
+static int check_memory(const beit_trainer *t, const beit_config *cfg) {
+  int local = beit_dist_local_size();
+  double need = beit_model_memory_bytes(cfg, t->o->batch / t->world, 1, 1);
+  if (need < 0) return BEIT_ERR;
+  char what[200];
+  snprintf(what, sizeof what, "%s of '%s' at %d images per step (weights, gradients, AdamW moments, activations%s)",
+           t->kind, t->o->model, t->o->batch, local > 1 ? "; for every rank on this machine" : "");
+  return beit_memory_check(need * local, what);
+}
+
 int trainer_open_model(beit_trainer *t, const beit_config *cfg, float layer_decay) {
   const beit_recipe_opts *o = t->o;
-  if (beit_model_init(&t->model, cfg) != BEIT_OK || beit_model_reserve(&t->model, o->batch, 1) != BEIT_OK)
+  int root = t->rank == 0;
+  if (check_memory(t, cfg) != BEIT_OK) return BEIT_ERR;
+  if (beit_model_init(&t->model, cfg) != BEIT_OK || beit_model_reserve(&t->model, o->batch / t->world, 1) != BEIT_OK)
     return BEIT_ERR;
   beit_model_init_weights(&t->model, (uint64_t)o->seed, 0.001f);
   beit_optim_cfg oc = {.lr = o->lr, .min_lr = o->min_lr,
@@ -89,38 +121,77 @@ int trainer_open_model(beit_trainer *t, const beit_config *cfg, float layer_deca
                        .clip_grad = o->clip_grad};
   if (beit_optimizer_init(&t->opt, &t->model.params, &oc) != BEIT_OK) return BEIT_ERR;
   int64_t resume_step = -1;
-  if (o->resume) {
+  if (o->resume && root) {
     char path[1100];
-    snprintf(path, sizeof path, "%s/checkpoint.safetensors", o->out);
-    if (beit_checkpoint_load(path, &t->model.params, &t->opt, &t->st, 1) != BEIT_OK)
+    if (beit_checkpoint_resume(o->out, &t->model.params, &t->opt, &t->st, path, sizeof path) != BEIT_OK)
       return beit_error_context("--resume");
+  }
+  sync_from_root(t);
+  if (o->resume) {
     if (beit_loader_seek(t->loader, t->st.epoch, t->st.step_in_epoch) != BEIT_OK) return BEIT_ERR;
     resume_step = t->st.step;
-    fprintf(stderr, "%s: resuming at step %" PRId64 " (epoch %" PRId64 ", batch %" PRId64 ")\n", t->kind,
-            t->st.step, t->st.epoch, t->st.step_in_epoch);
+    if (root)
+      fprintf(stderr, "%s: resuming at step %" PRId64 " (epoch %" PRId64 ", batch %" PRId64 ")\n", t->kind,
+              t->st.step, t->st.epoch, t->st.step_in_epoch);
   }
-  char *json = trainer_config_json(t);
-  int rc = beit_run_open(&t->run, o->out, json, resume_step);
-  free(json);
-  if (rc != BEIT_OK) return BEIT_ERR;
-  fprintf(stderr, "%s: %s, %d blocks x %d wide, %.2f M parameters, %.0f MiB activations; %" PRId64
-          " steps (%" PRId64 " per epoch); %s\n", t->kind, o->model, cfg->depth, cfg->dim,
-          t->model.params.total / 1e6, beit_model_arena_bytes(&t->model) / 1048576.0, t->total_steps,
-          t->steps_per_epoch, beit_blas_describe());
+  if (root) {
+    char *json = trainer_config_json(t);
+    int rc = beit_run_open(&t->run, o->out, json, resume_step);
+    free(json);
+    if (rc != BEIT_OK) return BEIT_ERR;
+    fprintf(stderr, "%s: %s, %d blocks x %d wide, %.2f M parameters, %.0f MiB activations; %" PRId64
+            " steps (%" PRId64 " per epoch); %s\n", t->kind, o->model, cfg->depth, cfg->dim,
+            t->model.params.total / 1e6, beit_model_arena_bytes(&t->model) / 1048576.0, t->total_steps,
+            t->steps_per_epoch, beit_blas_describe());
+    if (t->world > 1)
+      fprintf(stderr, "%s: %d ranks x %d images per step (%s), %d threads each\n", t->kind, t->world,
+              o->batch / t->world, beit_dist_describe(), beit_get_threads());
+  }
   beit_progress_start(&t->bar, t->kind, t->total_steps * o->batch);
   t->bar.done = t->st.step * o->batch;
-  t->bar.enabled = t->bar.enabled && !o->quiet;
-  t->t_window = beit_now();
+  t->bar.enabled = t->bar.enabled && !o->quiet && root;
+  t->t_window = t->t_start = beit_now();
   beit_install_stop_handler();
   return BEIT_OK;
 }
 
-/* Names the first tensor whose gradient holds a NaN or an infinity. */
-static const char *first_nonfinite_grad(const beit_params *p) {
-  for (int i = 0; i < p->n; i++)
-    for (size_t k = 0; k < p->t[i].numel; k++)
-      if (!isfinite(p->grad[p->t[i].offset + k])) return p->t[i].name;
-  return "(none)";
+/* A step whose loss or gradient is not finite (`what` says which): stops the
+ * run, or with --skip-nonfinite lets the caller skip the update. */
+static int nonfinite_step(beit_trainer *t, const char *what) {
+  int64_t step = t->st.step + 1;  /* numbered as in log.jsonl */
+  if (!t->o->skip_nonfinite)
+    return beit_errorf("step %" PRId64 ": %s is not finite; stopping without saving (the last checkpoint is intact; "
+                       "--skip-nonfinite skips such steps)", step, what);
+  if (++t->skipped_in_row >= BEIT_MAX_NONFINITE_SKIPS)
+    return beit_errorf("step %" PRId64 ": %d non-finite steps in a row (the last: %s); stopping without saving "
+                       "(the last checkpoint is intact; try a lower --lr)", step, t->skipped_in_row, what);
+  if (t->rank == 0)
+    fprintf(stderr, "%s%s: step %" PRId64 ": %s is not finite; update skipped (%d in a row)\n",
+            t->bar.enabled ? "\n" : "", t->kind, step, what, t->skipped_in_row);
+  return BEIT_OK;
+}
+
+/* Runs the optimizer unless the loss or the gradient is not finite; then fills
+ * `what` ("" when the update happened) and returns the gradient norm. */
+static double update(beit_trainer *t, double loss, char *what, size_t n) {
+  what[0] = 0;
+  if (!isfinite(loss)) {
+    snprintf(what, n, "the loss (%g)", loss);
+    return NAN;
+  }
+  double norm = beit_optimizer_step(&t->opt);
+  if (isfinite(norm)) return norm;
+  int bad = beit_params_first_nonfinite(&t->model.params, t->model.params.grad);
+  if (bad >= 0) snprintf(what, n, "the gradient of '%s' (the first such tensor)", t->model.params.t[bad].name);
+  else snprintf(what, n, "the gradient norm (its sum of squares overflows)");
+  return norm;
+}
+
+/* A JSON number, or null for NaN / infinity (which JSON cannot hold). */
+static const char *json_num(char *buf, size_t n, const char *fmt, double x) {
+  if (isfinite(x)) snprintf(buf, n, fmt, x);
+  else snprintf(buf, n, "null");
+  return buf;
 }
 
 /* Metadata of every file a trainer writes: the model config (to rebuild it),
@@ -143,59 +214,105 @@ static int trainer_meta(const beit_trainer *t, const char **kv, char **json, cha
 }
 
 int trainer_save_weights(beit_trainer *t, const char *name) {
+  if (t->rank != 0) return BEIT_OK;
   char path[1100], *json, *names, norm[128];
   const char *kv[8];
   int n = trainer_meta(t, kv, &json, &names, norm, sizeof norm);
   beit_run_path(&t->run, name, path, sizeof path);
-  int rc = beit_params_save(&t->model.params, path, kv, n);
+  int bad = beit_params_first_nonfinite(&t->model.params, t->model.params.data);
+  int rc = bad < 0 ? beit_params_save(&t->model.params, path, kv, n)
+                   : beit_errorf("%s: parameter '%s' holds a NaN or infinity; not writing it (the previous file is kept)",
+                                 path, t->model.params.t[bad].name);
   free(json), free(names);
   return rc;
 }
 
 int trainer_save(beit_trainer *t) {
-  char path[1100], *json, *names, norm[128];
+  if (!beit_dist_same(t->model.params.data, t->model.params.total * sizeof(float)))
+    return beit_errorf("step %" PRId64 ": the ranks hold different weights; not saving", t->st.step);
+  if (t->rank != 0) return BEIT_OK;
+  char *json, *names, norm[128];
   const char *kv[8];
   int n = trainer_meta(t, kv, &json, &names, norm, sizeof norm);
-  beit_run_path(&t->run, "checkpoint.safetensors", path, sizeof path);
-  int rc = beit_checkpoint_save(path, &t->model.params, &t->opt, &t->st, kv, n);
+  int rc = beit_checkpoint_save_kept(t->run.dir, t->o->keep, &t->model.params, &t->opt, &t->st, kv, n);
   free(json), free(names);
   return rc == BEIT_OK ? trainer_save_weights(t, "model.safetensors") : rc;
 }
 
-int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const beit_stats *s) {
+/* Data parallelism: the loss and counts of the whole global batch, whether any
+ * rank was asked to stop, and the gradient one process would have computed.
+ * Every recipe's loss is a mean over s->count units (masked tokens, images);
+ * with blockwise masks the counts differ between ranks, so each rank's
+ * gradient is weighted by its share of the global count, not by 1 / ranks. */
+static void reduce_step(beit_trainer *t, double *loss, beit_stats *s) {
+  double v[4] = {*loss * (double)s->count, (double)s->count, (double)s->correct, beit_stop_requested()};
+  beit_dist_sum_f64(v, 4);
+  double share = v[1] > 0 ? s->count / v[1] : 1.0 / t->world;
+  *loss = v[1] > 0 ? v[0] / v[1] : NAN;
+  s->count = (int64_t)v[1], s->correct = (int64_t)v[2];
+  t->stop = v[3] > 0;
+  if (isfinite(*loss)) beit_dist_weighted_sum(t->model.params.grad, t->model.params.total, share);
+}
+
+int trainer_stopping(const beit_trainer *t) { return t->world > 1 ? t->stop : beit_stop_requested(); }
+
+void trainer_report_error(beit_trainer *t, const char *command) {
+  beit_progress_finish(&t->bar);
+  if (beit_dist_world() > 1) {  /* not t->world: the error may come before the trainer knew it */
+    fprintf(stderr, "%s (rank %d of %d): %s\n", command, beit_dist_rank(), beit_dist_world(), beit_last_error());
+    beit_dist_abort(1);
+  }
+  fprintf(stderr, "%s: %s\n", command, beit_last_error());
+}
+
+int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const beit_stats *s_local) {
   const beit_recipe_opts *o = t->o;
-  if (!isfinite(loss))
-    return beit_errorf("step %" PRId64 ": loss is %g; stopping without saving (the last checkpoint is intact)",
-                       t->st.step, loss);
+  beit_stats reduced = *s_local, *s = &reduced;
+  beit_test_inject_nan(t->st.step + 1, &loss, &t->model.params);
+  if (t->world > 1) reduce_step(t, &loss, s);
   double lr = beit_lr_at(&t->opt.cfg, t->opt.step);
-  double norm = beit_optimizer_step(&t->opt);
-  if (!isfinite(norm))
-    return beit_errorf("step %" PRId64 ": gradient is not finite (first in '%s'); stopping without saving",
-                       t->st.step, first_nonfinite_grad(&t->model.params));
+  char what[BEIT_NAME_MAX + 64];
+  double norm = update(t, loss, what, sizeof what);
+  if (what[0] && nonfinite_step(t, what) != BEIT_OK) return BEIT_ERR;
+  if (!what[0]) {
+    t->skipped_in_row = 0;
+    t->window_loss += loss;
+    t->window_correct += s->correct;
+    t->window_count += s->count;
+  }
+  t->window_skipped += what[0] != 0;
   t->st.step++;
+  t->opt.step = t->st.step;  /* a skipped step keeps its place in the schedule (and resume stays exact) */
   t->st.epoch = b->epoch;
   t->st.step_in_epoch = b->step + 1;
-  t->window_loss += loss;
-  t->window_correct += s->correct;
-  t->window_count += s->count;
-  t->window_images += b->n;
+  t->window_images += (int64_t)b->n * t->world;
   t->window_steps++;
   char extra[96];
   snprintf(extra, sizeof extra, " loss %.4f", loss);
-  beit_progress_update(&t->bar, b->n, extra);
+  beit_progress_update(&t->bar, (int64_t)b->n * t->world, extra);
   int last = t->st.step == t->total_steps;
+  if (last && t->world > 1 && t->rank == 0)
+    fprintf(stderr, "%s%s: gradient allreduce took %.2f s of %.2f s on rank 0\n", t->bar.enabled ? "\n" : "",
+            t->kind, beit_dist_reduce_seconds(), beit_now() - t->t_start);
   if (t->window_steps >= o->log_every || last) {
     double now = beit_now();
-    beit_run_log(&t->run,
-                 "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"lr\": %.6g, \"loss\": %.6f, \"accuracy\": %.6f, "
-                 "\"grad_norm\": %.4f, \"images_per_s\": %.1f}",
-                 t->st.step, b->epoch, lr, t->window_loss / t->window_steps,
-                 t->window_count ? (double)t->window_correct / t->window_count : 0.0, norm,
-                 t->window_images / (now - t->t_window));
+    char lossv[32], normv[32], skipped[48] = "";
+    if (t->window_skipped) snprintf(skipped, sizeof skipped, ", \"skipped\": %" PRId64, t->window_skipped);
+    int64_t good = t->window_steps - t->window_skipped;
+    int rc = beit_run_log(&t->run,
+                 "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"lr\": %.6g, \"loss\": %s, \"accuracy\": %.6f, "
+                 "\"grad_norm\": %s, \"images_per_s\": %.1f%s}",
+                 t->st.step, b->epoch, lr, json_num(lossv, sizeof lossv, "%.6f", good ? t->window_loss / good : NAN),
+                 t->window_count ? (double)t->window_correct / t->window_count : 0.0,
+                 json_num(normv, sizeof normv, "%.4f", norm), t->window_images / (now - t->t_window), skipped);
+    if (rc != BEIT_OK) return BEIT_ERR;
     t->t_window = now;
     t->window_loss = 0, t->window_correct = t->window_count = t->window_images = t->window_steps = 0;
+    t->window_skipped = 0;
   }
-  if (o->save_every > 0 && t->st.step % o->save_every == 0 && !last) return trainer_save(t);
+  int epoch_end = t->st.step % t->steps_per_epoch == 0;
+  if (o->save_every > 0 && t->st.step % o->save_every == 0 && !last && !(epoch_end && t->saves_at_epoch_end))
+    return trainer_save(t);
   return BEIT_OK;
 }
 

@@ -26,20 +26,40 @@ typedef struct {
   int64_t window_images;
   double window_loss;
   int64_t window_correct, window_count, window_steps;
+  int rank, world;             /* data parallelism (core/dist.h); 0 of 1 without MPI */
+  int stop;                    /* a stop every rank agreed on at the last step */
+  double t_start;              /* when training started (for the allreduce share) */
+  int64_t window_skipped;      /* steps of the window skipped as non-finite (--skip-nonfinite) */
+  int skipped_in_row;          /* consecutive non-finite steps */
+  int saves_at_epoch_end;      /* the recipe checkpoints after its end-of-epoch evaluation itself,
+                                  so --save-every must not checkpoint that step before it */
 } beit_trainer;
 
-/* Opens the training split (first o->subset images) and a loader in `mode`. */
+/* Opens the training split (first o->subset images) and a loader in `mode`.
+ * Under MPI the loader takes this rank's slice and o->batch / ranks images per
+ * step (o->batch, the global batch, must be a multiple of the ranks). */
 int trainer_open_data(beit_trainer *t, const beit_recipe_opts *o, const char *kind, beit_load_mode mode,
                       int second_size, int num_mask, int random_mask);
 /* Model from cfg, BEiT init, optimizer with the recipe's schedule; resumes from
- * out/checkpoint.safetensors when o->resume; opens the run folder. */
+ * out/checkpoint.safetensors when o->resume (read by rank 0, sent to every
+ * rank); opens the run folder (rank 0 only). */
 int trainer_open_model(beit_trainer *t, const beit_config *cfg, float layer_decay);
-/* After forward/backward: optimizer step, non-finite check, stats, log, progress,
- * periodic checkpoint. Returns BEIT_ERR on a non-finite loss or gradient. */
+/* After forward/backward: gradients and loss averaged over the ranks, optimizer
+ * step, non-finite check, stats, log, progress, periodic checkpoint. A
+ * non-finite loss or gradient returns BEIT_ERR naming the step and the first
+ * tensor (table order) whose gradient is not finite, before any weight changes;
+ * with o->skip_nonfinite the step is skipped instead (no update, but it counts
+ * as a step), up to BEIT_MAX_NONFINITE_SKIPS in a row. */
 int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const beit_stats *s);
-/* checkpoint.safetensors (resumable) and model.safetensors (weights + config). */
+/* Ctrl-C / SIGTERM: under MPI, only once every rank knows (agreed at each step). */
+int trainer_stopping(const beit_trainer *t);
+/* Prints the error (naming the rank under MPI) and, with several ranks, ends
+ * them all: a rank left waiting in a collective would hang forever. */
+void trainer_report_error(beit_trainer *t, const char *command);
+/* checkpoint.safetensors (resumable) and model.safetensors (weights + config);
+ * collective under MPI, written by rank 0. */
 int trainer_save(beit_trainer *t);
-/* Weights only (with config, class names and normalisation) as out/<name>. */
+/* Weights only (with config, class names and normalisation) as out/<name>; rank 0. */
 int trainer_save_weights(beit_trainer *t, const char *name);
 void trainer_close(beit_trainer *t);
 /* Model config in JSON with the recipe's arguments, for config.json and metadata. */

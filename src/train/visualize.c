@@ -44,8 +44,7 @@ int beit_attention_png(beit_model *m, const float *images, int n, const float me
   const beit_config *c = &m->cfg;
   int S = c->image_size, C = c->channels, H = c->heads, N = m->tokens, g = m->grid;
   if (n > m->max_batch) n = m->max_batch;
-  beit_input in = {.B = n, .images = images};
-  beit_forward(m, BEIT_TASK_CLASSIFY, &in, 0, 0, 0, NULL);
+  beit_encode(m, images, n);  /* encoder only: works for classifiers and pretrained (MIM) checkpoints alike */
   const float *att = beit_attention(m, c->depth - 1);  /* [B, H, N, N] */
   int side = S * (S < 64 ? SCALE : 1);
   side -= side % g;
@@ -93,13 +92,16 @@ static int read_series(const char *run, const char *field, series *s) {
   while (fgets(line, sizeof line, f)) {
     const char *st = strstr(line, "\"step\":"), *v = strstr(line, key);
     if (!st || !v) continue;
+    char *end;
+    double y = strtod(v + strlen(key), &end);
+    if (end == v + strlen(key)) continue;  /* null: every step of the window was skipped as non-finite */
     if (s->n == s->cap) {
       s->cap = s->cap ? 2 * s->cap : 256;
       s->x = realloc(s->x, (size_t)s->cap * sizeof(double));
       s->y = realloc(s->y, (size_t)s->cap * sizeof(double));
     }
     s->x[s->n] = strtod(st + 7, NULL);
-    s->y[s->n] = strtod(v + strlen(key), NULL);
+    s->y[s->n] = y;
     s->n++;
   }
   fclose(f);

@@ -89,6 +89,9 @@ def check(out):
     if order != want_order:
         fail(f"key order {order} != {want_order}")
     tensors, meta = stio.load(path)
+    stored = meta.pop(stio.CRC_KEY, None)
+    if stored != stio.content_crc32(path):
+        fail(f"checksum {stio.CRC_KEY} = {stored!r}, the content gives {stio.content_crc32(path)}")
     if meta != C_META:
         fail(f"metadata {meta!r} != {C_META!r}")
     pos = 0
@@ -102,7 +105,7 @@ def check(out):
             fail(f"{name}: values differ from c_written.bin")
     if pos != raw.size:
         fail(f"c_written.bin has {raw.size} floats, tensors hold {pos}")
-    print(f"st_fixture check: ok ({len(C_TENSORS)} tensors, {pos} floats bit-exact, metadata and order match)")
+    print(f"st_fixture check: ok ({len(C_TENSORS)} tensors, {pos} floats bit-exact, metadata, order and checksum match)")
 
 
 if __name__ == "__main__":

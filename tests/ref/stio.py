@@ -8,8 +8,12 @@ code wrote without the safetensors package. BF16 is carried as uint16 bits (BF16
 """
 import json
 import struct
+import zlib
 
 import numpy as np
+
+# metadata key of beit.c's content checksum (src/io/safetensors.h)
+CRC_KEY = "beit.crc32"
 
 HEADER_MAX = 100 << 20
 
@@ -58,11 +62,44 @@ def _raw(a):
     return a.shape, np.ascontiguousarray(a, dtype=DTYPES[name]).tobytes()
 
 
-def save(path, tensors, metadata=None):
-    """Writes tensors (name -> ndarray or BF16) in dict order, then metadata."""
-    header, blobs, offset = {}, [], 0
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+def _canonical_crc(metadata, items):
+    """beit.c's content checksum: zlib crc32 over the metadata pairs except the
+    checksum's own (key order, key NUL value NUL), then the tensors (name order,
+    name NUL dtype NUL comma-joined dims NUL raw bytes). items: name -> (dtype,
+    shape, bytes). Keys sort by their UTF-8 bytes, as C's strcmp does."""
+    crc = 0
+    for k in sorted(metadata, key=lambda x: x.encode()):
+        if k != CRC_KEY:
+            crc = zlib.crc32(k.encode() + b"\0" + metadata[k].encode() + b"\0", crc)
+    for name in sorted(items, key=lambda x: x.encode()):
+        dtype, shape, blob = items[name]
+        dims = ",".join(str(int(d)) for d in shape)
+        crc = zlib.crc32(name.encode() + b"\0" + dtype.encode() + b"\0" + dims.encode() + b"\0", crc)
+        crc = zlib.crc32(blob, crc)
+    return "%08x" % crc
+
+
+def content_crc32(path):
+    """The checksum of a file's content, computed from its bytes (compare with
+    metadata CRC_KEY)."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    (n,) = struct.unpack("<Q", buf[:8])
+    header = json.loads(buf[8:8 + n].decode("utf-8"))
+    metadata = header.pop("__metadata__", None) or {}
+    data = buf[8 + n:]
+    items = {name: (e["dtype"], e["shape"], data[e["data_offsets"][0]:e["data_offsets"][1]])
+             for name, e in header.items()}
+    return _canonical_crc(metadata, items)
+
+
+def save(path, tensors, metadata=None, checksum=False):
+    """Writes tensors (name -> ndarray or BF16) in dict order, then metadata;
+    checksum=True adds beit.c's content checksum to the metadata."""
+    header, blobs, offset, items = {}, [], 0, {}
+    metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
+    if metadata or checksum:
+        header["__metadata__"] = metadata
     for name, a in tensors.items():
         if not isinstance(a, BF16):
             a = np.asarray(a)
@@ -70,8 +107,11 @@ def save(path, tensors, metadata=None):
         shape, blob = _raw(a)
         header[name] = {"dtype": dtype, "shape": [int(d) for d in shape],
                         "data_offsets": [offset, offset + len(blob)]}
+        items[name] = (dtype, shape, blob)
         blobs.append(blob)
         offset += len(blob)
+    if checksum:
+        metadata[CRC_KEY] = _canonical_crc(metadata, items)
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % 8)
     with open(path, "wb") as f:
