@@ -1,0 +1,45 @@
+/* fuzz_idx.c - IDX datasets (src/data/idx.c), plain or gzip'd. The input is
+ * split into an images file and a labels file (4-byte length prefix, see
+ * fuzz_split); the first byte of the labels part picks the flavour. Either file
+ * may be gzip (detected by its magic, as the reader does). Also feeds the whole
+ * input to beit_read_maybe_gz. */
+#include "data/dataset.h"
+#include "fuzz_common.h"
+
+static void check_dataset(const beit_dataset *ds) {
+  FUZZ_ASSERT(ds->n > 0 && ds->channels == 1 && ds->height > 0 && ds->width > 0);
+  FUZZ_ASSERT(ds->num_classes > 0);
+  for (int64_t i = 0; i < ds->n; i++) FUZZ_ASSERT(ds->labels[i] >= 0 && ds->labels[i] < ds->num_classes);
+  beit_image img = {0};
+  int32_t label;
+  FUZZ_ASSERT(beit_dataset_get(ds, ds->n - 1, &img, &label) == BEIT_OK);
+  beit_image_free(&img);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  const uint8_t *img, *lab;
+  size_t nimg, nlab;
+  fuzz_split(data, size, &img, &nimg, &lab, &nlab);
+  static const char *const flavours[] = {"idx", "fashion-mnist", "mnist"};
+  const char *flavour = flavours[nlab ? lab[nlab - 1] % 3 : 0];
+  char path[512];
+  fuzz_write(path, "t10k-images-idx3-ubyte", img, nimg);
+  fuzz_write(path, "t10k-labels-idx1-ubyte", lab, nlab);
+  char spec[600];
+  snprintf(spec, sizeof spec, "%s:%s", flavour, fuzz_dir());
+  beit_dataset ds;
+  if (beit_dataset_open(&ds, spec, 0) == BEIT_OK) {
+    fuzz_accepted(spec);
+    check_dataset(&ds);
+    beit_dataset_close(&ds);
+  } else {
+    fuzz_refused();
+    FUZZ_ASSERT(ds.pixels == NULL && ds.labels == NULL);
+  }
+
+  uint8_t *plain = NULL;
+  size_t n = 0;
+  fuzz_write(path, "whole", data, size);
+  if (beit_read_maybe_gz(path, &plain, &n) == BEIT_OK) beit_free(plain);
+  return 0;
+}
