@@ -2,7 +2,9 @@
  * (images/s at batch 64), one dVAE training step (forward + backward + AdamW),
  * the k-means encode, and one forward of the full-size DALL-E encoder (112x112).
  * Rates are the best of three windows. For stable numbers run with
- * OMP_WAIT_POLICY=passive (see docs/tokenizer.md, "Threads").
+ * OMP_WAIT_POLICY=passive (see docs/tokenizer.md, "Threads"). The dVAE encode
+ * against PyTorch is `beit bench --workload tokenize` (bench/run.sh); this program
+ * adds the training step, k-means and the DALL-E encoder, best-window rates.
  * usage: bench_tokenizer [threads (2)] [--no-dalle] */
 #include <stdlib.h>
 #include <string.h>

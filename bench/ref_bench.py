@@ -1,8 +1,11 @@
-"""PyTorch side of the benchmark: the reference BEiT (tests/ref/beit_ref.py) timed on
-the same workload as `beit bench`, printing the same last line.
+"""PyTorch side of the benchmark: the reference BEiT (tests/ref/beit_ref.py) or the
+reference dVAE encoder (tests/ref/dvae_ref.py) timed on the same workload as
+`beit bench`, printing the same last line (without the FLOP rate).
 
-usage: ref_bench.py --workload pretrain|finetune|infer --model tiny --image-size 28
+usage: ref_bench.py --workload pretrain|finetune|infer|tokenize --model tiny --image-size 28
                     --channels 1 --patch-size 4 --batch 64 --threads 2 --steps 10
+For tokenize, --model names the dVAE (small, dalle) and --image-size / --channels
+default to its own; weights are random (DALL-E's init), float32, no autograd.
 """
 import argparse
 import os
@@ -17,17 +20,12 @@ from beit_ref import Beit, loss_of  # noqa: E402
 
 PRESETS = {"micro": (32, 2, 2), "mini": (96, 4, 3), "demo": (128, 6, 4), "tiny": (192, 12, 3),
            "small": (384, 12, 6), "base": (768, 12, 12), "large": (1024, 24, 16)}
+# dVAE: image size, channels, n_hid, n_init, blocks per group, groups, vocab (src/model/dvae.c)
+TOKENIZERS = {"small": (28, 1, 32, 64, 1, 3, 512), "dalle": (112, 3, 256, 128, 2, 4, 8192)}
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    for k, d in [("workload", "pretrain"), ("model", "tiny")]:
-        ap.add_argument(f"--{k}", default=d)
-    for k, d in [("image-size", 28), ("channels", 1), ("patch-size", 4), ("batch", 64), ("threads", 2),
-                 ("steps", 10), ("vocab", 8192), ("classes", 10)]:
-        ap.add_argument(f"--{k}", type=int, default=d)
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+def beit_step(a):
+    """A closure running one step of a pretrain / finetune / infer workload."""
     dim, depth, heads = PRESETS[a.model]
     task = "mim" if a.workload == "pretrain" else "classify"
     cfg = dict(task=task, img=a.image_size, ch=a.channels, patch=a.patch_size, dim=dim, depth=depth, heads=heads,
@@ -52,7 +50,38 @@ def main():
         loss_of(model, cfg, img, mask, tokens, labels, None).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
         opt.step()
+    return step
 
+
+def tokenize_step(a):
+    """A closure encoding one batch to token grids: map_pixels, encoder, argmax."""
+    from dvae_ref import EPS, Net  # here, so the BEiT workloads' RSS does not include it; it sets 1 thread
+    size, channels, n_hid, n_init, n_blk, n_groups, vocab = TOKENIZERS[a.model]
+    size, channels = a.image_size or size, a.channels or channels
+    enc = Net(True, channels, n_hid, n_init, n_blk, n_groups, vocab).float().eval()
+    img = torch.rand(a.batch, channels, size, size)
+
+    def step():
+        with torch.no_grad():
+            enc((1 - 2 * EPS) * img + EPS).argmax(dim=1)
+    return step
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workload", default="pretrain")
+    ap.add_argument("--model", default=None)
+    for k, d in [("image-size", 0), ("channels", 0), ("patch-size", 4), ("batch", 64), ("threads", 2),
+                 ("steps", 10), ("vocab", 8192), ("classes", 10)]:
+        ap.add_argument(f"--{k}", type=int, default=d)
+    a = ap.parse_args()
+    if a.workload == "tokenize":
+        a.model = a.model or "small"
+        step = tokenize_step(a)
+    else:
+        a.model, a.image_size, a.channels = a.model or "tiny", a.image_size or 28, a.channels or 1
+        step = beit_step(a)
+    torch.set_num_threads(a.threads)
     step()
     t = time.perf_counter()
     for _ in range(a.steps):

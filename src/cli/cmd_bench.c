@@ -1,8 +1,10 @@
 /* cmd_bench.c - `beit bench`: times one workload (MIM pretraining step, fine-tuning
- * step, inference, or the machine's sgemm limit) on synthetic data and prints
+ * step, inference, dVAE tokenizer encode, or the machine's sgemm limit) on synthetic
+ * data and prints
  *   <workload> <model>: <N> img/s, <G> GFLOP/s, peak RSS <M> MiB
- * FLOPs are counted analytically (beit_forward_flops: 2*M*N*K per matmul plus
- * attention's two N*N*C products); a training step counts 3x the forward. */
+ * FLOPs are counted analytically (docs/performance.md): beit_forward_flops for the
+ * transformer (2*M*N*K per matmul plus attention's two N*N*C products; a training
+ * step counts 3x the forward), 2*cout*cin*k*k*H*W per conv for the dVAE encoder. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +14,13 @@
 #include "cli/commands.h"
 #include "core/core.h"
 #include "model/beit.h"
+#include "model/dvae.h"
 #include "train/train.h"
+
+typedef struct {
+  const char *workload, *model;
+  int image, channels, patch, batch, threads, steps, vocab, classes;
+} bench_opts;
 
 static double bench_sgemm(int threads) {
   int n = 1536;
@@ -32,68 +40,116 @@ static double bench_sgemm(int threads) {
   return best;
 }
 
-int cmd_bench(int argc, char **argv) {
-  const char *workload = "pretrain", *model = "tiny";
-  int image = 28, channels = 1, patch = 4, batch = 64, threads = 2, steps = 10, vocab = 8192, classes = 10;
-  beit_arg args[] = {
-      {"workload", ARG_STR, &workload, "pretrain | finetune | infer | sgemm", 0, 0},
-      {"model", ARG_STR, &model, "preset: micro mini demo tiny small base large", 0, 0},
-      {"image-size", ARG_INT, &image, "input side in pixels", 1, 4096},
-      {"channels", ARG_INT, &channels, "1 or 3", 1, 3},
-      {"patch-size", ARG_INT, &patch, "patch side in pixels", 1, 64},
-      {"batch", ARG_INT, &batch, "images per step", 1, 65536},
-      {"threads", ARG_INT, &threads, "threads (OpenMP and BLAS together)", 1, 1024},
-      {"steps", ARG_INT, &steps, "timed steps (after one warm-up step)", 1, 100000},
-      {"vocab", ARG_INT, &vocab, "visual token vocabulary (pretrain)", 2, 1 << 20},
-      {"classes", ARG_INT, &classes, "classes (finetune, infer)", 2, 1 << 20},
-  };
-  int rc = beit_args_parse("beit bench [options]", "Time one workload on synthetic data.", args,
-                           (int)(sizeof args / sizeof args[0]), argc, argv, NULL, NULL);
-  if (rc) return rc == ARGS_HELP ? 0 : 2;
-  beit_set_threads(threads);
-  printf("BLAS: %s, threads %d\n", beit_blas_describe(), threads);
-  if (!strcmp(workload, "sgemm")) {
-    double g = bench_sgemm(threads);
-    printf("sgemm: %.1f GFLOP/s, peak RSS %.0f MiB\n", g, beit_peak_rss_mib());
-    return 0;
-  }
-  int pretrain = !strcmp(workload, "pretrain"), finetune = !strcmp(workload, "finetune"), infer = !strcmp(workload, "infer");
-  if (!pretrain && !finetune && !infer) {
-    fprintf(stderr, "beit bench: unknown workload '%s' (pretrain, finetune, infer, sgemm)\n", workload);
-    return 2;
-  }
-  beit_config cfg = {0};
-  if (beit_config_preset(&cfg, model) != BEIT_OK) {
+static void print_result(const bench_opts *o, double secs, double flops_per_step) {
+  printf("%.1f ms/step over %d steps\n", 1e3 * secs / o->steps, o->steps);
+  printf("%s %s: %.1f img/s, %.1f GFLOP/s, peak RSS %.0f MiB\n", o->workload, o->model,
+         (double)o->steps * o->batch / secs, flops_per_step * o->steps / secs / 1e9, beit_peak_rss_mib());
+}
+
+/* ---- dVAE tokenizer encode ---------------------------------------------------- */
+
+/* One encoder forward per image: 2*cout*cin*k*k*H*W for every conv (stride 1,
+ * 'same' padding, so H*W is the stage's side squared); ReLUs, pooling, map_pixels
+ * and the argmax are not counted. */
+static double dvae_encoder_flops(const dvae *d) {
+  double f = 0;
+  for (int i = 0; i < d->n_enc; i++)
+    for (int k = 0; k < 5; k++) {
+      const conv2d_dims *c = &d->enc[i].dims[k];
+      if (d->enc[i].w[k] >= 0) f += 2.0 * c->OC * c->IC * c->K * c->K * c->H * c->W;
+    }
+  return f;
+}
+
+static int tokenizer_preset(dvae_config *cfg, const char *name) {
+  if (!strcmp(name, "small")) dvae_config_small(cfg);
+  else if (!strcmp(name, "dalle")) dvae_config_dalle(cfg);
+  else return beit_errorf("unknown tokenizer '%s' (small: 28x28x1 Fashion-MNIST dVAE, dalle: 112x112x3 DALL-E)", name);
+  return BEIT_OK;
+}
+
+static int bench_tokenize(const bench_opts *o) {
+  dvae_config cfg;
+  if (tokenizer_preset(&cfg, o->model) != BEIT_OK) {
     fprintf(stderr, "beit bench: %s\n", beit_last_error());
     return 2;
   }
-  cfg.image_size = image, cfg.channels = channels, cfg.patch_size = patch;
-  cfg.vocab_size = pretrain ? vocab : 0;
-  cfg.num_classes = pretrain ? 0 : classes;
+  if (o->image) cfg.image_size = o->image;
+  if (o->channels) cfg.channels = o->channels;
+  dvae d;
+  if (dvae_create(&d, &cfg, 0) != BEIT_OK) {
+    fprintf(stderr, "beit bench: %s\n", beit_last_error());
+    return 2;
+  }
+  dvae_init_weights(&d, 1);
+  int grid = dvae_grid_side(&cfg);
+  size_t npix = (size_t)o->batch * cfg.channels * cfg.image_size * cfg.image_size;
+  float *images = beit_alloc(npix * sizeof(float), "images");
+  int32_t *tokens = beit_alloc((size_t)o->batch * grid * grid * sizeof(int32_t), "tokens");
+  int rc = images && tokens ? BEIT_OK : BEIT_ERR;
+  beit_rng r;
+  beit_rng_seed(&r, 1, BEIT_RNG_TEST, 0, 0);
+  for (size_t i = 0; rc == BEIT_OK && i < npix; i++) images[i] = (float)beit_rng_uniform(&r);
+  double t0 = 0;
+  for (int s = 0; rc == BEIT_OK && s <= o->steps; s++) {
+    if (s == 1) t0 = beit_now();  /* step 0 sizes the arena and starts the thread pool */
+    rc = dvae_encode(&d, images, o->batch, tokens);
+  }
+  double secs = beit_now() - t0;
+  if (rc == BEIT_OK) {
+    printf("tokenizer %s: %dx%dx%d -> %dx%d tokens, vocab %d, n_hid %d, %.2f M parameters\n", o->model,
+           cfg.image_size, cfg.image_size, cfg.channels, grid, grid, cfg.vocab, cfg.n_hid, d.params.total / 1e6);
+    print_result(o, secs, dvae_encoder_flops(&d) * o->batch);
+  } else {
+    fprintf(stderr, "beit bench: %s\n", beit_last_error());
+  }
+  beit_free(images), beit_free(tokens);
+  dvae_free(&d);
+  return rc == BEIT_OK ? 0 : 1;
+}
+
+/* ---- BEiT training steps and inference ---------------------------------------- */
+
+static void fill_synthetic(const bench_opts *o, int Np, int masked_per_image, float *images, uint8_t *mask,
+                           int32_t *tokens, int32_t *labels) {
+  size_t npix = (size_t)o->batch * o->channels * o->image * o->image;
+  beit_rng r;
+  beit_rng_seed(&r, 1, BEIT_RNG_TEST, 0, 0);
+  for (size_t i = 0; i < npix; i++) images[i] = (float)beit_rng_normal(&r);
+  for (int b = 0; b < o->batch; b++) {
+    for (int q = 0; q < masked_per_image; q++) mask[(size_t)b * Np + (q * Np) / masked_per_image] = 1;
+    for (int q = 0; q < Np; q++) tokens[(size_t)b * Np + q] = (int32_t)beit_rng_randint(&r, 0, o->vocab - 1);
+    labels[b] = (int32_t)beit_rng_randint(&r, 0, o->classes - 1);
+  }
+}
+
+static int bench_beit(const bench_opts *o) {
+  int pretrain = !strcmp(o->workload, "pretrain"), infer = !strcmp(o->workload, "infer");
+  beit_config cfg = {0};
+  if (beit_config_preset(&cfg, o->model) != BEIT_OK) {
+    fprintf(stderr, "beit bench: %s\n", beit_last_error());
+    return 2;
+  }
+  cfg.image_size = o->image, cfg.channels = o->channels, cfg.patch_size = o->patch;
+  cfg.vocab_size = pretrain ? o->vocab : 0;
+  cfg.num_classes = pretrain ? 0 : o->classes;
   cfg.shared_rel_pos = pretrain;
   cfg.use_mean_pooling = 1;
   beit_model m;
-  if (beit_model_init(&m, &cfg) != BEIT_OK || beit_model_reserve(&m, batch, !infer) != BEIT_OK) {
+  if (beit_model_init(&m, &cfg) != BEIT_OK || beit_model_reserve(&m, o->batch, !infer) != BEIT_OK) {
     fprintf(stderr, "beit bench: %s\n", beit_last_error());
     return 1;
   }
   beit_model_init_weights(&m, 1, 0.001f);
-  int Np = m.num_patches;
-  size_t npix = (size_t)batch * channels * image * image;
-  float *images = beit_alloc(npix * sizeof(float), "images");
-  uint8_t *mask = beit_calloc((size_t)batch * Np, "mask");
-  int32_t *tokens = beit_alloc((size_t)batch * Np * sizeof(int32_t), "tokens"), *labels = beit_alloc((size_t)batch * sizeof(int32_t), "labels");
-  beit_rng r;
-  beit_rng_seed(&r, 1, BEIT_RNG_TEST, 0, 0);
-  for (size_t i = 0; i < npix; i++) images[i] = (float)beit_rng_normal(&r);
+  int Np = m.num_patches, batch = o->batch;
   int masked_per_image = (int)(0.4 * Np + 0.5);
-  for (int b = 0; b < batch; b++) {
-    for (int q = 0; q < masked_per_image; q++) mask[(size_t)b * Np + (q * Np) / masked_per_image] = 1;
-    for (int q = 0; q < Np; q++) tokens[(size_t)b * Np + q] = (int32_t)beit_rng_randint(&r, 0, vocab - 1);
-    labels[b] = (int32_t)beit_rng_randint(&r, 0, classes - 1);
-  }
+  float *images = beit_alloc((size_t)batch * o->channels * o->image * o->image * sizeof(float), "images");
+  uint8_t *mask = beit_calloc((size_t)batch * Np, "mask");
+  int32_t *tokens = beit_alloc((size_t)batch * Np * sizeof(int32_t), "tokens");
+  int32_t *labels = beit_alloc((size_t)batch * sizeof(int32_t), "labels");
+  fill_synthetic(o, Np, masked_per_image, images, mask, tokens, labels);
   beit_input bt = {.B = batch, .images = images, .mask = mask, .tokens = tokens, .labels = labels};
-  beit_optim_cfg oc = {.lr = 1e-3f, .min_lr = 1e-5f, .warmup_steps = 1, .total_steps = steps + 1, .beta1 = 0.9f,
+  beit_optim_cfg oc = {.lr = 1e-3f, .min_lr = 1e-5f, .warmup_steps = 1, .total_steps = o->steps + 1, .beta1 = 0.9f,
                        .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.05f, .layer_decay = 1, .clip_grad = 3.0f};
   beit_optimizer opt;
   if (!infer && beit_optimizer_init(&opt, &m.params, &oc) != BEIT_OK) {
@@ -102,7 +158,7 @@ int cmd_bench(int argc, char **argv) {
   }
   beit_task task = pretrain ? BEIT_TASK_MIM : BEIT_TASK_CLASSIFY;
   double t0 = 0;
-  for (int s = 0; s <= steps; s++) {
+  for (int s = 0; s <= o->steps; s++) {
     if (s == 1) t0 = beit_now();  /* step 0 warms caches and thread pools */
     if (infer) {
       beit_forward(&m, task, &bt, 0, 0, s, NULL);
@@ -113,15 +169,51 @@ int cmd_bench(int argc, char **argv) {
     beit_backward(&m, &bt);
     beit_optimizer_step(&opt);
   }
-  double secs = beit_now() - t0, ips = (double)steps * batch / secs;
+  double secs = beit_now() - t0;
   double flops = beit_forward_flops(&m, task, batch, masked_per_image * batch) * (infer ? 1 : 3);
-  printf("model %s: %d tokens, dim %d, depth %d, %.1f M parameters, activations %.0f MiB\n", model, m.tokens,
+  printf("model %s: %d tokens, dim %d, depth %d, %.1f M parameters, activations %.0f MiB\n", o->model, m.tokens,
          cfg.dim, cfg.depth, m.params.total / 1e6, beit_model_arena_bytes(&m) / 1048576.0);
-  printf("%.1f ms/step over %d steps\n", 1e3 * secs / steps, steps);
-  printf("%s %s: %.1f img/s, %.1f GFLOP/s, peak RSS %.0f MiB\n", workload, model, ips, flops * steps / secs / 1e9,
-         beit_peak_rss_mib());
+  print_result(o, secs, flops);
   if (!infer) beit_optimizer_free(&opt);
   beit_model_free(&m);
   beit_free(images), beit_free(mask), beit_free(tokens), beit_free(labels);
   return 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+  bench_opts o = {.workload = "pretrain", .model = NULL, .image = 0, .channels = 0, .patch = 4, .batch = 64,
+                  .threads = 2, .steps = 10, .vocab = 8192, .classes = 10};
+  beit_arg args[] = {
+      {"workload", ARG_STR, &o.workload, "pretrain | finetune | infer | tokenize | sgemm", 0, 0},
+      {"model", ARG_STR, &o.model, "BEiT preset: micro mini demo tiny small base large; for tokenize the "
+                                   "dVAE: small dalle (none: tiny, or small for tokenize)", 0, 0},
+      {"image-size", ARG_INT, &o.image, "input side in pixels (0: 28, or the tokenizer's own)", 0, 4096},
+      {"channels", ARG_INT, &o.channels, "1 or 3 (0: 1, or the tokenizer's own)", 0, 3},
+      {"patch-size", ARG_INT, &o.patch, "patch side in pixels (BEiT workloads)", 1, 64},
+      {"batch", ARG_INT, &o.batch, "images per step", 1, 65536},
+      {"threads", ARG_INT, &o.threads, "threads (OpenMP and BLAS together)", 1, 1024},
+      {"steps", ARG_INT, &o.steps, "timed steps (after one warm-up step)", 1, 100000},
+      {"vocab", ARG_INT, &o.vocab, "visual token vocabulary (pretrain)", 2, 1 << 20},
+      {"classes", ARG_INT, &o.classes, "classes (finetune, infer)", 2, 1 << 20},
+  };
+  int rc = beit_args_parse("beit bench [options]", "Time one workload on synthetic data.", args,
+                           (int)(sizeof args / sizeof args[0]), argc, argv, NULL, NULL);
+  if (rc) return rc == ARGS_HELP ? 0 : 2;
+  beit_set_threads(o.threads);
+  printf("BLAS: %s, threads %d\n", beit_blas_describe(), o.threads);
+  if (!strcmp(o.workload, "sgemm")) {
+    double g = bench_sgemm(o.threads);
+    printf("sgemm: %.1f GFLOP/s, peak RSS %.0f MiB\n", g, beit_peak_rss_mib());
+    return 0;
+  }
+  int tokenize = !strcmp(o.workload, "tokenize");
+  if (!o.model) o.model = tokenize ? "small" : "tiny";
+  if (tokenize) return bench_tokenize(&o);
+  if (strcmp(o.workload, "pretrain") && strcmp(o.workload, "finetune") && strcmp(o.workload, "infer")) {
+    fprintf(stderr, "beit bench: unknown workload '%s' (pretrain, finetune, infer, tokenize, sgemm)\n", o.workload);
+    return 2;
+  }
+  if (!o.image) o.image = 28;
+  if (!o.channels) o.channels = 1;
+  return bench_beit(&o);
 }
