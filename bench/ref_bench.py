@@ -3,7 +3,7 @@ reference dVAE encoder (tests/ref/dvae_ref.py) timed on the same workload as
 `beit bench`, printing the same last line (without the FLOP rate).
 
 usage: ref_bench.py --workload pretrain|finetune|infer|tokenize --model tiny --image-size 28
-                    --channels 1 --patch-size 4 --batch 64 --threads 2 --steps 10
+                    --channels 1 --patch-size 4 --batch 64 --threads 2 --steps 10 [--recompute]
 For tokenize, --model names the dVAE (small, dalle) and --image-size / --channels
 default to its own; weights are random (DALL-E's init), float32, no autograd.
 """
@@ -31,6 +31,10 @@ def beit_step(a):
     cfg = dict(task=task, img=a.image_size, ch=a.channels, patch=a.patch_size, dim=dim, depth=depth, heads=heads,
                ls=0.1, vocab=a.vocab, classes=a.classes, shared=task == "mim")
     model = Beit(cfg)
+    if a.recompute:  # as `beit bench --recompute`: each block's activations recomputed in the backward pass
+        from torch.utils.checkpoint import checkpoint
+        for blk in model.blocks:
+            blk.forward = lambda *args, f=blk.forward: checkpoint(f, *args, use_reentrant=False)
     g = a.image_size // a.patch_size
     img = torch.randn(a.batch, a.channels, a.image_size, a.image_size)
     k = int(0.4 * g * g + 0.5)
@@ -74,6 +78,7 @@ def main():
     for k, d in [("image-size", 0), ("channels", 0), ("patch-size", 4), ("batch", 64), ("threads", 2),
                  ("steps", 10), ("vocab", 8192), ("classes", 10)]:
         ap.add_argument(f"--{k}", type=int, default=d)
+    ap.add_argument("--recompute", action="store_true")
     a = ap.parse_args()
     if a.workload == "tokenize":
         a.model = a.model or "small"

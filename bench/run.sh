@@ -64,6 +64,9 @@ echo
 header
 run "pretrain tiny 28x28x1 p4 b64" --workload pretrain --model tiny --image-size 28 --channels 1 --patch-size 4 --batch 64
 run "pretrain small 32x32x3 p4 b64" --workload pretrain --model small --image-size 32 --channels 3 --patch-size 4 --batch 64
+# both sides recomputing each block's activations in the backward pass (torch.utils.checkpoint)
+run "pretrain tiny ... --recompute" --workload pretrain --model tiny --image-size 28 --channels 1 --patch-size 4 --batch 64 --recompute
+run "pretrain small ... --recompute" --workload pretrain --model small --image-size 32 --channels 3 --patch-size 4 --batch 64 --recompute
 if [ "${BENCH_QUICK:-0}" != 1 ]; then
   run "pretrain base 224x224x3 p16 b8" --workload pretrain --model base --image-size 224 --channels 3 --patch-size 16 --batch 8
   run "infer base 224x224x3 p16 b8" --workload infer --model base --image-size 224 --channels 3 --patch-size 16 --batch 8 --classes 1000

@@ -57,6 +57,31 @@ static void compare_params(const beit_model *m, const beit_safetensors *st, cons
   }
 }
 
+/* The gradient of a step whose backward pass recomputes each block's activations
+ * (BEIT_GRAD_RECOMPUTE) must equal the one that kept them, drop path included
+ * (the same blocks dropped in the recomputed forward). Leaves m as it found it. */
+static void check_recompute(beit_model *m, beit_task task, const beit_input *b, float drop_path) {
+  float keep_dp = m->cfg.drop_path;
+  m->cfg.drop_path = drop_path;
+  size_t n = m->params.total;
+  float *kept = malloc(n * sizeof(float)), loss[2];
+  for (int mode = 0; mode < 2; mode++) {
+    BEIT_CHECK(beit_model_reserve(m, b->B, mode ? BEIT_GRAD_RECOMPUTE : BEIT_GRAD_KEEP) == BEIT_OK);
+    beit_params_zero_grad(&m->params);
+    loss[mode] = (float)beit_forward(m, task, b, 1, 11, 3, NULL);
+    beit_backward(m, b);
+    if (!mode) memcpy(kept, m->params.grad, n * sizeof(float));
+  }
+  char what[96];
+  snprintf(what, sizeof what, "recomputed activations, drop path %.1f: loss", drop_path);
+  check_close(what, &loss[1], &loss[0], 1, 1e-7, 1e-7);
+  snprintf(what, sizeof what, "recomputed activations, drop path %.1f: every gradient", drop_path);
+  check_close(what, m->params.grad, kept, n, 1e-7, 1e-6);
+  free(kept);
+  m->cfg.drop_path = keep_dp;
+  BEIT_CHECK(beit_model_reserve(m, b->B, BEIT_GRAD_KEEP) == BEIT_OK);
+}
+
 static void run_case(const char *task_name) {
   printf("case %s\n", task_name);
   char out[64];
@@ -85,6 +110,8 @@ static void run_case(const char *task_name) {
   check_close("loss", &loss, ref_loss, 1, 1e-5, 1e-5);
   beit_backward(&m, &b);
   compare_params(&m, &st, "grad.", m.params.grad, 1e-5, 1e-4, 0);
+  check_recompute(&m, task, &b, 0.0f);
+  check_recompute(&m, task, &b, 0.3f);
 
   /* 5 AdamW steps on the same batch, schedule and groups as the reference */
   beit_optim_cfg oc = {.lr = 2e-3f, .min_lr = 1e-5f, .warmup_steps = 2, .total_steps = 5, .beta1 = 0.9f,

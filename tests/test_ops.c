@@ -114,6 +114,14 @@ static void test_losses(const beit_safetensors *st) {
   check_close("cross-entropy loss", &loss, fx_f32(st, "xent.loss", 0), 1, FWD_TOL);
   softmax_xent_backward(d, probs, target, M, K, 1.0f);
   check_close("cross-entropy dlogits", d, fx_f32(st, "xent.dlogits", 0), M * K, BWD_TOL);
+  float loss_only = (float)softmax_xent_loss(logits, target, M, K);
+  check_close("cross-entropy loss alone (log-sum-exp)", &loss_only, fx_f32(st, "xent.loss", 0), 1, FWD_TOL);
+  float *inplace = zeros(M * K);  /* the MIM head's way: probabilities, then gradient, in one buffer */
+  memcpy(inplace, logits, M * K * sizeof(float));
+  float loss_inplace = (float)softmax_xent_forward(inplace, inplace, target, M, K);
+  check_close("cross-entropy loss in place", &loss_inplace, fx_f32(st, "xent.loss", 0), 1, FWD_TOL);
+  softmax_xent_backward(inplace, inplace, target, M, K, 1.0f);
+  check_close("cross-entropy dlogits in place", inplace, fx_f32(st, "xent.dlogits", 0), M * K, BWD_TOL);
   memset(d, 0, M * K * sizeof(float));
   loss = (float)soft_xent_forward(probs, logits, soft, M, K);
   check_close("soft-target cross-entropy loss", &loss, fx_f32(st, "xent.soft_loss", 0), 1, FWD_TOL);

@@ -66,7 +66,13 @@ static int step_finetune(const demo_opts *d) {
   path_in(dir, sizeof dir, d->out, "finetune");
   path_in(init, sizeof init, d->out, "pretrain/model.safetensors");
   o.out = dir, o.model = d->model, o.init = init, o.epochs = d->ft_epochs, o.subset = d->ft_subset, o.threads = d->threads;
-  o.lr = 4e-3f, o.layer_decay = 0.75f, o.mixup = 0, o.cutmix = 0, o.crop_scale_min = 0.8f, o.warmup_epochs = 0.5f;
+  /* A short schedule underfits, so regularisation only slows it down: measured over
+   * 3 epochs from the same pretrained encoder, no crop (flip only) gave +5 points
+   * after the first epoch, and lr 8e-3 with layer decay 0.9, no drop path and no
+   * label smoothing +1.7 points at the end, over crop [0.8, 1] with lr 4e-3,
+   * layer decay 0.75, drop path 0.1, smoothing 0.1 (docs/training.md). */
+  o.lr = 8e-3f, o.layer_decay = 0.9f, o.mixup = 0, o.cutmix = 0, o.crop_scale_min = 1.0f, o.warmup_epochs = 0.5f;
+  o.drop_path = 0, o.label_smoothing = 0;
   o.batch = d->batch, o.log_every = 20, o.patch_size = d->patch, o.color_jitter = 0;
   printf("\n== 3/4 fine-tuning: %d epoch(s) on %lld training images ==\n", o.epochs, d->ft_subset);
   fflush(stdout);
@@ -125,7 +131,7 @@ static int step_pictures(const demo_opts *d, const char *tok_path, double *top1)
 
 int cmd_demo(int argc, char **argv) {
   demo_opts d = {.out = "runs/demo", .model = "mini", .tokenizer = "kmeans", .threads = 0, .tok_steps = 1500,
-                 .pt_epochs = 1, .ft_epochs = 6, .patch = 7, .batch = 256, .subset = 60000, .ft_subset = 60000};
+                 .pt_epochs = 1, .ft_epochs = 8, .patch = 7, .batch = 256, .subset = 60000, .ft_subset = 60000};
   beit_arg a[] = {
       {"out", ARG_STR, &d.out, "folder for everything the demo writes", 0, 0},
       {"model", ARG_STR, &d.model, "BEiT preset", 0, 0},

@@ -51,7 +51,7 @@ static size_t layout(beit_model *m, beit_acts *a, float *base, int B, int with_g
   a->relbias = c->no_rel_pos ? NULL : take(&b, (size_t)(c->shared_rel_pos ? 1 : L) * H * N * N);
   a->keep = take(&b, (size_t)L * 2 * B);
   a->qkv_bias = take(&b, 3 * (size_t)C);
-  int nb = with_grad ? L : 1;   /* distinct per-block buffers */
+  int nb = with_grad == BEIT_GRAD_KEEP ? L : 1;   /* distinct per-block buffers */
   float **ptrs[] = {a->resid, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->att, a->attn_out,
                     a->proj, a->mid, a->ln2, a->ln2_mean, a->ln2_rstd, a->fc1, a->gelu, a->fc2};
   size_t sizes[] = {BN * C, BN * C, BN, BN, BN * 3 * C, (size_t)B * H * N * N, BN * C,
@@ -70,7 +70,11 @@ static size_t layout(beit_model *m, beit_acts *a, float *base, int B, int with_g
   a->head_mean = take(&b, head_rows);
   a->head_rstd = take(&b, head_rows);
   a->logits = take(&b, head_rows * headK);
-  a->probs = take(&b, head_rows * headK);
+  /* probs and dlogits: the classifier's (B x classes) and the pixel head's; the
+   * MIM head computes its probabilities and their gradient in a->logits */
+  size_t small_head = (size_t)B * c->num_classes;
+  if (c->pixel_head && head_rows * Kp > small_head) small_head = head_rows * Kp;
+  a->probs = take(&b, (size_t)B * c->num_classes);
   a->pix_target = c->pixel_head ? take(&b, head_rows * Kp) : NULL;
   if (with_grad) {
     a->dresid = take(&b, BN * C);
@@ -87,7 +91,7 @@ static size_t layout(beit_model *m, beit_acts *a, float *base, int B, int with_g
     a->demb = take(&b, (size_t)B * Np * C);
     a->dhead_in = take(&b, head_rows * C);
     a->dhead_ln = take(&b, head_rows * C);
-    a->dlogits = take(&b, head_rows * headK);
+    a->dlogits = take(&b, small_head);
   }
   return b.used * sizeof(float);
 }
@@ -446,7 +450,8 @@ static double head_masked_forward(beit_model *m, beit_task task, const beit_inpu
     int V = c->vocab_size;
     linear_forward(a->logits, a->head_ln, beit_params_get(p, "lm_head.weight"), beit_params_get(p, "lm_head.bias"),
                    Mt, C, V);
-    loss = softmax_xent_forward(a->probs, a->logits, a->targets, Mt, V);
+    /* the logits stay (beit_logits); the backward pass turns them into the gradient in place */
+    loss = softmax_xent_loss(a->logits, a->targets, Mt, V);
     if (st) st->correct = count_correct(a->logits, a->targets, Mt, V), st->count = Mt;
   } else {
     int Kp = c->channels * c->patch_size * c->patch_size;
@@ -528,8 +533,8 @@ static void head_backward(beit_model *m, const beit_input *bt) {
   int K;
   if (m->task == BEIT_TASK_MIM) {
     K = c->vocab_size, hw = "lm_head.weight", hb = "lm_head.bias", nw = "norm.weight", nb = "norm.bias";
-    zero(a->dlogits, (size_t)rows * K);
-    softmax_xent_backward(a->dlogits, a->probs, a->targets, rows, K, 1.0f);
+    softmax_xent_forward(a->logits, a->logits, a->targets, rows, K);  /* in place: probabilities, */
+    softmax_xent_backward(a->logits, a->logits, a->targets, rows, K, 1.0f);  /* then their gradient */
   } else if (m->task == BEIT_TASK_PIXEL) {
     K = c->channels * c->patch_size * c->patch_size;
     hw = "pixel_head.weight", hb = "pixel_head.bias", nw = "norm.weight", nb = "norm.bias";
@@ -544,7 +549,8 @@ static void head_backward(beit_model *m, const beit_input *bt) {
     else softmax_xent_backward(a->dlogits, a->probs, bt->labels, rows, K, 1.0f);
   }
   zero(a->dhead_ln, (size_t)rows * C);
-  linear_backward(a->dhead_ln, beit_params_grad(p, hw), beit_params_grad(p, hb), a->dlogits, a->head_ln,
+  linear_backward(a->dhead_ln, beit_params_grad(p, hw), beit_params_grad(p, hb),
+                  m->task == BEIT_TASK_MIM ? a->logits : a->dlogits, a->head_ln,
                   beit_params_get(p, hw), rows, C, K);
   zero(a->dhead_in, (size_t)rows * C);
   layernorm_backward(a->dhead_in, beit_params_grad(p, nw), beit_params_grad(p, nb), a->dhead_ln, a->head_in,
@@ -605,6 +611,8 @@ void beit_backward(beit_model *m, const beit_input *bt) {
   if (shared) zero(a->drelbias, HNN);
   for (int l = c->depth - 1; l >= 0; l--) {
     if (per_block) zero(a->drelbias, HNN);
+    if (m->with_grad == BEIT_GRAD_RECOMPUTE)  /* the block's activations, from its kept input */
+      block_forward(m, l, B, relbias_of(m, l), keep_of(m, l, 0, B), keep_of(m, l, 1, B));
     block_backward(m, l, B, a->drelbias);
     if (per_block) relpos_bias_backward(block_at(p, p->grad, l).table, a->drelbias, m->relpos_index, N, H);
   }

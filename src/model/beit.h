@@ -79,7 +79,11 @@ void beit_model_free(beit_model *m);
  * 1/sqrt(2*layer) rescale of attn.proj and fc2, LayerScale, head init scale. */
 void beit_model_init_weights(beit_model *m, uint64_t seed, float head_init_scale);
 /* Allocates the activation arena for batches up to max_batch. with_grad = 0
- * gives a small forward-only arena (eval, predict). Prints nothing. */
+ * gives a small forward-only arena (eval, predict); BEIT_GRAD_RECOMPUTE keeps
+ * only each block's input and recomputes the block's forward pass during the
+ * backward pass (one more forward per step, activations of one block instead
+ * of all). Prints nothing. */
+enum { BEIT_GRAD_KEEP = 1, BEIT_GRAD_RECOMPUTE = 2 };
 int beit_model_reserve(beit_model *m, int max_batch, int with_grad);
 size_t beit_model_arena_bytes(const beit_model *m);
 /* Bytes a model of cfg needs: weights, gradients, the activation arena for
@@ -103,7 +107,7 @@ void beit_encode(beit_model *m, const float *images, int B);
 void beit_backward(beit_model *m, const beit_input *batch);
 
 /* Views into the arena after a forward. */
-const float *beit_logits(const beit_model *m);            /* classify: [B, K]; MIM: [masked, V] */
+const float *beit_logits(const beit_model *m);            /* classify: [B, K]; MIM: [masked, V] (until beit_backward) */
 const float *beit_attention(const beit_model *m, int layer); /* [B, H, N, N] (forward-only arena: last layer only) */
 const float *beit_hidden(const beit_model *m, int layer);    /* block input of `layer` (depth = final), [B, N, C] */
 

@@ -12,6 +12,21 @@ static void softmax_row(float *p, const float *x, int K) {
   for (int k = 0; k < K; k++) p[k] *= inv;
 }
 
+/* The loss alone, from log-sum-exp: nothing written. */
+double softmax_xent_loss(const float *logits, const int32_t *target, int M, int K) {
+  double loss = 0;
+#pragma omp parallel for reduction(+ : loss)
+  for (int m = 0; m < M; m++) {
+    const float *x = logits + (size_t)m * K;
+    float mx = -INFINITY;
+    double s = 0;
+    for (int k = 0; k < K; k++) mx = x[k] > mx ? x[k] : mx;
+    for (int k = 0; k < K; k++) s += expf(x[k] - mx);
+    loss += log(s) - (x[target[m]] - mx);
+  }
+  return M ? loss / M : 0;
+}
+
 double softmax_xent_forward(float *probs, const float *logits, const int32_t *target, int M, int K) {
   double loss = 0;
 #pragma omp parallel for reduction(+ : loss)
@@ -30,7 +45,10 @@ void softmax_xent_backward(float *dlogits, const float *probs, const int32_t *ta
   for (int m = 0; m < M; m++) {
     const float *p = probs + (size_t)m * K;
     float *d = dlogits + (size_t)m * K;
-    for (int k = 0; k < K; k++) d[k] += s * (p[k] - (k == target[m]));
+    if (d == p)
+      for (int k = 0; k < K; k++) d[k] = s * (p[k] - (k == target[m]));
+    else
+      for (int k = 0; k < K; k++) d[k] += s * (p[k] - (k == target[m]));
   }
 }
 

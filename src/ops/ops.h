@@ -91,8 +91,14 @@ void scatter_add_rows(float *dinp, const float *dout, const int32_t *rows, int n
 /* ---- softmax cross-entropy, mean over M rows.
  * Hard targets: target[M] (class ids); soft targets: target_probs[M,K] (mixup,
  * label smoothing). probs[M,K] is saved. Returns the mean loss. Backward writes
- * dlogits += scale * (probs - target) / M. */
+ * dlogits += scale * (probs - target) / M. Both may work in place: the forward
+ * with probs == logits, softmax_xent_backward with dlogits == probs, which then
+ * overwrites the probabilities with the gradient instead of accumulating (the MIM
+ * head's rows x 8192 buffers are the largest of a small model's step: it takes
+ * the loss with softmax_xent_loss, and in the backward pass turns its logits into
+ * probabilities and then into their gradient, in place). */
 double softmax_xent_forward(float *probs, const float *logits, const int32_t *target, int M, int K);
+double softmax_xent_loss(const float *logits, const int32_t *target, int M, int K);  /* writes nothing */
 void softmax_xent_backward(float *dlogits, const float *probs, const int32_t *target, int M, int K,
                            float scale);
 double soft_xent_forward(float *probs, const float *logits, const float *target_probs, int M, int K);

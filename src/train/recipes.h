@@ -21,6 +21,7 @@ typedef struct {
   float color_jitter;      /* brightness/contrast/saturation strength (0 = off) */
   long long seed;
   int resume;              /* continue from out/checkpoint.safetensors */
+  int recompute;           /* recompute block activations in the backward pass (less memory) */
   int save_every;          /* checkpoint every N steps (0 = each epoch only) */
   int keep;                /* checkpoints kept: checkpoint.safetensors + checkpoint-1 .. -(keep-1) */
   int skip_nonfinite;      /* skip a step with a non-finite loss/gradient (at most 10 in a row) instead of stopping */

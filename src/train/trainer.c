@@ -96,10 +96,12 @@ static void sync_from_root(beit_trainer *t) {
   t->opt.step = t->st.step;
 }
 
+static int grad_mode(const beit_recipe_opts *o) { return o->recompute ? BEIT_GRAD_RECOMPUTE : BEIT_GRAD_KEEP; }
+
 /* Everything the model will hold, checked before any of it is allocated. */
 static int check_memory(const beit_trainer *t, const beit_config *cfg) {
   int local = beit_dist_local_size();
-  double need = beit_model_memory_bytes(cfg, t->o->batch / t->world, 1, 1);
+  double need = beit_model_memory_bytes(cfg, t->o->batch / t->world, grad_mode(t->o), 1);
   if (need < 0) return BEIT_ERR;
   char what[200];
   snprintf(what, sizeof what, "%s of '%s' at %d images per step (weights, gradients, AdamW moments, activations%s)",
@@ -111,7 +113,7 @@ int trainer_open_model(beit_trainer *t, const beit_config *cfg, float layer_deca
   const beit_recipe_opts *o = t->o;
   int root = t->rank == 0;
   if (check_memory(t, cfg) != BEIT_OK) return BEIT_ERR;
-  if (beit_model_init(&t->model, cfg) != BEIT_OK || beit_model_reserve(&t->model, o->batch / t->world, 1) != BEIT_OK)
+  if (beit_model_init(&t->model, cfg) != BEIT_OK || beit_model_reserve(&t->model, o->batch / t->world, grad_mode(o)) != BEIT_OK)
     return BEIT_ERR;
   beit_model_init_weights(&t->model, (uint64_t)o->seed, 0.001f);
   beit_optim_cfg oc = {.lr = o->lr, .min_lr = o->min_lr,
