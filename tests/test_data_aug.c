@@ -127,6 +127,17 @@ static void test_eval(void) {
   }
   CHECK_TRUE(worst < 1.5f / 255, "eval 64x128 -> 16 (crop_pct 0.5): resize + centre crop of a ramp (worst %.2f/255)", worst * 255);
   CHECK_TRUE(beit_aug_eval(&img, 28, 1.5f, mean, std, out) == BEIT_ERR, "crop_pct 1.5 refused");
+  /* a 28 px image evaluated at 32 with the default crop keeps its border pixels, as
+   * the training crops of the whole image do (a 0.875 centre crop would drop them) */
+  beit_image edge = ramp_image(28, 28, 1);
+  float o32[32 * 32];
+  beit_aug_eval(&edge, 32, beit_default_crop_pct(32), ZERO, ONE, o32);
+  CHECK_TRUE(fabsf(o32[0]) < 0.02f && fabsf(o32[31] - 1.0f) < 0.02f,
+             "28 -> 32 px at the default crop_pct (%.3f) keeps the ramp's ends: %.3f and %.3f (want 0 and 1)",
+             beit_default_crop_pct(32), o32[0], o32[31]);
+  CHECK_TRUE(beit_default_crop_pct(224) == 0.875f && beit_default_crop_pct(384) == 1.0f,
+             "default crop_pct 0.875 at 224 px, 1 at 384 px (spec 7.3)");
+  beit_image_free(&edge);
   beit_image_free(&img), beit_image_free(&big), beit_image_free(&wide);
 }
 

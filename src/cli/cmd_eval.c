@@ -124,7 +124,7 @@ static int open_image_model(image_model *im, const char *cmd, const char *ckpt, 
     return BEIT_ERR;
   }
   int S = im->m.cfg.image_size;
-  im->crop_pct = crop_pct > 0 ? crop_pct : im->info.crop_pct > 0 ? im->info.crop_pct : S <= 64 || S >= 384 ? 1.0f : 0.875f;
+  im->crop_pct = crop_pct > 0 ? crop_pct : im->info.crop_pct > 0 ? im->info.crop_pct : beit_default_crop_pct(S);
   const float *mu = im->info.mean, *sd = im->info.std;
   fprintf(stderr, "%s: %s (%s names), %dx%d input: shorter side to %d (bicubic), centre crop; mean %g %g %g, std %g %g %g (%s)\n",
           cmd, ckpt, beit_scheme_name(im->info.scheme), S, S, (int)floor(S / im->crop_pct + 1e-9), mu[0], mu[1], mu[2],
@@ -152,7 +152,7 @@ int cmd_predict(int argc, char **argv) {
   beit_arg a[] = {
       {"checkpoint", ARG_STR, &ckpt, "classifier: beit.c, timm or unilm safetensors, or a Hugging Face folder", 0, 0},
       {"top", ARG_INT, &top, "classes to show per image", 1, 1000},
-      {"crop-pct", ARG_FLOAT, &crop_pct, "centre-crop share (0 = the checkpoint's, else 0.875 below 384 px)", 0, 1},
+      {"crop-pct", ARG_FLOAT, &crop_pct, "centre-crop share (0 = the checkpoint's, else 0.875 from 65 to 383 px, 1 outside)", 0, 1},
       {"threads", ARG_INT, &threads, "threads (0 = all cores)", 0, 1024},
   };
   char **files;
@@ -204,7 +204,7 @@ int cmd_attention(int argc, char **argv) {
   beit_arg a[] = {
       {"checkpoint", ARG_STR, &ckpt, "any BEiT checkpoint (classifier or pretrained): beit.c, timm, unilm, Hugging Face", 0, 0},
       {"out", ARG_STR, &out, "PNG to write", 0, 0},
-      {"crop-pct", ARG_FLOAT, &crop_pct, "centre-crop share (0 = the checkpoint's, else 0.875 below 384 px)", 0, 1},
+      {"crop-pct", ARG_FLOAT, &crop_pct, "centre-crop share (0 = the checkpoint's, else 0.875 from 65 to 383 px, 1 outside)", 0, 1},
       {"threads", ARG_INT, &threads, "threads (0 = all cores)", 0, 1024},
   };
   char **files;

@@ -61,5 +61,7 @@ int beit_aug_train(const beit_aug_cfg *cfg, const beit_image *img, beit_rng *rng
  * normalised. An image already size x size is passed through exactly. */
 int beit_aug_eval(const beit_image *img, int size, float crop_pct, const float mean[3], const float std[3],
                   float *out);
+/* The eval crop_pct for a model input of size x size when nobody chose one. */
+float beit_default_crop_pct(int size);
 
 #endif

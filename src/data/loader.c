@@ -45,7 +45,6 @@ void beit_loader_defaults(beit_loader_cfg *cfg, beit_load_mode mode) {
   cfg->mode = mode;
   cfg->batch_size = 64;
   beit_aug_defaults(&cfg->aug);
-  cfg->crop_pct = 0.875f;
   cfg->world_size = 1;
   cfg->num_workers = 2;
   cfg->prefetch = 2;
@@ -61,6 +60,7 @@ static int resolve_sizes(beit_loader_cfg *c, const beit_dataset *ds) {
   if (c->mode != BEIT_LOAD_PRETRAIN) c->second_size = -1;
   else if (c->second_size == 0) c->second_size = c->image_size / c->patch_size * 8;
   if (c->std[0] == 0) memcpy(c->mean, ds->mean, sizeof c->mean), memcpy(c->std, ds->std, sizeof c->std);
+  if (c->crop_pct <= 0) c->crop_pct = beit_default_crop_pct(c->image_size);
   return BEIT_OK;
 }
 

@@ -27,7 +27,7 @@ typedef struct {
   int min_block, max_block; /* 0 = defaults (see masking.h) */
   int random_mask;  /* ablation: exactly num_mask random cells */
   beit_aug_cfg aug;
-  float crop_pct;   /* eval transform, 0.875 */
+  float crop_pct;   /* eval transform; 0 = beit_default_crop_pct(image_size) */
   float mean[3], std[3]; /* std[0] == 0: the dataset's */
   uint64_t seed;
   int rank, world_size;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "data/augment.h"
 #include "core/core.h"
 #include "io/safetensors.h"
 #include "model/pos_resize.h"
@@ -618,7 +619,7 @@ static int usable_names(const beit_checkpoint_info *info, int K) {
 
 static float eval_crop_pct(const beit_checkpoint_info *info, int S) {
   if (info && info->crop_pct > 0) return info->crop_pct;
-  return S >= 384 || S <= 64 ? 1.0f : 0.875f;  /* official eval: 224/256 below 384 (spec 7.3) */
+  return beit_default_crop_pct(S);
 }
 
 static int write_weights(const beit_model *m, const beit_checkpoint_info *info, beit_scheme scheme, const char *path) {

@@ -33,7 +33,7 @@ static int evaluate_batches(beit_model *m, const beit_dataset *ds, int image_siz
   int rc = BEIT_OK;
   for (int64_t first = (int64_t)rank * B; first < ds->n && rc == BEIT_OK; first += (int64_t)B * world) {
     int n = (int)(ds->n - first < B ? ds->n - first : B);
-    rc = beit_eval_images(ds, first, n, image_size, 0.875f, ds->mean, ds->std, images, labels);
+    rc = beit_eval_images(ds, first, n, image_size, beit_default_crop_pct(image_size), ds->mean, ds->std, images, labels);
     if (rc != BEIT_OK) break;
     beit_input in = {.B = n, .images = images, .labels = labels};
     beit_stats s;
