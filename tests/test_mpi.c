@@ -42,6 +42,11 @@ static char g_bin[1024], g_tok[1024], g_data[1024];
 /* ---- processes ------------------------------------------------------------- */
 /* Starts argv in a session of its own (so the job can be killed as a whole),
  * output to log. */
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
 static pid_t spawn(char *const argv[], const char *log) {
   fflush(stdout);
   pid_t pid = fork();
@@ -58,6 +63,9 @@ static pid_t spawn(char *const argv[], const char *log) {
     execvp(argv[0], argv);
     _exit(127);
   }
+  /* session_signal finds the job by its session: wait until the child has one, or a
+   * loaded machine lets the caller look before setsid() and see no job at all */
+  for (int i = 0; i < 10000 && pid > 0 && getsid(pid) != pid; i++) sleep_ms(1);
   return pid;
 }
 
@@ -116,10 +124,6 @@ static pid_t a_rank_of(pid_t mpirun) {
   return found;
 }
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
 
 /* Waits (up to 20 s) until nothing of the job is left; kills stragglers. */
 static int job_gone(pid_t sid) {
@@ -319,14 +323,17 @@ static void kill_and_resume(void) {
   a[n] = NULL;
 
   /* 1: the whole job dies (every process at once) some time after its first checkpoint */
+  /* waits up to 10 minutes: a loaded machine (or valgrind) can take long to the first save */
   pid_t job = spawn(a, log);
-  for (int i = 0; i < 6000 && access(ckpt, F_OK) != 0 && session_signal(job, 0) > 0; i++) sleep_ms(10);
+  for (int i = 0; i < 60000 && access(ckpt, F_OK) != 0 && session_signal(job, 0) > 0; i++) sleep_ms(10);
+  int saved = access(ckpt, F_OK) == 0;
   int ms = (int)beit_rng_randint(&r, 0, 100);
   sleep_ms(ms);
   session_signal(job, SIGKILL);
   int rc = wait_exit(job);
-  CHECK_TRUE(job_gone(job) && checkpoint_loads(dir), "kill: whole job SIGKILLed %d ms after its first checkpoint "
-             "(exit %d); the checkpoint loads", ms, rc);
+  CHECK_TRUE(saved && job_gone(job) && checkpoint_loads(dir), "kill: whole job SIGKILLed %d ms after its first "
+             "checkpoint (exit %d; %s); the checkpoint loads", ms, rc,
+             saved ? "it had saved one" : "it never saved one: see the .out file");
 
   /* the checkpoint of 2 ranks continues in one process with the same global batch */
   char sw[900];
@@ -349,7 +356,7 @@ static void kill_and_resume(void) {
   struct stat before, now;
   int had = stat(ckpt, &before) == 0;
   job = spawn(a, log);
-  for (int i = 0; i < 6000 && session_signal(job, 0) > 0; i++) {
+  for (int i = 0; i < 60000 && session_signal(job, 0) > 0; i++) {
     if (stat(ckpt, &now) == 0 && (!had || now.st_ino != before.st_ino)) break;  /* renamed into place: new */
     sleep_ms(10);
   }
