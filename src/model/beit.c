@@ -108,6 +108,7 @@ static void acts_free(beit_acts *a) {
 int beit_model_reserve(beit_model *m, int max_batch, int with_grad) {
   acts_free(m->acts);
   m->acts = NULL;
+  if (with_grad && beit_params_alloc_grad(&m->params) != BEIT_OK) return BEIT_ERR;
   beit_acts *a = calloc(1, sizeof *a);
   if (!a) return beit_errorf("out of memory");
   int L = m->cfg.depth;
@@ -264,7 +265,7 @@ int beit_model_init(beit_model *m, const beit_config *cfg) {
     return BEIT_ERR;
   }
   m->relpos_index = beit_alloc((size_t)m->tokens * m->tokens * sizeof(int32_t), "relative position index");
-  if (!m->relpos_index || beit_params_alloc(&m->params) != BEIT_OK) {
+  if (!m->relpos_index || beit_params_alloc_data(&m->params) != BEIT_OK) {  /* gradients: beit_model_reserve */
     beit_model_free(m);
     return BEIT_ERR;
   }

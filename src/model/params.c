@@ -36,10 +36,19 @@ int beit_params_add(beit_params *p, const char *name, int ndim, const int64_t *s
   return p->n++;
 }
 
-int beit_params_alloc(beit_params *p) {
+int beit_params_alloc_data(beit_params *p) {
   p->data = beit_calloc(p->total * sizeof(float), "parameters");
-  p->grad = p->data ? beit_calloc(p->total * sizeof(float), "gradients") : NULL;
-  if (!p->data || !p->grad) {
+  return p->data ? BEIT_OK : BEIT_ERR;
+}
+
+int beit_params_alloc_grad(beit_params *p) {
+  if (!p->grad) p->grad = beit_calloc(p->total * sizeof(float), "gradients");
+  return p->grad ? BEIT_OK : BEIT_ERR;
+}
+
+int beit_params_alloc(beit_params *p) {
+  if (beit_params_alloc_data(p) != BEIT_OK) return BEIT_ERR;
+  if (beit_params_alloc_grad(p) != BEIT_OK) {
     beit_free(p->data);
     p->data = NULL;
     return BEIT_ERR;

@@ -34,7 +34,10 @@ void beit_params_init(beit_params *p);
 /* Appends a tensor to the table (before beit_params_alloc). Returns its index. */
 int beit_params_add(beit_params *p, const char *name, int ndim, const int64_t *shape,
                     int layer_id, int decay);
-/* Allocates data and grad (zeroed). */
+/* Allocates data and grad (zeroed); or each alone (grad: once, when missing), so a
+ * model that only runs forward never holds gradient memory. */
+int beit_params_alloc_data(beit_params *p);
+int beit_params_alloc_grad(beit_params *p);
 int beit_params_alloc(beit_params *p);
 void beit_params_free(beit_params *p);
 /* Index of a tensor by name, or -1. */
