@@ -568,12 +568,13 @@ static int train_kmeans(beit_tok_train_cfg *c) {
   double secs = beit_now() - t0, mae, ppl;
   int used, ne = c->eval_images < test.n ? c->eval_images : (int)test.n;
   if (!rc) rc = evaluate(&t, &test, ne, &mae, &used, &ppl);
-  char path[1200], v[2][32];
+  char path[1200], v[3][32];
   snprintf(path, sizeof path, "%s/tokenizer.safetensors", c->out);
   snprintf(v[0], sizeof v[0], "%d", n);
   snprintf(v[1], sizeof v[1], "%.6f", st.inertia);
-  const char *kv[] = {"train_images", v[0], "inertia", v[1], "data", c->data};
-  if (!rc) rc = kmeans_save(&t.km, path, kv, 3);
+  snprintf(v[2], sizeof v[2], "%d", rc ? 0 : used);
+  const char *kv[] = {"train_images", v[0], "inertia", v[1], "test_codes_used", v[2], "data", c->data};
+  if (!rc) rc = kmeans_save(&t.km, path, kv, 4);
   if (!rc) {
     printf("k-means: %zu patches (%dx%d) from %d images, k %d, %d Lloyd iterations in %.2f s, inertia %.4f\n",
            o.max_patches && o.max_patches < all ? o.max_patches : all, c->km.patch, c->km.patch, n, c->km.k,
