@@ -31,6 +31,23 @@ def pretrain_last(runs, v):
     return rows[-1]
 
 
+def caption(runs, which, png):
+    """What `beit plot` printed for one picture: its axes, then a colour per run."""
+    path = os.path.join(runs, "plots-" + which + ".txt")
+    if not os.path.exists(path):
+        return ""
+    lines, keep = [], False
+    for l in open(path):
+        if l.startswith("/") or l.startswith(runs) or ".png:" in l:
+            keep = l.split(":")[0].endswith("/" + png)
+            if keep:
+                lines.append(l.split(": ", 1)[1].strip())
+        elif keep and l.strip():
+            colour, rest = l.split(None, 1)
+            lines.append(f"{colour}: {os.path.basename(rest.split(' (')[0])}")
+    return ("*" + "; ".join(lines) + "*\n") if lines else ""
+
+
 def seconds(runs, name):
     with open(os.path.join(runs, name, "done.json")) as f:
         d = json.load(f)
@@ -95,7 +112,11 @@ def main():
       f"({beit - scratch:+.2f} points; best pretraining variant {best_pt - scratch:+.2f}).")
     p("\n## Curves\n")
     p("![fine-tuning test top-1 per epoch](results/finetune-test-top1.png)\n")
-    p("![pretraining loss](results/pretrain-loss.png) ![pretraining masked-token accuracy](results/pretrain-accuracy.png)\n")
+    p(caption(R, "finetune", "test_top1.png"))
+    p("![pretraining loss](results/pretrain-loss.png)\n")
+    p(caption(R, "pretrain", "loss.png"))
+    p("![pretraining masked-token accuracy](results/pretrain-accuracy.png)\n")
+    p(caption(R, "pretrain", "accuracy.png"))
     p("## Commands and wall time of each run\n")
     p("| run | seconds | command |")
     p("|---|---|---|")
