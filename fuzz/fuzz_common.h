@@ -82,4 +82,28 @@ static inline void fuzz_split(const uint8_t *data, size_t size, const uint8_t **
   *b = *a + len, *nb = body - len;
 }
 
+/* Opens a dataset spec (dataset harnesses include data/dataset.h first). Accepted:
+ * every label lies below the class count, the last sample can be fetched, and
+ * `check` holds (the format's own properties). Refused: a message, nothing left
+ * allocated. */
+#ifdef BEIT_DATASET_H
+static inline void fuzz_dataset(const char *spec, void (*check)(const beit_dataset *)) {
+  beit_dataset ds;
+  if (beit_dataset_open(&ds, spec, 0) != BEIT_OK) {
+    fuzz_refused();
+    FUZZ_ASSERT(ds.pixels == NULL && ds.labels == NULL);
+    return;
+  }
+  fuzz_accepted(spec);
+  FUZZ_ASSERT(ds.n > 0 && ds.num_classes > 0);
+  for (int64_t i = 0; i < ds.n; i++) FUZZ_ASSERT(ds.labels[i] >= 0 && ds.labels[i] < ds.num_classes);
+  check(&ds);
+  beit_image img = {0};
+  int32_t label;
+  FUZZ_ASSERT(beit_dataset_get(&ds, ds.n - 1, &img, &label) == BEIT_OK);
+  beit_image_free(&img);
+  beit_dataset_close(&ds);
+}
+#endif
+
 #endif

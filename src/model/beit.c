@@ -96,12 +96,23 @@ static size_t layout(beit_model *m, beit_acts *a, float *base, int B, int with_g
   return b.used * sizeof(float);
 }
 
+/* Allocates (alloc = 1) or frees the arena's 15 per-block pointer lists of depth + 1
+ * entries. Returns 0 when an allocation failed. */
+static int acts_lists(beit_acts *a, int depth, int alloc) {
+  float ***lists[] = {&a->resid, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->att, &a->attn_out,
+                      &a->proj, &a->mid, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fc1, &a->gelu, &a->fc2};
+  int ok = 1;
+  for (int k = 0; k < 15; k++) {
+    if (alloc) ok &= (*lists[k] = calloc((size_t)depth + 1, sizeof(float *))) != NULL;
+    else free(*lists[k]), *lists[k] = NULL;
+  }
+  return ok;
+}
+
 static void acts_free(beit_acts *a) {
   if (!a) return;
   beit_free(a->block);
-  float **arrays[] = {a->resid, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->att, a->attn_out,
-                      a->proj, a->mid, a->ln2, a->ln2_mean, a->ln2_rstd, a->fc1, a->gelu, a->fc2};
-  for (int k = 0; k < 15; k++) free(arrays[k]);
+  acts_lists(a, 0, 0);
   free(a);
 }
 
@@ -111,10 +122,10 @@ int beit_model_reserve(beit_model *m, int max_batch, int with_grad) {
   if (with_grad && beit_params_alloc_grad(&m->params) != BEIT_OK) return BEIT_ERR;
   beit_acts *a = calloc(1, sizeof *a);
   if (!a) return beit_errorf("out of memory");
-  int L = m->cfg.depth;
-  float ***arrays[] = {&a->resid, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->att, &a->attn_out,
-                       &a->proj, &a->mid, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fc1, &a->gelu, &a->fc2};
-  for (int k = 0; k < 15; k++) *arrays[k] = calloc((size_t)L + 1, sizeof(float *));
+  if (!acts_lists(a, m->cfg.depth, 1)) {
+    acts_free(a);
+    return beit_errorf("out of memory");
+  }
   size_t bytes = layout(m, a, NULL, max_batch, with_grad);
   char what[96];
   snprintf(what, sizeof what, "the activations of a batch of %d", max_batch);
@@ -147,8 +158,8 @@ static void set_geometry(beit_model *m, const beit_config *cfg) {
 }
 
 /* Weights + gradients + relative position index, in bytes. */
-static double table_bytes(const beit_model *m) {
-  return (double)m->params.total * 2 * sizeof(float) + (double)m->tokens * m->tokens * sizeof(int32_t);
+static double table_bytes(double params, int tokens) {
+  return params * 2 * sizeof(float) + (double)tokens * tokens * sizeof(int32_t);
 }
 
 double beit_config_param_count(const beit_config *cfg) {
@@ -164,22 +175,17 @@ double beit_config_param_count(const beit_config *cfg) {
 }
 
 double beit_model_memory_bytes(const beit_config *cfg, int batch, int with_grad, int with_optimizer) {
-  if (beit_config_validate(cfg) != BEIT_OK) return -1;
+  double n = beit_config_param_count(cfg);
+  if (n < 0) return -1;
   beit_model m;
   memset(&m, 0, sizeof m);
   set_geometry(&m, cfg);
-  beit_params_init(&m.params);
-  build_table(&m);
-  double bytes = table_bytes(&m) + (with_optimizer ? (double)m.params.total * 2 * sizeof(float) : 0);
-  beit_params_free(&m.params);
+  double bytes = table_bytes(n, m.tokens) + (with_optimizer ? n * 2 * sizeof(float) : 0);
   beit_acts a;
   memset(&a, 0, sizeof a);
-  float ***lists[] = {&a.resid, &a.ln1, &a.ln1_mean, &a.ln1_rstd, &a.qkv, &a.att, &a.attn_out,
-                      &a.proj, &a.mid, &a.ln2, &a.ln2_mean, &a.ln2_rstd, &a.fc1, &a.gelu, &a.fc2};
-  int ok = 1;
-  for (int k = 0; k < 15; k++) ok &= (*lists[k] = calloc((size_t)cfg->depth + 1, sizeof(float *))) != NULL;
+  int ok = acts_lists(&a, cfg->depth, 1);
   if (ok) bytes += (double)layout(&m, &a, NULL, batch, with_grad);
-  for (int k = 0; k < 15; k++) free(*lists[k]);
+  acts_lists(&a, 0, 0);
   return ok ? bytes : beit_errorf("out of memory estimating the model's memory");
 }
 
@@ -260,7 +266,7 @@ int beit_model_init(beit_model *m, const beit_config *cfg) {
   build_table(m);
   char what[96];
   snprintf(what, sizeof what, "a model of %.1f M parameters (weights and gradients)", m->params.total / 1e6);
-  if (beit_memory_check(table_bytes(m), what) != BEIT_OK) {
+  if (beit_memory_check(table_bytes((double)m->params.total, m->tokens), what) != BEIT_OK) {
     beit_params_free(&m->params);
     return BEIT_ERR;
   }
