@@ -64,7 +64,8 @@ int cmd_eval(int argc, char **argv) {
       {"batch", ARG_INT, &batch, "images per forward pass", 1, 65536},
       {"threads", ARG_INT, &threads, "threads (0 = all cores)", 0, 1024},
   };
-  int rc = beit_args_parse("beit eval --checkpoint CKPT [options]", "Top-1/top-5 accuracy and confusion matrix.", a,
+  int rc = beit_args_parse("beit eval --checkpoint CKPT [options]",
+                           "Top-1/top-5 accuracy and confusion matrix. A tie or a non-finite logit counts as wrong.", a,
                            (int)(sizeof a / sizeof a[0]), argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
   if (!ckpt) { fprintf(stderr, "beit eval: --checkpoint is required\n"); return 2; }
@@ -91,6 +92,9 @@ int cmd_eval(int argc, char **argv) {
   int K = r.num_classes;
   printf("%s split, %lld images: top-1 %.2f%%, top-5 %.2f%%, loss %.4f\n", beit_dataset_split_name(&ds),
          (long long)r.n, 100.0 * r.top1 / r.n, 100.0 * r.top5 / r.n, r.loss);
+  if (r.no_pred)
+    printf("%lld images without a prediction (tied or non-finite logits): counted wrong, in no column below\n",
+           (long long)r.no_pred);
   if (K <= 20) {
     printf("confusion matrix (rows: true class, columns: predicted)\n%14s", "");
     for (int j = 0; j < K; j++) printf(" %5d", j);

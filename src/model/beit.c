@@ -435,10 +435,8 @@ static int masked_rows(beit_model *m, const beit_input *bt) {
 static int64_t count_correct(const float *logits, const int32_t *target, int M, int K) {
   int64_t correct = 0;
   for (int i = 0; i < M; i++) {
-    const float *x = logits + (size_t)i * K;
-    int best = 0;
-    for (int k = 1; k < K; k++) if (x[k] > x[best]) best = k;
-    correct += best == target[i];
+    int pred = logits_top1(logits + (size_t)i * K, K);
+    correct += pred >= 0 && pred == target[i];
   }
   return correct;
 }

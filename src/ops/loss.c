@@ -1,5 +1,6 @@
 /* loss.c - softmax cross-entropy with hard or soft targets (mean over rows),
- * label smoothing, and MSE. Backward kernels accumulate (ops.h). */
+ * label smoothing, MSE, and the rank of a label among the logits (every
+ * accuracy in beit.c). Backward kernels accumulate (ops.h). */
 #include <math.h>
 
 #include "ops/ops.h"
@@ -80,6 +81,23 @@ void smooth_targets(float *target_probs, const int32_t *target, int M, int K, fl
   for (int m = 0; m < M; m++)
     for (int k = 0; k < K; k++)
       target_probs[(size_t)m * K + k] = eps / K + (k == target[m] ? 1.0f - eps : 0.0f);
+}
+
+int logits_rank(const float *x, int K, int label) {
+  float v = x[label];
+  if (!isfinite(v)) return K;
+  int r = 0;
+  for (int k = 0; k < K; k++) {
+    if (isnan(x[k])) return K;
+    r += k != label && x[k] >= v;
+  }
+  return r;
+}
+
+int logits_top1(const float *x, int K) {
+  int best = 0;
+  for (int k = 1; k < K; k++) if (x[k] > x[best]) best = k;
+  return logits_rank(x, K, best) == 0 ? best : -1;
 }
 
 double mse_forward(const float *pred, const float *target, size_t n) {

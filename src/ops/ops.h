@@ -107,6 +107,16 @@ void soft_xent_backward(float *dlogits, const float *probs, const float *target_
 /* Label smoothing: target_probs[m,k] = eps/K + (1-eps)*[k == target[m]] */
 void smooth_targets(float *target_probs, const int32_t *target, int M, int K, float eps);
 
+/* ---- ranking of one row of K logits: the one rule behind every top-1 / top-k
+ * count and every prediction. A tie or a non-finite value never counts in a
+ * class's favour: logits_rank is how many OTHER classes score >= the label's
+ * logit (0 = top-1), and K when that logit is not finite or any logit is NaN;
+ * logits_top1 is the class scoring above all others, -1 when none does (a tie at
+ * the top, a NaN, an infinite maximum). logits_top1(x, K) == y iff
+ * logits_rank(x, K, y) == 0. */
+int logits_rank(const float *logits, int K, int label);
+int logits_top1(const float *logits, int K);
+
 /* ---- mean squared error over n values (pixel-regression ablation) */
 double mse_forward(const float *pred, const float *target, size_t n);
 void mse_backward(float *dpred, const float *pred, const float *target, size_t n, float scale);

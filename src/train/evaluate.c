@@ -7,12 +7,7 @@
 #include "core/core.h"
 #include "core/dist.h"
 #include "data/loader.h"
-
-static int rank_of_label(const float *logits, int K, int label) {
-  int r = 0;
-  for (int k = 0; k < K; k++) r += logits[k] > logits[label];
-  return r;
-}
+#include "ops/ops.h"
 
 /* Batches rank, rank + world, ... of the split; r->loss is left as a sum. */
 static int evaluate_batches(beit_model *m, const beit_dataset *ds, int image_size, beit_eval_result *r,
@@ -41,11 +36,12 @@ static int evaluate_batches(beit_model *m, const beit_dataset *ds, int image_siz
     r->loss += s.loss * n;
     const float *logits = beit_logits(m);
     for (int i = 0; i < n; i++) {
-      int place = rank_of_label(logits + (size_t)i * K, K, labels[i]), pred = 0;
-      for (int k = 1; k < K; k++) if (logits[(size_t)i * K + k] > logits[(size_t)i * K + pred]) pred = k;
+      const float *x = logits + (size_t)i * K;
+      int place = logits_rank(x, K, labels[i]), pred = logits_top1(x, K);
       r->top1 += place == 0;
       r->top5 += place < 5;
-      r->confusion[(size_t)labels[i] * K + pred]++;
+      if (pred >= 0) r->confusion[(size_t)labels[i] * K + pred]++;
+      else r->no_pred++;
     }
     r->n += n;
     beit_progress_update(&bar, n, NULL);
@@ -68,9 +64,9 @@ int beit_evaluate_ranks(beit_model *m, const beit_dataset *ds, int image_size, b
   int rc = evaluate_batches(m, ds, image_size, r, show_progress && rank == 0, rank, world);
   if (rc != BEIT_OK) return rc;  /* the caller ends every rank (trainer_report_error) */
   if (world > 1) {
-    int64_t counts[3] = {r->n, r->top1, r->top5};
-    beit_dist_sum_i64(counts, 3);
-    r->n = counts[0], r->top1 = counts[1], r->top5 = counts[2];
+    int64_t counts[4] = {r->n, r->top1, r->top5, r->no_pred};
+    beit_dist_sum_i64(counts, 4);
+    r->n = counts[0], r->top1 = counts[1], r->top5 = counts[2], r->no_pred = counts[3];
     beit_dist_sum_f64(&r->loss, 1);
     beit_dist_sum_i64(r->confusion, (size_t)r->num_classes * r->num_classes);
   }

@@ -7,8 +7,11 @@
 #include "data/dataset.h"
 #include "model/beit.h"
 
+/* top1/top5 count by logits_rank (ops.h): a tie or a non-finite logit is wrong.
+ * An image whose logits have no strict finite maximum has no prediction: it is
+ * counted in no_pred and in no column of the confusion matrix. */
 typedef struct {
-  int64_t n, top1, top5;
+  int64_t n, top1, top5, no_pred;
   double loss;
   int64_t *confusion;  /* [K, K]: row = true class, column = predicted */
   int num_classes;

@@ -49,9 +49,8 @@ static double probe_accuracy(const float *x, const int32_t *y, int64_t n, const 
   float *logits = malloc((size_t)K * sizeof(float));
   for (int64_t i = 0; i < n; i++) {
     linear_forward(logits, x + i * C, w, b, 1, C, K);
-    int best = 0;
-    for (int k = 1; k < K; k++) if (logits[k] > logits[best]) best = k;
-    correct += best == y[i];
+    int pred = logits_top1(logits, K);
+    correct += pred >= 0 && pred == y[i];
   }
   free(logits);
   return n ? (double)correct / n : 0;
