@@ -102,36 +102,42 @@ static void test_resample(void) {
   beit_image_free(&img), beit_image_free(&r);
 }
 
+static int aug_eval(const beit_image *img, int size, float crop_pct, const float mean[3], const float std[3],
+                    float *out) {
+  beit_eval_prep p = beit_eval_prep_make(size, crop_pct, mean, std);
+  return beit_aug_eval(img, &p, out);
+}
+
 static void test_eval(void) {
   beit_image img = ramp_image(28, 28, 1);
   float out[28 * 28], ref[28 * 28];
   const float mean[3] = {0.2860f, 0, 0}, std[3] = {0.3530f, 1, 1};
-  beit_aug_eval(&img, 28, 0.875f, mean, std, out);
+  aug_eval(&img, 28, 1.0f, mean, std, out);
   for (int i = 0; i < 28 * 28; i++) ref[i] = (img.data[i] * (1.0f / 255.0f) - mean[0]) * (1.0f / std[0]);
   int exact = !memcmp(out, ref, sizeof out);
-  CHECK_TRUE(exact, "eval transform of a 28x28 image at size 28 is the identity (bit exact, normalised)");
+  CHECK_TRUE(exact, "eval transform of a 28x28 image at size 28, crop_pct 1, is the identity (bit exact, normalised)");
   beit_image big = ramp_image(32, 32, 3);
   float o3[3 * 28 * 28], r3[3 * 28 * 28];
-  beit_aug_eval(&big, 28, 0.875f, ZERO, ONE, o3); /* 28/0.875 = 32: no resize, centre crop at 2 */
+  aug_eval(&big, 28, 0.875f, ZERO, ONE, o3); /* 28/0.875 = 32: no resize, centre crop at 2 */
   for (int c = 0; c < 3; c++)
     for (int y = 0; y < 28; y++)
       for (int x = 0; x < 28; x++) r3[(c * 28 + y) * 28 + x] = big.data[((y + 2) * 32 + x + 2) * 3 + c] / 255.0f;
   check_close("eval 32x32 -> 28: centre crop, no resampling", o3, r3, 3 * 28 * 28, 1e-6, 0);
   beit_image wide = ramp_image(64, 128, 1);
   float ow[16 * 16];
-  beit_aug_eval(&wide, 16, 0.5f, ZERO, ONE, ow); /* shorter side -> 32 (x0.5), 64 wide; crop 16 at (8, 24) */
+  aug_eval(&wide, 16, 0.5f, ZERO, ONE, ow); /* shorter side -> 32 (x0.5), 64 wide; crop 16 at (8, 24) */
   float worst = 0;
   for (int i = 2; i < 14; i++) {
     double src = (24 + i + 0.5) * 2 - 0.5, want = src * 255 / 127 / 255;
     worst = fmaxf(worst, fabsf(ow[8 * 16 + i] - (float)want));
   }
   CHECK_TRUE(worst < 1.5f / 255, "eval 64x128 -> 16 (crop_pct 0.5): resize + centre crop of a ramp (worst %.2f/255)", worst * 255);
-  CHECK_TRUE(beit_aug_eval(&img, 28, 1.5f, mean, std, out) == BEIT_ERR, "crop_pct 1.5 refused");
+  CHECK_TRUE(aug_eval(&img, 28, 1.5f, mean, std, out) == BEIT_ERR, "crop_pct 1.5 refused");
   /* a 28 px image evaluated at 32 with the default crop keeps its border pixels, as
    * the training crops of the whole image do (a 0.875 centre crop would drop them) */
   beit_image edge = ramp_image(28, 28, 1);
   float o32[32 * 32];
-  beit_aug_eval(&edge, 32, beit_default_crop_pct(32), ZERO, ONE, o32);
+  aug_eval(&edge, 32, beit_default_crop_pct(32), ZERO, ONE, o32);
   CHECK_TRUE(fabsf(o32[0]) < 0.02f && fabsf(o32[31] - 1.0f) < 0.02f,
              "28 -> 32 px at the default crop_pct (%.3f) keeps the ramp's ends: %.3f and %.3f (want 0 and 1)",
              beit_default_crop_pct(32), o32[0], o32[31]);

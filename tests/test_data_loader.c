@@ -177,7 +177,8 @@ static void test_eval_train(void) {
   static float ref[8 * 784];
   int32_t lab[8];
   while (beit_loader_next(L, &b) == 1) {
-    beit_eval_images(&DS, steps * 8, b.n, 28, 0.875f, DS.mean, DS.std, ref, lab);
+    beit_eval_prep prep = beit_eval_prep_make(28, 0, DS.mean, DS.std);  /* the loader's default crop */
+    beit_eval_images(&DS, steps * 8, b.n, &prep, ref, lab);
     ok &= !memcmp(ref, b.images, sizeof(float) * 784 * b.n) && !memcmp(lab, b.labels, sizeof(int32_t) * b.n);
     for (int k = 0; k < b.n; k++) ok &= b.indices[k] == steps * 8 + k;
     ok &= b.masks == NULL && b.images2 == NULL;

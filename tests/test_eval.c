@@ -1,14 +1,21 @@
-/* test_eval.c - numbers a user can trust from eval and predict (issue 19): a
- * tie or a non-finite logit never counts as correct (crafted logits, and a
- * classifier with a zeroed head scoring at most 20% in `beit eval`). */
+/* test_eval.c - numbers a user can trust from eval and predict (issue 19, items
+ * 1-4): a tie or a non-finite logit never counts as correct (crafted logits, and
+ * a classifier with a zeroed head scoring at most 20% in `beit eval`); eval,
+ * predict and fine-tuning's evaluation prepare images one way, the checkpoint's
+ * (the same predictions from eval and predict; eval of best.safetensors gives the
+ * logged best top-1; class names that differ are refused); the eval transform is
+ * timm's Resize(floor(size / crop_pct)) + CenterCrop(size) also for images at the
+ * model size (against torch), and an absurd crop_pct or a std of 0 is refused. */
 #include <fcntl.h>
 #include <stdarg.h>
 
 #include "child.h"
 #include "core/core.h"
+#include "data/augment.h"
 #include "data/dataset.h"
 #include "fixture.h"
 #include "io/convert.h"
+#include "io/image.h"
 #include "io/safetensors.h"
 #include "ops/ops.h"
 #include "test.h"
@@ -31,6 +38,16 @@ static int run_beit(char *const args[], const char *out_path, const char *err_pa
   int status;
   waitpid(pid, &status, 0);
   return child_status(status);
+}
+
+/* printf arguments for the first line of s: "%.*s" */
+#define LINE(s) (int)strcspn((s), "\n"), (s)
+
+static int count_lines_with(const char *text, const char *prefix) {
+  int n = 0;
+  for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+    n += !strncmp(p, prefix, strlen(prefix));
+  return n;
 }
 
 /* ---- item 1: the rule on crafted logits ---------------------------------------- */
@@ -140,8 +157,9 @@ static void test_zero_head(void) {
     CHECK_TRUE(0, "open %s: %s", z, beit_last_error());
     return;
   }
+  beit_eval_prep prep = beit_checkpoint_eval_prep(&m, &info, 0);
   beit_eval_result r;
-  int ok = beit_evaluate(&m, &ds, m.cfg.image_size, &r, 0) == BEIT_OK;
+  int ok = beit_evaluate(&m, &ds, &prep, &r, 0) == BEIT_OK;
   int64_t diagonal = 0;
   for (int k = 0; ok && k < r.num_classes; k++) diagonal += r.confusion[(size_t)k * r.num_classes + k];
   CHECK_TRUE(ok && r.n == 64 && r.top1 == 0 && r.top5 == 0 && r.no_pred == 64 && diagonal == 0,
@@ -159,6 +177,240 @@ static void test_zero_head(void) {
   beit_model_free(&m);
 }
 
+/* ---- item 2: one preprocessing path ------------------------------------------------ */
+/* ROOT/{train,val}/<names[k]>/NNN.png from the tiny test split; files listed in *files. */
+static int make_folder(const char *root, const char *const *names, char ***files, int *nfiles) {
+  char p[1200];
+  TEST_PATHF(p, "%s/t10k-images-idx3-ubyte", g_tiny);
+  char *img = slurp(p);
+  TEST_PATHF(p, "%s/t10k-labels-idx1-ubyte", g_tiny);
+  char *lab = slurp(p);
+  *files = test_keep(calloc(64, sizeof(char *)));
+  *nfiles = 0;
+  int rc = 0;
+  for (int i = 0; i < 64 && rc == 0; i++) {
+    int y = (unsigned char)lab[8 + i];
+    for (int split = 0; split < 2 && rc == 0; split++) {
+      TEST_PATHF(p, "%s/%s/%s", root, split ? "val" : "train", names[y]);
+      beit_mkdir_p(p);
+      TEST_PATHF(p, "%s/%s/%s/%03d.png", root, split ? "val" : "train", names[y], i);
+      rc = beit_png_save(p, (const uint8_t *)img + 16 + (size_t)i * 784, 28, 28, 1);
+    }
+    (*files)[(*nfiles)++] = test_keep(strdup(p));
+  }
+  free(img), free(lab);
+  return rc;
+}
+
+/* The confusion matrix eval printed (rows "%2d %-11.11s" then K counts). */
+static int parse_confusion(const char *out, int K, long long *conf) {
+  const char *p = strstr(out, "columns: predicted)");
+  if (!p) return -1;
+  p = strchr(p, '\n') + 1;  /* the header of column numbers */
+  for (int i = 0; i < K; i++) {
+    if (!(p = strchr(p, '\n'))) return -1;
+    p++;
+    if (strlen(p) < 14 || atoi(p) != i) return -1;
+    const char *q = p + 14;
+    for (int j = 0; j < K; j++) conf[i * K + j] = strtoll(q, (char **)&q, 10);
+  }
+  return 0;
+}
+
+static int class_of(const char *const *names, const char *name) {
+  for (int k = 0; k < 10; k++)
+    if (!strcmp(names[k], name)) return k;
+  return -1;
+}
+
+/* predict's output (file, then "  PP.PP%  name" lines) as a confusion matrix, with
+ * the true class from each file's folder. */
+static int predict_confusion(char *out, const char *const *names, long long *conf) {
+  memset(conf, 0, 100 * sizeof *conf);
+  int n = 0;
+  for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+    if (line[0] == ' ') continue;
+    char *slash = strrchr(line, '/'), *next = strtok(NULL, "\n");
+    if (!slash || !next || !strchr(next, '%')) return -1;
+    *slash = 0;
+    int t = class_of(names, strrchr(line, '/') + 1), p = class_of(names, strchr(next, '%') + 3);
+    if (t < 0 || p < 0) return -1;
+    conf[t * 10 + p]++, n++;
+  }
+  return n;
+}
+
+static void test_eval_is_predict(void) {
+  printf("eval and predict prepare the same images the same way: the checkpoint's mean/std and crop_pct\n");
+  static const char *names[10] = {"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"};
+  char root[1100], ckpt[1100], out[1100], err[1100], spec[1200];
+  fx_path(root, sizeof root, "folder");
+  char cmd[1200];
+  TEST_PATHF(cmd, "rm -rf '%s'", root);
+  if (system(cmd) != 0) return;
+  char **files;
+  int nfiles;
+  CHECK_TRUE(make_folder(root, names, &files, &nfiles) == 0 && nfiles == 64, "64 PNGs in %s/{train,val}/c0..c9", root);
+  /* the folder's own normalisation is 0.5/0.5 and its default crop 1: the checkpoint asks for others */
+  fx_path(ckpt, sizeof ckpt, "named.safetensors");
+  const char *kv[] = {"class_names", "c0\nc1\nc2\nc3\nc4\nc5\nc6\nc7\nc8\nc9", "normalize", "0.2 0.2 0.2 0.25 0.25 0.25",
+                      "crop_pct", "0.875"};
+  if (edit_checkpoint(g_best, ckpt, 0, 0, kv, 3) != 0) return;
+  TEST_PATHF(spec, "folder:%s", root);
+  fx_path(out, sizeof out, "named-eval.out");
+  fx_path(err, sizeof err, "named-eval.err");
+  char *eargs[] = {(char *)child_beit_bin(), "eval", "--checkpoint", ckpt, "--data", spec, NULL};
+  int rc = run_beit(eargs, out, err);
+  char *eo = slurp(out), *ee = slurp(err);
+  long long ce[100], cp[100];
+  int parsed = parse_confusion(eo, 10, ce) == 0;
+  CHECK_TRUE(rc == 0 && parsed && strstr(ee, "shorter side to 32") && strstr(ee, "mean 0.2 0.2 0.2, std 0.25"),
+             "beit eval says it uses the checkpoint's crop (28 -> 32 -> 28) and mean/std (exit %d): %.*s", rc, LINE(ee));
+  char **pargs = test_keep(calloc((size_t)nfiles + 8, sizeof(char *)));
+  int k = 0;
+  pargs[k++] = (char *)child_beit_bin(), pargs[k++] = "predict", pargs[k++] = "--checkpoint", pargs[k++] = ckpt;
+  pargs[k++] = "--top", pargs[k++] = "1";
+  for (int i = 0; i < nfiles; i++) pargs[k++] = files[i];
+  fx_path(out, sizeof out, "named-predict.out");
+  fx_path(err, sizeof err, "named-predict.err");
+  int prc = run_beit(pargs, out, err);
+  char *po = slurp(out);
+  int n = predict_confusion(po, names, cp), same = parsed && n == 64 && !memcmp(ce, cp, sizeof ce);
+  long long diag_e = 0, diag_p = 0;
+  for (int i = 0; i < 10; i++) diag_e += ce[i * 11], diag_p += cp[i * 11];
+  CHECK_TRUE(prc == 0 && same, "the confusion matrix of beit eval = that of beit predict's top classes over the 64 files "
+             "(correct: eval %lld, predict %lld; %d predictions read)", diag_e, diag_p, n);
+  free(eo), free(ee), free(po);
+  /* class names that differ from the folder's are refused; --no-name-check evaluates anyway */
+  char rev[1100];
+  fx_path(rev, sizeof rev, "reversed.safetensors");
+  const char *kv2[] = {"class_names", "c9\nc8\nc7\nc6\nc5\nc4\nc3\nc2\nc1\nc0"};
+  if (edit_checkpoint(g_best, rev, 0, 0, kv2, 1) != 0) return;
+  char *rargs[] = {(char *)child_beit_bin(), "eval", "--checkpoint", rev, "--data", spec, NULL};
+  rc = run_beit(rargs, out, err);
+  ee = slurp(err);
+  CHECK_TRUE(rc == 1 && count_lines_with(ee, "beit eval:") == 1 && strstr(ee, "class 0 is 'c9' in") && strstr(ee, rev) &&
+             strstr(ee, spec), "class names in another order: exit %d, one line naming both: %.*s", rc,
+             LINE(strstr(ee, "beit eval:") ? strstr(ee, "beit eval:") : ee));
+  free(ee);
+  char *nargs[] = {(char *)child_beit_bin(), "eval", "--checkpoint", rev, "--data", spec, "--no-name-check", NULL};
+  rc = run_beit(nargs, out, err);
+  CHECK_TRUE(rc == 0, "--no-name-check evaluates anyway (exit %d)", rc);
+}
+
+/* Fine-tuning's evaluation is the one best.safetensors asks `beit eval` for. */
+static void test_finetune_eval_agree(void) {
+  printf("fine-tuning evaluates as beit eval of its best.safetensors does\n");
+  char p[1200], out[1100], err[1100];
+  TEST_PATHF(p, "%s/log.jsonl", g_ft);
+  char *log = slurp(p);
+  double best = -1;
+  for (char *q = log; (q = strstr(q, "\"test_top1\": ")); q++) best = fmax(best, atof(q + 13));
+  free(log);
+  fx_path(out, sizeof out, "best.out");
+  fx_path(err, sizeof err, "best.err");
+  char *args[] = {(char *)child_beit_bin(), "eval", "--checkpoint", g_best, "--data", g_data, NULL};
+  int rc = run_beit(args, out, err);
+  char *o = slurp(out), a[32], b[32];
+  snprintf(a, sizeof a, "%.2f", 100 * best), snprintf(b, sizeof b, "%.2f", eval_top1(o));
+  beit_safetensors st;
+  int opened = beit_st_open(&st, g_best) == BEIT_OK;
+  const char *crop = opened ? beit_st_meta(&st, "crop_pct") : NULL;
+  CHECK_TRUE(rc == 0 && !strcmp(a, b) && crop && !strcmp(crop, "1"),
+             "the best logged test_top1 %s%% = beit eval's %s%%; best.safetensors states its crop_pct (%s)", a, b,
+             crop ? crop : "none");
+  if (opened) beit_st_close(&st);
+  free(o);
+}
+
+/* ---- item 3: the eval transform -------------------------------------------------- */
+static void test_crop_reference(void) {
+  printf("the eval transform against torch: Resize(floor(size / crop_pct)) + CenterCrop(size), also at the model size\n");
+  beit_safetensors st;
+  if (fx_generate(&st, "evalcrop_ref.py", "evalcrop_ref.safetensors", NULL) != 0) {
+    CHECK_TRUE(0, "reference script ran");
+    return;
+  }
+  size_t n;
+  int32_t *cases = test_keep(fx_i32(&st, "cases", &n));
+  for (int k = 0; k < cases[0]; k++) {
+    char name[64];
+    snprintf(name, sizeof name, "case%d.image", k);
+    int idx = beit_st_find(&st, name);
+    const beit_st_entry *e = &st.e[idx];
+    uint8_t *pix = test_keep(fx_u8(&st, name, &n));
+    snprintf(name, sizeof name, "case%d.settings", k);
+    float *set = test_keep(fx_f32(&st, name, &n));
+    snprintf(name, sizeof name, "case%d.out", k);
+    float *ref = test_keep(fx_f32(&st, name, &n));
+    beit_image img = {.h = (int)e->shape[0], .w = (int)e->shape[1], .c = (int)e->shape[2], .data = pix};
+    float mean[3] = {set[2], set[2], set[2]}, std[3] = {set[3], set[3], set[3]};
+    beit_eval_prep prep = beit_eval_prep_make((int)set[0], set[1], mean, std);
+    float *got = test_keep(calloc(n, sizeof(float)));
+    int rc = beit_aug_eval(&img, &prep, got);
+    char what[120];
+    snprintf(what, sizeof what, "%dx%dx%d -> %d at crop_pct %g%s", img.h, img.w, img.c, prep.size, prep.crop_pct,
+             rc == BEIT_OK ? "" : " (refused)");
+    check_close(what, got, ref, n, 1e-4, 1e-4);
+  }
+  beit_st_close(&st);
+  /* crop_pct 1 on a model-size image stays the identity (bit exact) */
+  beit_image img = {0};
+  beit_image_reserve(&img, 28, 28, 1);
+  for (int i = 0; i < 784; i++) img.data[i] = (uint8_t)(i * 37);
+  const float zero[3] = {0, 0, 0}, one[3] = {1, 1, 1};
+  beit_eval_prep id = beit_eval_prep_make(28, 1.0f, zero, one);
+  float out[784];
+  int exact = beit_aug_eval(&img, &id, out) == BEIT_OK;
+  for (int i = 0; i < 784; i++) exact &= out[i] == img.data[i] * (1.0f / 255.0f);
+  CHECK_TRUE(exact, "28x28 at size 28, crop_pct 1: the pixels exactly");
+  beit_image_free(&img);
+}
+
+static void test_crop_validation(void) {
+  printf("absurd crop_pct and normalisation are refused, naming the checkpoint or the flag\n");
+  float bad[] = {1e-9f, 0.0f, -0.5f, 1.5f, NAN, INFINITY, 28.0f / 16385};
+  int refused = 0;
+  for (int i = 0; i < 7; i++) refused += beit_eval_crop_check(28, bad[i]) == BEIT_ERR;
+  CHECK_TRUE(refused == 7 && beit_eval_crop_check(28, 1e-9f) == BEIT_ERR && strstr(beit_last_error(), "crop_pct 1e-09"),
+             "crop_pct 1e-9, 0, -0.5, 1.5, NaN, inf, 28/16385 refused at 28 px: %s", beit_last_error());
+  CHECK_TRUE(beit_eval_crop_check(28, 0.875f) == BEIT_OK && beit_eval_crop_check(28, 28.0f / 16384) == BEIT_OK &&
+             beit_eval_crop_check(224, 1.0f) == BEIT_OK, "0.875, 28/16384 and 1 accepted");
+  const float mean[3] = {0.5f, 0.5f, 0.5f}, std0[3] = {0, 0, 0}, stdnan[3] = {0.5f, NAN, 0.5f};
+  CHECK_TRUE(beit_eval_norm_check(mean, std0) == BEIT_ERR && beit_eval_norm_check(mean, stdnan) == BEIT_ERR &&
+             beit_eval_norm_check(mean, mean) == BEIT_OK, "std 0 or NaN refused, 0.5/0.5 accepted");
+  /* through the commands: a checkpoint's crop_pct and normalisation, and --crop-pct */
+  struct { const char *key, *val, *cmd, *expect; int code; } cases[] = {
+      {"crop_pct", "1e-9", "predict", "crop_pct 1e-09", 1},
+      {"crop_pct", "1e-9", "eval", "crop_pct 1e-09", 1},
+      {"crop_pct", "abc", "predict", "crop_pct nan", 1},
+      {"normalize", "0.5 0.5 0.5 0 0 0", "predict", "std 0 0 0", 1},
+      {"normalize", "0.5 0.5 0.5 0 0 0", "eval", "std 0 0 0", 1},
+      {NULL, NULL, "predict", "--crop-pct", 2},
+  };
+  char ckpt[1100], out[1100], err[1100], png[1200];
+  fx_path(png, sizeof png, "folder/val/c0/000.png");
+  for (int i = 0; i < 6; i++) {
+    fx_path(ckpt, sizeof ckpt, "meta.safetensors");
+    const char *kv[] = {cases[i].key, cases[i].val};
+    if (edit_checkpoint(g_best, ckpt, 0, 0, kv, cases[i].key ? 1 : 0) != 0) return;
+    fx_path(out, sizeof out, "meta.out");
+    fx_path(err, sizeof err, "meta.err");
+    char *pargs[] = {(char *)child_beit_bin(), "predict", "--checkpoint", ckpt, png, cases[i].key ? NULL : "--crop-pct",
+                     "0.001", NULL};
+    char *eargs[] = {(char *)child_beit_bin(), "eval", "--checkpoint", ckpt, "--data", g_data, NULL};
+    int rc = run_beit(strcmp(cases[i].cmd, "eval") ? pargs : eargs, out, err);
+    char *e = slurp(err), prefix[32];
+    snprintf(prefix, sizeof prefix, "beit %s:", cases[i].cmd);
+    const char *line = strstr(e, prefix);
+    CHECK_TRUE(rc == cases[i].code && count_lines_with(e, prefix) == 1 && line && strstr(line, cases[i].expect) &&
+               (cases[i].key ? strstr(line, ckpt) != NULL : 1),
+               "%s with %s %s: exit %d, one line: %.*s", cases[i].cmd, cases[i].key ? cases[i].key : "--crop-pct",
+               cases[i].key ? cases[i].val : "0.001", rc, LINE(line ? line : e));
+    free(e);
+  }
+}
+
 int main(void) {
   TEST_BEGIN("test_eval");
   fx_path(g_tiny, sizeof g_tiny, "tiny-mnist");
@@ -168,10 +420,14 @@ int main(void) {
   TEST_PATHF(cmd, "rm -rf '%s'", g_ft);
   CHECK_TRUE(system(cmd) == 0 && make_tiny_mnist(g_tiny, 256, 64) == 0, "tiny dataset in %s", g_tiny);
   test_rank_rule();
+  test_crop_reference();
   if (make_finetuned() != 0) {
     CHECK_TRUE(0, "a tiny fine-tuning into %s", g_ft);
     return TEST_END();
   }
   test_zero_head();
+  test_eval_is_predict();
+  test_finetune_eval_agree();
+  test_crop_validation();
   return TEST_END();
 }

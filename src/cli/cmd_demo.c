@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "core/core.h"
 #include "data/loader.h"
+#include "io/convert.h"
 #include "train/evaluate.h"
 #include "train/recipes.h"
 #include "train/tokenizer.h"
@@ -86,18 +87,21 @@ static int step_pictures(const demo_opts *d, const char *tok_path, double *top1)
   beit_tokenizer tok;
   if (beit_dataset_open(&test, "fashion-mnist", 0) != BEIT_OK) return BEIT_ERR;
   path_in(best, sizeof best, d->out, "finetune/best.safetensors");
-  if (beit_model_open(&m, best) != BEIT_OK || beit_model_reserve(&m, 128, 0) != BEIT_OK) return BEIT_ERR;
+  beit_checkpoint_info info;
+  if (beit_checkpoint_open(&m, best, &info) != BEIT_OK || beit_model_reserve(&m, 128, 0) != BEIT_OK) return BEIT_ERR;
+  beit_eval_prep prep = beit_checkpoint_eval_prep(&m, &info, 0);  /* as `beit eval` of best.safetensors */
+  beit_checkpoint_info_free(&info);
   printf("\n== 4/4 evaluation and pictures ==\n");
   beit_eval_result r;
-  if (beit_evaluate(&m, &test, m.cfg.image_size, &r, 1) != BEIT_OK) return BEIT_ERR;
+  if (beit_evaluate(&m, &test, &prep, &r, 1) != BEIT_OK) return BEIT_ERR;
   *top1 = (double)r.top1 / r.n;
   free(r.confusion);
   /* attention of the CLS token at the last layer, 8 test images */
   int n = 8, S = m.cfg.image_size;
   float *imgs = malloc((size_t)n * S * S * test.channels * sizeof(float));
-  if (beit_eval_images(&test, 0, n, S, 1.0f, test.mean, test.std, imgs, NULL) != BEIT_OK) return BEIT_ERR;
+  if (beit_eval_images(&test, 0, n, &prep, imgs, NULL) != BEIT_OK) return BEIT_ERR;
   path_in(path, sizeof path, d->out, "attention.png");
-  if (beit_attention_png(&m, imgs, n, test.mean, test.std, path) != BEIT_OK) return BEIT_ERR;
+  if (beit_attention_png(&m, imgs, n, prep.mean, prep.std, path) != BEIT_OK) return BEIT_ERR;
   free(imgs);
   path_in(path, sizeof path, d->out, "tokenizer-recon.png");
   double mae = -1;

@@ -18,18 +18,72 @@
 #include "train/evaluate.h"
 #include "train/visualize.h"
 
-/* Opens a classifier checkpoint of any scheme (beit.c, timm, unilm, Hugging
- * Face) with its class names and normalisation (io/convert.h). */
-static int open_classifier(beit_model *m, const char *path, int batch, char ***names, float mean[3], float std[3]) {
+/* A checkpoint of any scheme (beit.c, timm, unilm, Hugging Face; io/convert.h)
+ * with its class names and its eval preprocessing: the shorter side to
+ * S / crop_pct (bicubic), centre crop S x S, the checkpoint's mean/std (spec 7.3).
+ * eval, predict and attention all prepare images through `prep`. */
+typedef struct {
+  beit_model m;
   beit_checkpoint_info info;
-  if (beit_checkpoint_open(m, path, &info) != BEIT_OK) return BEIT_ERR;
-  if (m->cfg.num_classes <= 0) {
-    beit_checkpoint_info_free(&info);
-    return beit_errorf("%s: not a classifier (no head; fine-tune it first)", path);
+  beit_eval_prep prep;
+} image_model;
+
+static void close_image_model(image_model *im) {
+  beit_checkpoint_info_free(&im->info);
+  beit_model_free(&im->m);
+}
+
+/* crop_pct > 0: --crop-pct; classifier: refuse a model without a head. Returns
+ * the exit code on failure (2 for a --crop-pct this model cannot use), else 0. */
+static int open_image_model(image_model *im, const char *cmd, const char *ckpt, float crop_pct, int batch,
+                            int classifier) {
+  if (beit_checkpoint_open(&im->m, ckpt, &im->info) != BEIT_OK) {
+    fprintf(stderr, "beit %s: %s\n", cmd, beit_last_error());
+    return 1;
   }
-  *names = info.class_names;  /* handed over */
-  memcpy(mean, info.mean, sizeof info.mean), memcpy(std, info.std, sizeof info.std);
-  return beit_model_reserve(m, batch, 0);
+  im->prep = beit_checkpoint_eval_prep(&im->m, &im->info, crop_pct);
+  int code = 0;
+  if (crop_pct > 0 && beit_eval_crop_check(im->prep.size, crop_pct) != BEIT_OK)
+    code = 2, beit_error_context("--crop-pct");
+  else if (classifier && im->m.cfg.num_classes <= 0)
+    code = 1, beit_errorf("%s: not a classifier (no head; fine-tune it first%s)", ckpt,
+                          strcmp(cmd, "predict") ? "" : ", or use beit attention");
+  else if (beit_model_reserve(&im->m, batch, 0) != BEIT_OK)
+    code = 1;
+  if (code) {
+    fprintf(stderr, "beit %s: %s\n", cmd, beit_last_error());
+    close_image_model(im);
+    return code;
+  }
+  int S = im->prep.size;
+  const float *mu = im->prep.mean, *sd = im->prep.std;
+  fprintf(stderr, "%s: %s (%s names), %dx%d input: shorter side to %d (bicubic), centre crop; mean %g %g %g, std %g %g %g (%s)\n",
+          cmd, ckpt, beit_scheme_name(im->info.scheme), S, S, beit_eval_resize_side(S, im->prep.crop_pct), mu[0], mu[1],
+          mu[2], sd[0], sd[1], sd[2], im->info.norm_from);
+  return 0;
+}
+
+static int names_are_numbers(char *const *names, int K) {
+  for (int k = 0; k < K; k++) {
+    char a[32], b[32];
+    snprintf(a, sizeof a, "%d", k), snprintf(b, sizeof b, "class %d", k);
+    if (strcmp(names[k], a) && strcmp(names[k], b)) return 0;
+  }
+  return 1;
+}
+
+/* The checkpoint's class names against the dataset's, where both have names
+ * (not a guess, not plain numbers): a mismatch means class k is not class k. */
+static int check_names(const image_model *im, const char *ckpt, const beit_dataset *ds, const char *data) {
+  int K = ds->num_classes;
+  if (!im->info.names_stated || names_are_numbers(im->info.class_names, K) || names_are_numbers(ds->class_names, K))
+    return BEIT_OK;
+  for (int k = 0; k < K; k++)
+    if (strcmp(im->info.class_names[k], ds->class_names[k]))
+      return beit_errorf("class %d is '%.100s' in %s but '%.100s' in %s: not the dataset the model was trained on, or "
+                         "its classes in another order (--no-name-check to evaluate anyway)",
+                         k, im->info.class_names[k], ckpt, ds->class_names[k], data);
+  return BEIT_OK;
 }
 
 /* Confusion matrix as a heat map: row = true class, column = prediction,
@@ -55,96 +109,69 @@ static int confusion_png(const int64_t *conf, int K, const char *path) {
 
 int cmd_eval(int argc, char **argv) {
   const char *ckpt = NULL, *data = "fashion-mnist", *png = NULL;
-  int batch = 128, threads = 0, train_split = 0;
+  int batch = 128, threads = 0, train_split = 0, no_name_check = 0;
+  float crop_pct = 0;
   beit_arg a[] = {
-      {"checkpoint", ARG_STR, &ckpt, "classifier checkpoint (best.safetensors of beit finetune)", 0, 0},
+      {"checkpoint", ARG_STR, &ckpt, "classifier checkpoint (best.safetensors of beit finetune, or any scheme's)", 0, 0},
       {"data", ARG_STR, &data, "dataset spec", 0, 0},
       {"train-split", ARG_FLAG, &train_split, "evaluate the training split instead of the test split", 0, 0},
       {"confusion-png", ARG_STR, &png, "also write the confusion matrix as a PNG heat map", 0, 0},
+      {"crop-pct", ARG_FLOAT, &crop_pct, "centre-crop share (0 = the checkpoint's, else 0.875 from 65 to 383 px, 1 outside)", 0, 1},
+      {"no-name-check", ARG_FLAG, &no_name_check, "evaluate even when the checkpoint's class names differ from the dataset's", 0, 0},
       {"batch", ARG_INT, &batch, "images per forward pass", 1, 65536},
       {"threads", ARG_INT, &threads, "threads (0 = all cores)", 0, 1024},
   };
   int rc = beit_args_parse("beit eval --checkpoint CKPT [options]",
-                           "Top-1/top-5 accuracy and confusion matrix. A tie or a non-finite logit counts as wrong.", a,
-                           (int)(sizeof a / sizeof a[0]), argc, argv, NULL, NULL);
+                           "Top-1/top-5 accuracy and confusion matrix. Images are prepared as beit predict prepares "
+                           "them: the checkpoint's input size, crop_pct and mean/std. A tie or a non-finite logit "
+                           "counts as wrong.",
+                           a, (int)(sizeof a / sizeof a[0]), argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
   if (!ckpt) { fprintf(stderr, "beit eval: --checkpoint is required\n"); return 2; }
   beit_set_threads(threads);
-  beit_model m;
+  image_model im;
   beit_dataset ds;
-  char **names = NULL;
-  float mean[3], std[3];
   memset(&ds, 0, sizeof ds);
-  if (open_classifier(&m, ckpt, batch, &names, mean, std) != BEIT_OK || beit_dataset_open(&ds, data, train_split) != BEIT_OK) {
-    fprintf(stderr, "beit eval: %s\n", beit_last_error());
-    return 1;
-  }
-  if (ds.num_classes != m.cfg.num_classes || ds.channels != m.cfg.channels) {
-    fprintf(stderr, "beit eval: %s has %d classes of %d-channel images, the model %d classes of %d-channel images\n",
-            data, ds.num_classes, ds.channels, m.cfg.num_classes, m.cfg.channels);
-    return 1;
-  }
-  beit_eval_result r;
-  if (beit_evaluate(&m, &ds, m.cfg.image_size, &r, 1) != BEIT_OK) {
-    fprintf(stderr, "beit eval: %s\n", beit_last_error());
-    return 1;
-  }
-  int K = r.num_classes;
-  printf("%s split, %lld images: top-1 %.2f%%, top-5 %.2f%%, loss %.4f\n", beit_dataset_split_name(&ds),
-         (long long)r.n, 100.0 * r.top1 / r.n, 100.0 * r.top5 / r.n, r.loss);
-  if (r.no_pred)
-    printf("%lld images without a prediction (tied or non-finite logits): counted wrong, in no column below\n",
-           (long long)r.no_pred);
-  if (K <= 20) {
-    printf("confusion matrix (rows: true class, columns: predicted)\n%14s", "");
-    for (int j = 0; j < K; j++) printf(" %5d", j);
-    printf("\n");
-    for (int i = 0; i < K; i++) {
-      printf("%2d %-11.11s", i, names[i]);
-      for (int j = 0; j < K; j++) printf(" %5lld", (long long)r.confusion[(size_t)i * K + j]);
+  if ((rc = open_image_model(&im, "eval", ckpt, crop_pct, batch, 1)) != 0) return rc;
+  rc = beit_dataset_open(&ds, data, train_split);
+  if (rc == BEIT_OK && (ds.num_classes != im.m.cfg.num_classes || ds.channels != im.m.cfg.channels))
+    rc = beit_errorf("%s has %d classes of %d-channel images, the model %d classes of %d-channel images", data,
+                     ds.num_classes, ds.channels, im.m.cfg.num_classes, im.m.cfg.channels);
+  if (rc == BEIT_OK && !no_name_check) rc = check_names(&im, ckpt, &ds, data);
+  beit_eval_result r = {0};
+  if (rc == BEIT_OK) rc = beit_evaluate(&im.m, &ds, &im.prep, &r, 1);
+  if (rc == BEIT_OK) {
+    int K = r.num_classes;
+    char **names = im.info.class_names;
+    printf("%s split, %lld images: top-1 %.2f%%, top-5 %.2f%%, loss %.4f\n", beit_dataset_split_name(&ds),
+           (long long)r.n, 100.0 * r.top1 / r.n, 100.0 * r.top5 / r.n, r.loss);
+    if (r.no_pred)
+      printf("%lld images without a prediction (tied or non-finite logits): counted wrong, in no column below\n",
+             (long long)r.no_pred);
+    if (K <= 20) {
+      printf("confusion matrix (rows: true class, columns: predicted)\n%14s", "");
+      for (int j = 0; j < K; j++) printf(" %5d", j);
       printf("\n");
+      for (int i = 0; i < K; i++) {
+        printf("%2d %-11.11s", i, names[i]);
+        for (int j = 0; j < K; j++) printf(" %5lld", (long long)r.confusion[(size_t)i * K + j]);
+        printf("\n");
+      }
     }
+    if (png && confusion_png(r.confusion, K, png) == BEIT_OK) printf("confusion matrix: %s\n", png);
+    else if (png) rc = BEIT_ERR;
   }
-  if (png && confusion_png(r.confusion, K, png) != BEIT_OK) {
-    fprintf(stderr, "beit eval: %s\n", beit_last_error());
-    return 1;
-  }
-  if (png) printf("confusion matrix: %s\n", png);
+  if (rc != BEIT_OK) fprintf(stderr, "beit eval: %s\n", beit_last_error());
   free(r.confusion);
-  return 0;
-}
-
-/* The standard eval transform for image files: shorter side to S / crop_pct
- * (bicubic), centre crop S x S, the checkpoint's mean/std (spec 7.3). */
-typedef struct {
-  beit_model m;
-  beit_checkpoint_info info;
-  float crop_pct;
-} image_model;
-
-static int open_image_model(image_model *im, const char *cmd, const char *ckpt, float crop_pct, int batch) {
-  if (beit_checkpoint_open(&im->m, ckpt, &im->info) != BEIT_OK || beit_model_reserve(&im->m, batch, 0) != BEIT_OK) {
-    fprintf(stderr, "beit %s: %s\n", cmd, beit_last_error());
-    return BEIT_ERR;
-  }
-  int S = im->m.cfg.image_size;
-  im->crop_pct = crop_pct > 0 ? crop_pct : im->info.crop_pct > 0 ? im->info.crop_pct : beit_default_crop_pct(S);
-  const float *mu = im->info.mean, *sd = im->info.std;
-  fprintf(stderr, "%s: %s (%s names), %dx%d input: shorter side to %d (bicubic), centre crop; mean %g %g %g, std %g %g %g (%s)\n",
-          cmd, ckpt, beit_scheme_name(im->info.scheme), S, S, (int)floor(S / im->crop_pct + 1e-9), mu[0], mu[1], mu[2],
-          sd[0], sd[1], sd[2], im->info.norm_from);
-  return BEIT_OK;
-}
-
-static void close_image_model(image_model *im) {
-  beit_checkpoint_info_free(&im->info);
-  beit_model_free(&im->m);
+  beit_dataset_close(&ds);
+  close_image_model(&im);
+  return rc == BEIT_OK ? 0 : 1;
 }
 
 static int image_tensor(const image_model *im, const char *file, float *x) {
   beit_image img = {0};
   int rc = beit_image_load(file, &img) != BEIT_OK || beit_image_convert(&img, im->m.cfg.channels) != BEIT_OK ||
-           beit_aug_eval(&img, im->m.cfg.image_size, im->crop_pct, im->info.mean, im->info.std, x) != BEIT_OK;
+           beit_aug_eval(&img, &im->prep, x) != BEIT_OK;
   beit_image_free(&img);
   return rc ? BEIT_ERR : BEIT_OK;
 }
@@ -161,19 +188,16 @@ int cmd_predict(int argc, char **argv) {
   };
   char **files;
   int nfiles;
-  int rc = beit_args_parse("beit predict --checkpoint CKPT IMAGE...", "Classify PNG/JPEG files (top classes with probabilities).",
+  int rc = beit_args_parse("beit predict --checkpoint CKPT IMAGE...",
+                           "Classify PNG/JPEG files (top classes with probabilities), prepared with the checkpoint's "
+                           "input size, crop_pct and mean/std.",
                            a, (int)(sizeof a / sizeof a[0]), argc, argv, &files, &nfiles);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
   if (!ckpt || nfiles == 0) { fprintf(stderr, "beit predict: needs --checkpoint and at least one image\n"); return 2; }
   beit_set_threads(threads);
   image_model im;
-  if (open_image_model(&im, "predict", ckpt, crop_pct, 1) != BEIT_OK) return 1;
+  if ((rc = open_image_model(&im, "predict", ckpt, crop_pct, 1, 1)) != 0) return rc;
   int S = im.m.cfg.image_size, C = im.m.cfg.channels, K = im.m.cfg.num_classes, failures = 0;
-  if (K <= 0) {
-    fprintf(stderr, "beit predict: %s: not a classifier (no head; fine-tune it first, or use beit attention)\n", ckpt);
-    close_image_model(&im);
-    return 1;
-  }
   fprintf(stderr, "predict: class names from %s\n", im.info.names_from);
   float *x = malloc((size_t)C * S * S * sizeof(float)), *p = malloc((size_t)K * sizeof(float));
   for (int f = 0; f < nfiles; f++) {
@@ -222,7 +246,7 @@ int cmd_attention(int argc, char **argv) {
   if (nfiles > 32) { fprintf(stderr, "beit attention: at most 32 images per picture\n"); return 2; }
   beit_set_threads(threads);
   image_model im;
-  if (open_image_model(&im, "attention", ckpt, crop_pct, nfiles) != BEIT_OK) return 1;
+  if ((rc = open_image_model(&im, "attention", ckpt, crop_pct, nfiles, 0)) != 0) return rc;
   size_t one = (size_t)im.m.cfg.channels * im.m.cfg.image_size * im.m.cfg.image_size;
   float *x = malloc((size_t)nfiles * one * sizeof(float));
   int n = 0;
@@ -230,7 +254,7 @@ int cmd_attention(int argc, char **argv) {
     if (image_tensor(&im, files[f], x + (size_t)n * one) == BEIT_OK) n++;
     else fprintf(stderr, "beit attention: %s (skipped)\n", beit_last_error());
   }
-  rc = n > 0 ? beit_attention_png(&im.m, x, n, im.info.mean, im.info.std, out) : beit_errorf("no image could be read");
+  rc = n > 0 ? beit_attention_png(&im.m, x, n, im.prep.mean, im.prep.std, out) : beit_errorf("no image could be read");
   if (rc == BEIT_OK) printf("attention of %d image%s (%d heads + average): %s\n", n, n > 1 ? "s" : "", im.m.cfg.heads, out);
   else fprintf(stderr, "beit attention: %s\n", beit_last_error());
   free(x), free(files);

@@ -289,23 +289,49 @@ int beit_aug_train(const beit_aug_cfg *cfg, const beit_image *img, beit_rng *rng
  * time shows the model a zoom it never saw (measured: 62% instead of 85% top-1). */
 float beit_default_crop_pct(int size) { return size <= 64 || size >= 384 ? 1.0f : 0.875f; }
 
-int beit_aug_eval(const beit_image *img, int size, float crop_pct, const float mean[3], const float std[3],
-                  float *out) {
-  if (!(crop_pct > 0 && crop_pct <= 1)) return beit_errorf("crop_pct %g: expected (0, 1]", crop_pct);
+beit_eval_prep beit_eval_prep_make(int size, float crop_pct, const float mean[3], const float std[3]) {
+  beit_eval_prep p = {.size = size, .crop_pct = crop_pct > 0 ? crop_pct : beit_default_crop_pct(size)};
+  memcpy(p.mean, mean, sizeof p.mean), memcpy(p.std, std, sizeof p.std);
+  return p;
+}
+
+int beit_eval_resize_side(int size, float crop_pct) { return (int)floor(size / crop_pct + 1e-9); }
+
+int beit_eval_crop_check(int size, float crop_pct) {
+  /* compared in double: a tiny crop_pct must not overflow int before the check */
+  if (!(crop_pct > 0 && crop_pct <= 1) || size / (double)crop_pct > BEIT_IMAGE_MAX_SIDE)
+    return beit_errorf("crop_pct %g: expected 0 < crop_pct <= 1 with %d / crop_pct at most %d px", crop_pct, size,
+                       BEIT_IMAGE_MAX_SIDE);
+  return BEIT_OK;
+}
+
+int beit_eval_norm_check(const float mean[3], const float std[3]) {
+  for (int c = 0; c < 3; c++)
+    if (!isfinite(mean[c]) || !isfinite(std[c]) || !(std[c] > 0))
+      return beit_errorf("normalisation mean %g %g %g, std %g %g %g: expected finite values and std > 0", mean[0],
+                         mean[1], mean[2], std[0], std[1], std[2]);
+  return BEIT_OK;
+}
+
+int beit_eval_prep_check(const beit_eval_prep *p) {
+  return beit_eval_crop_check(p->size, p->crop_pct) != BEIT_OK ? BEIT_ERR : beit_eval_norm_check(p->mean, p->std);
+}
+
+int beit_aug_eval(const beit_image *img, const beit_eval_prep *p, float *out) {
+  if (beit_eval_prep_check(p) != BEIT_OK) return BEIT_ERR;
   if (img->c != 1 && img->c != 3) return beit_errorf("eval transform: %d channels, expected 1 or 3", img->c);
-  int H = img->h, W = img->w, rc;
-  if (H == size && W == size) {
-    copy_box(img, (beit_box){0, 0, H, W}, 0, out);
-    rc = BEIT_OK;
+  int H = img->h, W = img->w, size = p->size, rc = BEIT_OK;
+  long long s = beit_eval_resize_side(size, p->crop_pct), nh = s, nw = s;
+  if (W <= H) nh = s * H / W;
+  else nw = s * W / H;
+  int top = round_py((nh - size) / 2.0), left = round_py((nw - size) / 2.0);
+  if (nh == H && nw == W) {
+    copy_box(img, (beit_box){top, left, size, size}, 0, out);
   } else {
-    int s = (int)floor(size / crop_pct + 1e-9), nh = s, nw = s;
-    if (W <= H) nh = (int)((long long)s * H / W);
-    else nw = (int)((long long)s * W / H);
-    int top = round_py((nh - size) / 2.0), left = round_py((nw - size) / 2.0);
     double sy = (double)H / nh, sx = (double)W / nw;
     rc = resample(img, top * sy, left * sx, size * sy, size * sx, (beit_box){0, 0, H, W}, size, size,
                   BEIT_INTERP_BICUBIC, 0, out);
   }
-  if (rc == BEIT_OK) beit_normalize(out, img->c, size * size, mean, std);
+  if (rc == BEIT_OK) beit_normalize(out, img->c, size * size, p->mean, p->std);
   return rc;
 }

@@ -57,10 +57,33 @@ int beit_aug_pretrain(const beit_aug_cfg *cfg, const beit_image *img, beit_rng *
 /* Fine-tuning train view: crop + flip + jitter, normalised. */
 int beit_aug_train(const beit_aug_cfg *cfg, const beit_image *img, beit_rng *rng, int size, const float mean[3],
                    const float std[3], float *out, beit_aug_params *drawn);
-/* Eval: shorter side to floor(size / crop_pct) (bicubic), centre crop size x size,
- * normalised. An image already size x size is passed through exactly. */
-int beit_aug_eval(const beit_image *img, int size, float crop_pct, const float mean[3], const float std[3],
-                  float *out);
+/* The eval preprocessing of a model (spec 7.3): what `beit eval`, `predict`,
+ * `attention` and fine-tuning's evaluation all feed the model, taken from the
+ * checkpoint (beit_checkpoint_eval_prep in io/convert.h). */
+typedef struct {
+  int size;              /* model input side S */
+  float crop_pct;        /* centre-crop share: the shorter side goes to floor(S / crop_pct) */
+  float mean[3], std[3]; /* (x - mean) / std per channel */
+} beit_eval_prep;
+
+/* {size, crop_pct (<= 0: beit_default_crop_pct(size)), mean, std}. */
+beit_eval_prep beit_eval_prep_make(int size, float crop_pct, const float mean[3], const float std[3]);
+/* Refuses what would make NaNs or absurd sizes: crop_pct outside (0, 1] or with
+ * size / crop_pct above BEIT_IMAGE_MAX_SIDE (the crop check), a mean that is not
+ * finite or a std that is not finite and > 0 (the normalisation check). The
+ * message starts with the setting ("crop_pct 1e-09: ..."); callers prefix the
+ * file or flag it came from. */
+int beit_eval_crop_check(int size, float crop_pct);
+int beit_eval_norm_check(const float mean[3], const float std[3]);
+int beit_eval_prep_check(const beit_eval_prep *p);  /* both */
+/* floor(size / crop_pct): the side the shorter image side is resized to. */
+int beit_eval_resize_side(int size, float crop_pct);
+/* Eval, timm's Resize(floor(size / crop_pct)) + CenterCrop(size): the shorter
+ * side to floor(size / crop_pct) (bicubic, the longer one in proportion,
+ * truncated), the centre size x size crop (offsets rounded half to even),
+ * normalised. Pixels are copied exactly when the resize would keep the image's
+ * size (crop_pct 1 on a size x size image: the identity). */
+int beit_aug_eval(const beit_image *img, const beit_eval_prep *p, float *out);
 /* The eval crop_pct for a model input of size x size when nobody chose one. */
 float beit_default_crop_pct(int size);
 

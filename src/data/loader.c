@@ -124,7 +124,10 @@ static int process_sample(const beit_loader *L, beit_batch *b, int k, beit_image
   if (beit_dataset_get(L->ds, idx, img, &b->labels[k])) return BEIT_ERR;
   size_t va = (size_t)L->C * c->image_size * c->image_size;
   float *a = b->images + k * va;
-  if (c->mode == BEIT_LOAD_EVAL) return beit_aug_eval(img, c->image_size, c->crop_pct, c->mean, c->std, a);
+  if (c->mode == BEIT_LOAD_EVAL) {
+    beit_eval_prep prep = beit_eval_prep_make(c->image_size, c->crop_pct, c->mean, c->std);
+    return beit_aug_eval(img, &prep, a);
+  }
   beit_rng rng;
   beit_rng_seed(&rng, c->seed, BEIT_RNG_AUGMENT, (uint64_t)b->epoch, (uint64_t)idx);
   if (c->mode == BEIT_LOAD_TRAIN) return beit_aug_train(&c->aug, img, &rng, c->image_size, c->mean, c->std, a, NULL);
@@ -345,10 +348,10 @@ int64_t beit_loader_samples_per_epoch(const beit_loader *L) { return L->per_rank
 const beit_loader_cfg *beit_loader_config(const beit_loader *L) { return &L->cfg; }
 const beit_mask_cfg *beit_loader_mask_config(const beit_loader *L) { return &L->mask; }
 
-int beit_eval_images(const beit_dataset *ds, int64_t first, int count, int size, float crop_pct,
-                     const float mean[3], const float std[3], float *out, int32_t *labels) {
+int beit_eval_images(const beit_dataset *ds, int64_t first, int count, const beit_eval_prep *prep, float *out,
+                     int32_t *labels) {
   beit_image img = {0};
-  size_t per = (size_t)ds->channels * size * size;
+  size_t per = (size_t)ds->channels * prep->size * prep->size;
   int rc = BEIT_OK;
   if (first < 0 || count < 0 || first + count > ds->n)
     rc = beit_errorf("%s: eval samples [%lld, %lld) outside the %lld of the dataset", ds->root, (long long)first,
@@ -356,7 +359,7 @@ int beit_eval_images(const beit_dataset *ds, int64_t first, int count, int size,
   for (int k = 0; rc == BEIT_OK && k < count; k++) {
     int32_t label;
     rc = beit_dataset_get(ds, first + k, &img, &label);
-    if (rc == BEIT_OK) rc = beit_aug_eval(&img, size, crop_pct, mean, std, out + k * per);
+    if (rc == BEIT_OK) rc = beit_aug_eval(&img, prep, out + k * per);
     if (labels && rc == BEIT_OK) labels[k] = label;
   }
   beit_image_free(&img);

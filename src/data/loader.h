@@ -69,8 +69,8 @@ const beit_loader_cfg *beit_loader_config(const beit_loader *L);
 const beit_mask_cfg *beit_loader_mask_config(const beit_loader *L);
 
 /* Fixed eval order: samples [first, first+count) through the eval transform
- * into out [count, C, S, S] and labels [count] (labels may be NULL). */
-int beit_eval_images(const beit_dataset *ds, int64_t first, int count, int size, float crop_pct,
-                     const float mean[3], const float std[3], float *out, int32_t *labels);
+ * `prep` into out [count, C, S, S] and labels [count] (labels may be NULL). */
+int beit_eval_images(const beit_dataset *ds, int64_t first, int count, const beit_eval_prep *prep, float *out,
+                     int32_t *labels);
 
 #endif

@@ -514,8 +514,8 @@ static int json_triplet(const cJSON *j, const char *key, float out[3]) {
 /* Fills names, mean/std and crop share: our metadata first, then config.json
  * (HF id2label, timm label_names / pretrained_cfg), preprocessor_config.json,
  * then the defaults (ImageNet-1k names for 1000 classes; BEiT's 0.5/0.5). */
-static void fill_info(beit_checkpoint_info *info, const beit_model *m, const beit_safetensors *st, const cJSON *cfg,
-                      const cJSON *pre) {
+static int fill_info(beit_checkpoint_info *info, const beit_model *m, const beit_safetensors *st, const cJSON *cfg,
+                     const cJSON *pre) {
   int K = m->cfg.num_classes;
   const char *meta_names = beit_st_meta(st, "class_names"), *norm = beit_st_meta(st, "normalize");
   const cJSON *pcfg = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "pretrained_cfg") : NULL;
@@ -525,6 +525,7 @@ static void fill_info(beit_checkpoint_info *info, const beit_model *m, const bei
     else if (json_names) info->names_from = "config.json";
     else if (K == 1000) info->names_from = "data/imagenet_classes.txt (ImageNet-1k)";
     else info->names_from = "class numbers";
+    info->names_stated = meta_names || json_names;
     set_names_from_text(info, meta_names ? meta_names : json_names ? json_names : K == 1000 ? IMAGENET_CLASSES : NULL, K);
   }
   free(json_names);
@@ -541,12 +542,26 @@ static void fill_info(beit_checkpoint_info *info, const beit_model *m, const bei
     memcpy(info->mean, mean, sizeof mean), memcpy(info->std, std, sizeof std);
     info->norm_from = "config.json pretrained_cfg";
   }
-  double crop;
-  const char *meta_crop = beit_st_meta(st, "crop_pct");
-  info->crop_pct = 0;
-  if (meta_crop) info->crop_pct = (float)atof(meta_crop);
-  else if (pcfg && json_num(pcfg, "crop_pct", &crop)) info->crop_pct = (float)crop;
-  if (!(info->crop_pct > 0 && info->crop_pct <= 1)) info->crop_pct = 0;
+  if (beit_eval_norm_check(info->mean, info->std) != BEIT_OK)
+    return beit_error_context("%s (from %s)", info->weights, info->norm_from);
+  double crop = 0;
+  const char *meta_crop = beit_st_meta(st, "crop_pct"), *crop_from = "its metadata";
+  int stated = meta_crop != NULL;
+  if (meta_crop) {
+    char *end;
+    crop = strtod(meta_crop, &end);
+    if (end == meta_crop || *end) crop = NAN;  /* not a number: refused below */
+  } else if (pcfg && json_num(pcfg, "crop_pct", &crop)) {
+    stated = 1, crop_from = "config.json pretrained_cfg";
+  }
+  info->crop_pct = stated ? (float)crop : 0;  /* 0 = not stated */
+  if (stated && beit_eval_crop_check(m->cfg.image_size, info->crop_pct) != BEIT_OK)
+    return beit_error_context("%s (from %s)", info->weights, crop_from);
+  return BEIT_OK;
+}
+
+beit_eval_prep beit_checkpoint_eval_prep(const beit_model *m, const beit_checkpoint_info *info, float crop_pct) {
+  return beit_eval_prep_make(m->cfg.image_size, crop_pct > 0 ? crop_pct : info->crop_pct, info->mean, info->std);
 }
 
 /* ------------------------------------------------------------------ opening */
@@ -594,13 +609,13 @@ int beit_checkpoint_open(beit_model *m, const char *path, beit_checkpoint_info *
   if (rc == BEIT_OK) rc = beit_model_init(m, &c);
   if (rc == BEIT_OK) {
     rc = read_all(m, &v, &info->ignored);
-    if (rc == BEIT_OK) fill_info(info, m, &st, cfg, pre);
-    else beit_model_free(m);
+    if (rc == BEIT_OK) rc = fill_info(info, m, &st, cfg, pre);
+    if (rc != BEIT_OK) beit_model_free(m);
   }
   cJSON_Delete(cfg);
   cJSON_Delete(pre);
   beit_st_close(&st);
-  if (info == &local) beit_checkpoint_info_free(&local);
+  if (info == &local || rc != BEIT_OK) beit_checkpoint_info_free(info);
   return rc;
 }
 
@@ -733,7 +748,7 @@ static cJSON *hf_config_json(const beit_model *m, const beit_checkpoint_info *in
 
 /* BeitImageProcessor settings close to our eval transform (it resizes to a square). */
 static cJSON *hf_preprocessor_json(const beit_model *m, const beit_checkpoint_info *info) {
-  int S = m->cfg.image_size, R = (int)floor(S / eval_crop_pct(info, S) + 1e-9);
+  int S = m->cfg.image_size, R = beit_eval_resize_side(S, eval_crop_pct(info, S));
   const float *mean = info ? info->mean : (const float[]){0.5f, 0.5f, 0.5f}, *std = info ? info->std : mean;
   cJSON *j = cJSON_CreateObject(), *size, *crop;
   cJSON_AddStringToObject(j, "image_processor_type", "BeitImageProcessor");

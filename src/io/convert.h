@@ -9,6 +9,7 @@
 #ifndef BEIT_CONVERT_H
 #define BEIT_CONVERT_H
 
+#include "data/augment.h"
 #include "model/beit.h"
 
 typedef enum { BEIT_SCHEME_BEIT, BEIT_SCHEME_TIMM, BEIT_SCHEME_UNILM, BEIT_SCHEME_HF } beit_scheme;
@@ -25,6 +26,7 @@ typedef struct {
   char **class_names;       /* num_names entries (classifiers: one per class) */
   int num_names;
   const char *names_from;   /* where they came from, for messages */
+  int names_stated;         /* 1: from the file (metadata, config.json); 0: ImageNet-1k's or numbers, guessed */
   float mean[3], std[3];    /* input normalisation */
   const char *norm_from;
   float crop_pct;           /* eval centre-crop share the checkpoint asks for; 0 = not stated */
@@ -36,6 +38,12 @@ typedef struct {
  * Hugging Face hub and timm's hub layout have it. info may be NULL. */
 int beit_checkpoint_open(beit_model *m, const char *path, beit_checkpoint_info *info);
 void beit_checkpoint_info_free(beit_checkpoint_info *info);
+/* The eval preprocessing of an opened checkpoint: m's input size, its mean/std,
+ * crop_pct if > 0 (a --crop-pct), else its own, else beit_default_crop_pct. Its
+ * own settings were checked on opening (a NaN-making std or an absurd crop_pct
+ * is refused there, naming the file); a crop_pct given here is the caller's to
+ * check (beit_eval_prep_check). */
+beit_eval_prep beit_checkpoint_eval_prep(const beit_model *m, const beit_checkpoint_info *info, float crop_pct);
 
 /* Writes m in `scheme`: a safetensors file for beit/timm/unilm, a folder with
  * model.safetensors + config.json + preprocessor_config.json for hf. Class

@@ -10,9 +10,9 @@
 #include "ops/ops.h"
 
 /* Batches rank, rank + world, ... of the split; r->loss is left as a sum. */
-static int evaluate_batches(beit_model *m, const beit_dataset *ds, int image_size, beit_eval_result *r,
+static int evaluate_batches(beit_model *m, const beit_dataset *ds, const beit_eval_prep *prep, beit_eval_result *r,
                             int show_progress, int rank, int world) {
-  int K = m->cfg.num_classes, B = m->max_batch, C = ds->channels;
+  int K = m->cfg.num_classes, B = m->max_batch, C = ds->channels, image_size = prep->size;
   memset(r, 0, sizeof *r);
   r->num_classes = K;
   r->confusion = calloc((size_t)K * K, sizeof(int64_t));
@@ -28,7 +28,7 @@ static int evaluate_batches(beit_model *m, const beit_dataset *ds, int image_siz
   int rc = BEIT_OK;
   for (int64_t first = (int64_t)rank * B; first < ds->n && rc == BEIT_OK; first += (int64_t)B * world) {
     int n = (int)(ds->n - first < B ? ds->n - first : B);
-    rc = beit_eval_images(ds, first, n, image_size, beit_default_crop_pct(image_size), ds->mean, ds->std, images, labels);
+    rc = beit_eval_images(ds, first, n, prep, images, labels);
     if (rc != BEIT_OK) break;
     beit_input in = {.B = n, .images = images, .labels = labels};
     beit_stats s;
@@ -52,16 +52,17 @@ static int evaluate_batches(beit_model *m, const beit_dataset *ds, int image_siz
   return rc;
 }
 
-int beit_evaluate(beit_model *m, const beit_dataset *ds, int image_size, beit_eval_result *r, int show_progress) {
-  int rc = evaluate_batches(m, ds, image_size, r, show_progress, 0, 1);
+int beit_evaluate(beit_model *m, const beit_dataset *ds, const beit_eval_prep *prep, beit_eval_result *r,
+                  int show_progress) {
+  int rc = evaluate_batches(m, ds, prep, r, show_progress, 0, 1);
   if (r->n) r->loss /= r->n;
   return rc;
 }
 
-int beit_evaluate_ranks(beit_model *m, const beit_dataset *ds, int image_size, beit_eval_result *r,
+int beit_evaluate_ranks(beit_model *m, const beit_dataset *ds, const beit_eval_prep *prep, beit_eval_result *r,
                         int show_progress) {
   int rank = beit_dist_rank(), world = beit_dist_world();
-  int rc = evaluate_batches(m, ds, image_size, r, show_progress && rank == 0, rank, world);
+  int rc = evaluate_batches(m, ds, prep, r, show_progress && rank == 0, rank, world);
   if (rc != BEIT_OK) return rc;  /* the caller ends every rank (trainer_report_error) */
   if (world > 1) {
     int64_t counts[4] = {r->n, r->top1, r->top5, r->no_pred};

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "data/augment.h"
 #include "data/dataset.h"
 #include "model/beit.h"
 
@@ -17,12 +18,14 @@ typedef struct {
   int num_classes;
 } beit_eval_result;
 
-/* Runs the eval transform (resize + centre crop) over all of ds in batches of
- * the model's reserved size; fills r (caller frees r->confusion with free()). */
-int beit_evaluate(beit_model *m, const beit_dataset *ds, int image_size, beit_eval_result *r, int show_progress);
+/* Runs the eval transform `prep` (the checkpoint's: beit_checkpoint_eval_prep)
+ * over all of ds in batches of the model's reserved size; fills r (caller frees
+ * r->confusion with free()). */
+int beit_evaluate(beit_model *m, const beit_dataset *ds, const beit_eval_prep *prep, beit_eval_result *r,
+                  int show_progress);
 /* The same, collective under MPI: each rank evaluates every ranks-th batch and
  * every rank gets the sums over all of them (one process: beit_evaluate). */
-int beit_evaluate_ranks(beit_model *m, const beit_dataset *ds, int image_size, beit_eval_result *r,
+int beit_evaluate_ranks(beit_model *m, const beit_dataset *ds, const beit_eval_prep *prep, beit_eval_result *r,
                         int show_progress);
 
 #endif

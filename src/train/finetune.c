@@ -107,7 +107,8 @@ static void mix_batch(float *images, float *soft, const int32_t *labels, const f
 
 static int evaluate_epoch(beit_trainer *t, const beit_dataset *test, int64_t epoch, double *acc) {
   beit_eval_result r;
-  if (beit_evaluate_ranks(&t->model, test, t->model.cfg.image_size, &r, 0) != BEIT_OK) return BEIT_ERR;
+  beit_eval_prep prep = trainer_eval_prep(t);  /* what best.safetensors will tell `beit eval` to use */
+  if (beit_evaluate_ranks(&t->model, test, &prep, &r, 0) != BEIT_OK) return BEIT_ERR;
   *acc = r.n ? (double)r.top1 / r.n : 0;
   beit_run_log(&t->run, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"test_top1\": %.6f, \"test_top5\": %.6f, "
                "\"test_loss\": %.6f}", t->st.step, epoch, *acc, r.n ? (double)r.top5 / r.n : 0, r.loss);

@@ -21,12 +21,13 @@ static int extract(beit_model *m, const beit_dataset *ds, int64_t n, int layer, 
   int B = m->max_batch, S = m->cfg.image_size, C = m->cfg.dim;
   float *img = beit_alloc((size_t)B * ds->channels * S * S * sizeof(float), "probe images");
   if (!img) return BEIT_ERR;
+  beit_eval_prep prep = beit_eval_prep_make(S, 1.0f, ds->mean, ds->std);
   beit_progress bar;
   beit_progress_start(&bar, ds->train ? "features (train)" : "features (test)", n);
   bar.enabled = bar.enabled && !quiet;
   for (int64_t first = 0; first < n; first += B) {
     int k = (int)(n - first < B ? n - first : B);
-    if (beit_eval_images(ds, first, k, S, 1.0f, ds->mean, ds->std, img, NULL) != BEIT_OK) {
+    if (beit_eval_images(ds, first, k, &prep, img, NULL) != BEIT_OK) {
       beit_free(img);
       return BEIT_ERR;
     }

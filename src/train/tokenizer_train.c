@@ -151,7 +151,8 @@ static int check_channels(const beit_tokenizer *t, const beit_dataset *ds) {
 
 /* Images [first, first+count) through the eval transform, as [0,1] floats. */
 static int eval_images(const beit_tokenizer *t, const beit_dataset *ds, int64_t first, int count, float *out) {
-  return beit_eval_images(ds, first, count, t->image_size, 1.0f, ZERO3, ONE3, out, NULL);
+  beit_eval_prep prep = beit_eval_prep_make(t->image_size, 1.0f, ZERO3, ONE3);
+  return beit_eval_images(ds, first, count, &prep, out, NULL);
 }
 
 int beit_tokenizer_encode_dataset(beit_tokenizer *t, const beit_dataset *ds, int batch, const char *out_path) {

@@ -196,10 +196,18 @@ static const char *json_num(char *buf, size_t n, const char *fmt, double x) {
   return buf;
 }
 
+beit_eval_prep trainer_eval_prep(const beit_trainer *t) {
+  const beit_loader_cfg *lc = beit_loader_config(t->loader);
+  return beit_eval_prep_make(t->model.cfg.image_size, 0, lc->mean, lc->std);
+}
+
 /* Metadata of every file a trainer writes: the model config (to rebuild it),
- * the command, the class names (newline-separated) and the input normalisation,
- * so `beit predict` needs nothing but the file. Returns the number of pairs. */
-static int trainer_meta(const beit_trainer *t, const char **kv, char **json, char **names, char *norm, size_t nn) {
+ * the command, the class names (newline-separated) and the eval preprocessing
+ * (trainer_eval_prep), so `beit predict` and `beit eval` need nothing but the
+ * file and see the images as fine-tuning's evaluation did. Returns the number of
+ * pairs. */
+static int trainer_meta(const beit_trainer *t, const char **kv, char **json, char **names, char *norm, size_t nn,
+                        char *crop, size_t nc) {
   *json = beit_config_to_json(&t->model.cfg);
   size_t len = 1;
   for (int k = 0; k < t->ds.num_classes; k++) len += strlen(t->ds.class_names[k]) + 1;
@@ -208,18 +216,19 @@ static int trainer_meta(const beit_trainer *t, const char **kv, char **json, cha
     if (k) strcat(*names, "\n");
     strcat(*names, t->ds.class_names[k]);
   }
-  snprintf(norm, nn, "%g %g %g %g %g %g", t->ds.mean[0], t->ds.mean[1], t->ds.mean[2], t->ds.std[0], t->ds.std[1],
-           t->ds.std[2]);
-  const char *pairs[] = {"config", *json, "command", t->kind, "class_names", *names, "normalize", norm};
+  beit_eval_prep p = trainer_eval_prep(t);
+  snprintf(norm, nn, "%g %g %g %g %g %g", p.mean[0], p.mean[1], p.mean[2], p.std[0], p.std[1], p.std[2]);
+  snprintf(crop, nc, "%g", p.crop_pct);
+  const char *pairs[] = {"config", *json, "command", t->kind, "class_names", *names, "normalize", norm, "crop_pct", crop};
   memcpy(kv, pairs, sizeof pairs);
-  return 4;
+  return 5;
 }
 
 int trainer_save_weights(beit_trainer *t, const char *name) {
   if (t->rank != 0) return BEIT_OK;
-  char path[1100], *json, *names, norm[128];
-  const char *kv[8];
-  int n = trainer_meta(t, kv, &json, &names, norm, sizeof norm);
+  char path[1100], *json, *names, norm[128], crop[32];
+  const char *kv[10];
+  int n = trainer_meta(t, kv, &json, &names, norm, sizeof norm, crop, sizeof crop);
   beit_run_path(&t->run, name, path, sizeof path);
   int bad = beit_params_first_nonfinite(&t->model.params, t->model.params.data);
   int rc = bad < 0 ? beit_params_save(&t->model.params, path, kv, n)
@@ -233,9 +242,9 @@ int trainer_save(beit_trainer *t) {
   if (!beit_dist_same(t->model.params.data, t->model.params.total * sizeof(float)))
     return beit_errorf("step %" PRId64 ": the ranks hold different weights; not saving", t->st.step);
   if (t->rank != 0) return BEIT_OK;
-  char *json, *names, norm[128];
-  const char *kv[8];
-  int n = trainer_meta(t, kv, &json, &names, norm, sizeof norm);
+  char *json, *names, norm[128], crop[32];
+  const char *kv[10];
+  int n = trainer_meta(t, kv, &json, &names, norm, sizeof norm, crop, sizeof crop);
   int rc = beit_checkpoint_save_kept(t->run.dir, t->o->keep, &t->model.params, &t->opt, &t->st, kv, n);
   free(json), free(names);
   return rc == BEIT_OK ? trainer_save_weights(t, "model.safetensors") : rc;

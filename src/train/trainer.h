@@ -59,7 +59,11 @@ void trainer_report_error(beit_trainer *t, const char *command);
 /* checkpoint.safetensors (resumable) and model.safetensors (weights + config);
  * collective under MPI, written by rank 0. */
 int trainer_save(beit_trainer *t);
-/* Weights only (with config, class names and normalisation) as out/<name>; rank 0. */
+/* The eval preprocessing of the model being trained: its input size, the
+ * default crop_pct, the loader's mean/std. Fine-tuning evaluates with it and
+ * every file written carries it (metadata normalize, crop_pct). */
+beit_eval_prep trainer_eval_prep(const beit_trainer *t);
+/* Weights only (with config, class names and eval preprocessing) as out/<name>; rank 0. */
 int trainer_save_weights(beit_trainer *t, const char *name);
 void trainer_close(beit_trainer *t);
 /* Model config in JSON with the recipe's arguments, for config.json and metadata. */
