@@ -5,7 +5,8 @@
  * (the same predictions from eval and predict; eval of best.safetensors gives the
  * logged best top-1; class names that differ are refused); the eval transform is
  * timm's Resize(floor(size / crop_pct)) + CenterCrop(size) also for images at the
- * model size (against torch), and an absurd crop_pct or a std of 0 is refused. */
+ * model size (against torch), and an absurd crop_pct or a std of 0 is refused;
+ * predict exits 1 with one line, never a signal, on non-finite logits. */
 #include <fcntl.h>
 #include <stdarg.h>
 
@@ -411,6 +412,30 @@ static void test_crop_validation(void) {
   }
 }
 
+/* ---- item 4: predict on non-finite logits ------------------------------------------ */
+static void test_predict_nonfinite(void) {
+  printf("predict exits 1 with one line, never a signal, when the logits are not finite\n");
+  char ckpt[1100], out[1100], err[1100], png[1200], png2[1200];
+  fx_path(png, sizeof png, "folder/val/c0/000.png");
+  fx_path(png2, sizeof png2, "folder/val/c1/001.png");
+  float heads[] = {NAN, 3e38f};
+  const char *what[] = {"NaN", "huge finite (3e38)"};
+  for (int i = 0; i < 2; i++) {
+    fx_path(ckpt, sizeof ckpt, "nonfinite.safetensors");
+    if (edit_checkpoint(g_best, ckpt, 1, heads[i], NULL, 0) != 0) return;
+    fx_path(out, sizeof out, "nonfinite.out");
+    fx_path(err, sizeof err, "nonfinite.err");
+    char *args[] = {(char *)child_beit_bin(), "predict", "--checkpoint", ckpt, png, png2, NULL};
+    int rc = run_beit(args, out, err);
+    char *e = slurp(err);
+    const char *line = strstr(e, "beit predict:");
+    CHECK_TRUE(rc == 1 && count_lines_with(e, "beit predict:") == 1 && line && strstr(line, ckpt) &&
+               strstr(line, "non-finite logits"), "%s head weights: exit %d (was a segfault), one line: %.*s", what[i], rc,
+               LINE(line ? line : e));
+    free(e);
+  }
+}
+
 int main(void) {
   TEST_BEGIN("test_eval");
   fx_path(g_tiny, sizeof g_tiny, "tiny-mnist");
@@ -429,5 +454,6 @@ int main(void) {
   test_eval_is_predict();
   test_finetune_eval_agree();
   test_crop_validation();
+  test_predict_nonfinite();
   return TEST_END();
 }

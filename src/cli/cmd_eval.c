@@ -190,7 +190,7 @@ int cmd_predict(int argc, char **argv) {
   int nfiles;
   int rc = beit_args_parse("beit predict --checkpoint CKPT IMAGE...",
                            "Classify PNG/JPEG files (top classes with probabilities), prepared with the checkpoint's "
-                           "input size, crop_pct and mean/std.",
+                           "input size, crop_pct and mean/std. Non-finite logits are an error.",
                            a, (int)(sizeof a / sizeof a[0]), argc, argv, &files, &nfiles);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
   if (!ckpt || nfiles == 0) { fprintf(stderr, "beit predict: needs --checkpoint and at least one image\n"); return 2; }
@@ -209,6 +209,14 @@ int cmd_predict(int argc, char **argv) {
     beit_input in = {.B = 1, .images = x};
     beit_forward(&im.m, BEIT_TASK_CLASSIFY, &in, 0, 0, 0, NULL);
     const float *logits = beit_logits(&im.m);
+    int finite = 1;
+    for (int k = 0; k < K; k++) finite &= isfinite(logits[k]) != 0;
+    if (!finite) {  /* the same weights fail every image: one line, then stop */
+      fprintf(stderr, "beit predict: %s: non-finite logits for %s (a NaN or infinity in the weights, or weights so "
+              "large that the logits overflow)\n", ckpt, files[f]);
+      failures++;
+      break;
+    }
     float mx = logits[0], sum = 0;
     for (int k = 1; k < K; k++) mx = fmaxf(mx, logits[k]);
     for (int k = 0; k < K; k++) sum += p[k] = expf(logits[k] - mx);
