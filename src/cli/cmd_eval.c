@@ -196,7 +196,10 @@ int cmd_predict(int argc, char **argv) {
   if (!ckpt || nfiles == 0) { fprintf(stderr, "beit predict: needs --checkpoint and at least one image\n"); return 2; }
   beit_set_threads(threads);
   image_model im;
-  if ((rc = open_image_model(&im, "predict", ckpt, crop_pct, 1, 1)) != 0) return rc;
+  if ((rc = open_image_model(&im, "predict", ckpt, crop_pct, 1, 1)) != 0) {
+    free(files);
+    return rc;
+  }
   int S = im.m.cfg.image_size, C = im.m.cfg.channels, K = im.m.cfg.num_classes, failures = 0;
   fprintf(stderr, "predict: class names from %s\n", im.info.names_from);
   float *x = malloc((size_t)C * S * S * sizeof(float)), *p = malloc((size_t)K * sizeof(float));
@@ -254,7 +257,10 @@ int cmd_attention(int argc, char **argv) {
   if (nfiles > 32) { fprintf(stderr, "beit attention: at most 32 images per picture\n"); return 2; }
   beit_set_threads(threads);
   image_model im;
-  if ((rc = open_image_model(&im, "attention", ckpt, crop_pct, nfiles, 0)) != 0) return rc;
+  if ((rc = open_image_model(&im, "attention", ckpt, crop_pct, nfiles, 0)) != 0) {
+    free(files);
+    return rc;
+  }
   size_t one = (size_t)im.m.cfg.channels * im.m.cfg.image_size * im.m.cfg.image_size;
   float *x = malloc((size_t)nfiles * one * sizeof(float));
   int n = 0;

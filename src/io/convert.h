@@ -42,7 +42,7 @@ void beit_checkpoint_info_free(beit_checkpoint_info *info);
  * crop_pct if > 0 (a --crop-pct), else its own, else beit_default_crop_pct. Its
  * own settings were checked on opening (a NaN-making std or an absurd crop_pct
  * is refused there, naming the file); a crop_pct given here is the caller's to
- * check (beit_eval_prep_check). */
+ * check (beit_eval_crop_check). */
 beit_eval_prep beit_checkpoint_eval_prep(const beit_model *m, const beit_checkpoint_info *info, float crop_pct);
 
 /* Writes m in `scheme`: a safetensors file for beit/timm/unilm, a folder with
