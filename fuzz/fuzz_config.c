@@ -17,7 +17,7 @@ static void check_round_trip(const beit_config *c) {
   FUZZ_ASSERT(d.image_size == c->image_size && d.channels == c->channels && d.patch_size == c->patch_size);
   FUZZ_ASSERT(d.dim == c->dim && d.depth == c->depth && d.heads == c->heads);
   FUZZ_ASSERT(d.vocab_size == c->vocab_size && d.num_classes == c->num_classes);
-  FUZZ_ASSERT(d.pixel_head == c->pixel_head && d.shared_rel_pos == c->shared_rel_pos);
+  FUZZ_ASSERT(d.pixel_head == c->pixel_head && d.rel_pos == c->rel_pos);
   FUZZ_ASSERT(d.use_mean_pooling == c->use_mean_pooling);
   cJSON_free(json);
 }

@@ -145,7 +145,7 @@ static void seeds_config(void) {
   free(j);
   if (beit_config_preset(&c, "base")) die("preset");
   c.image_size = 224, c.patch_size = 16, c.channels = 3, c.num_classes = 1000, c.vocab_size = 0;
-  c.shared_rel_pos = 0;
+  c.rel_pos = BEIT_RELPOS_PER_BLOCK;
   j = beit_config_to_json(&c);
   put("config", "base", j, strlen(j));
   free(j);

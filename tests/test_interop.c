@@ -66,9 +66,9 @@ static float *our_logits(beit_model *m, const beit_safetensors *ref, size_t *cou
 static int same_architecture(const beit_config *a, const beit_config *b) {
   return a->image_size == b->image_size && a->channels == b->channels && a->patch_size == b->patch_size &&
          a->dim == b->dim && a->depth == b->depth && a->heads == b->heads && a->mlp_ratio == b->mlp_ratio &&
-         a->vocab_size == b->vocab_size && a->num_classes == b->num_classes && a->shared_rel_pos == b->shared_rel_pos &&
-         a->no_rel_pos == b->no_rel_pos && a->abs_pos_emb == b->abs_pos_emb &&
-         a->use_mean_pooling == b->use_mean_pooling && (a->layer_scale_init > 0) == (b->layer_scale_init > 0);
+         a->vocab_size == b->vocab_size && a->num_classes == b->num_classes && a->rel_pos == b->rel_pos &&
+         a->abs_pos_emb == b->abs_pos_emb && a->use_mean_pooling == b->use_mean_pooling &&
+         (a->layer_scale_init > 0) == (b->layer_scale_init > 0);
 }
 
 static int same_weights(const beit_model *a, const beit_model *b) {
@@ -99,7 +99,7 @@ static void round_trips(const test_case *c, const beit_model *m, const beit_chec
                                               !strcmp(bi.class_names[m->cfg.num_classes - 1],
                                                       info->class_names[m->cfg.num_classes - 1]));
     /* without relative position tables there are no index buffers: unilm's names are timm's */
-    beit_scheme expect = s == BEIT_SCHEME_UNILM && m->cfg.no_rel_pos ? BEIT_SCHEME_TIMM : (beit_scheme)s;
+    beit_scheme expect = s == BEIT_SCHEME_UNILM && m->cfg.rel_pos == BEIT_RELPOS_NONE ? BEIT_SCHEME_TIMM : (beit_scheme)s;
     CHECK_TRUE(bi.scheme == expect && same_architecture(&m->cfg, &back.cfg) && same_weights(m, &back) &&
                    names_ok && (s == BEIT_SCHEME_TIMM || s == BEIT_SCHEME_UNILM || back.cfg.ln_eps == m->cfg.ln_eps),
                "%s -> %s -> beit.c: detected as %s, same architecture, weights bit-exact, class names kept", c->name,
@@ -350,7 +350,7 @@ static void check_transfer(void) {
     return;
   }
   beit_config c = src.cfg;
-  c.image_size = 24, c.vocab_size = 0, c.num_classes = 10, c.shared_rel_pos = 0, c.use_mean_pooling = 1;
+  c.image_size = 24, c.vocab_size = 0, c.num_classes = 10, c.rel_pos = BEIT_RELPOS_PER_BLOCK, c.use_mean_pooling = 1;
   beit_model_init(&dst, &c);
   beit_model_init_weights(&dst, 3, 0.001f);
   float *head0 = malloc(10 * 32 * sizeof(float));

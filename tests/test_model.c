@@ -96,7 +96,7 @@ static void run_case(const char *task_name) {
   beit_config cfg = {.image_size = 16, .channels = 3, .patch_size = 4, .dim = 32, .depth = 2, .heads = 4,
                      .mlp_ratio = 4, .vocab_size = task == BEIT_TASK_MIM ? 37 : 0,
                      .num_classes = classify ? 5 : 0, .pixel_head = pixel, .layer_scale_init = 0.1f,
-                     .shared_rel_pos = !classify, .use_mean_pooling = 1, .drop_path = 0, .ln_eps = 1e-6f};
+                     .rel_pos = classify ? BEIT_RELPOS_PER_BLOCK : BEIT_RELPOS_SHARED, .use_mean_pooling = 1, .drop_path = 0, .ln_eps = 1e-6f};
   beit_model m;
   if (beit_model_init(&m, &cfg) != BEIT_OK || beit_model_reserve(&m, 3, 1) != BEIT_OK) {
     CHECK_TRUE(0, "model init: %s", beit_last_error());
@@ -140,7 +140,7 @@ static void run_case(const char *task_name) {
 static void test_param_count(void) {
   /* spec 1.1: the BEiT-B MIM model with shared rel-pos and lm_head has 91,965,776 parameters;
    * the 1000-class classifier with per-layer tables 86,530,984 */
-  beit_config c = {.image_size = 224, .channels = 3, .patch_size = 16, .vocab_size = 8192, .shared_rel_pos = 1};
+  beit_config c = {.image_size = 224, .channels = 3, .patch_size = 16, .vocab_size = 8192, .rel_pos = BEIT_RELPOS_SHARED};
   beit_config_preset(&c, "base");
   beit_model m;
   beit_model_init(&m, &c);
@@ -148,7 +148,7 @@ static void test_param_count(void) {
   for (int i = 0; i < m.params.n; i++) n += m.params.t[i].numel;
   CHECK_TRUE(n == 91965776, "BEiT-B MIM parameter count %zu == 91,965,776", n);
   beit_model_free(&m);
-  c.vocab_size = 0, c.num_classes = 1000, c.shared_rel_pos = 0, c.use_mean_pooling = 1;
+  c.vocab_size = 0, c.num_classes = 1000, c.rel_pos = BEIT_RELPOS_PER_BLOCK, c.use_mean_pooling = 1;
   beit_model_init(&m, &c);
   n = 0;
   for (int i = 0; i < m.params.n; i++) n += m.params.t[i].numel;
@@ -159,7 +159,7 @@ static void test_param_count(void) {
 static void test_save_load_roundtrip(void) {
   beit_config c = {.image_size = 16, .channels = 1, .patch_size = 4, .vocab_size = 11};
   beit_config_preset(&c, "micro");
-  c.shared_rel_pos = 1;
+  c.rel_pos = BEIT_RELPOS_SHARED;
   beit_model a, b;
   beit_model_init(&a, &c);
   beit_model_init(&b, &c);
@@ -172,7 +172,7 @@ static void test_save_load_roundtrip(void) {
   CHECK_TRUE(!memcmp(a.params.data, b.params.data, a.params.total * sizeof(float)), "round trip is bit-exact");
   beit_config back;
   CHECK_TRUE(beit_config_from_json(&back, json, "config") == BEIT_OK && back.dim == c.dim && back.depth == c.depth &&
-                 back.vocab_size == 11 && back.shared_rel_pos == 1,
+                 back.vocab_size == 11 && back.rel_pos == BEIT_RELPOS_SHARED,
              "config.json round trip");
   free(json);
   beit_model_free(&a);

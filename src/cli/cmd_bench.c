@@ -133,7 +133,7 @@ static int bench_beit(const bench_opts *o) {
   cfg.image_size = o->image, cfg.channels = o->channels, cfg.patch_size = o->patch;
   cfg.vocab_size = pretrain ? o->vocab : 0;
   cfg.num_classes = pretrain ? 0 : o->classes;
-  cfg.shared_rel_pos = pretrain;
+  cfg.rel_pos = pretrain ? BEIT_RELPOS_SHARED : BEIT_RELPOS_PER_BLOCK;
   cfg.use_mean_pooling = 1;
   beit_model m;
   int grad = infer ? 0 : o->recompute ? BEIT_GRAD_RECOMPUTE : BEIT_GRAD_KEEP;

@@ -19,7 +19,9 @@ static void describe(const char *path, const beit_model *m, const beit_checkpoin
          c->depth, c->dim, c->heads, (int)(c->dim * c->mlp_ratio), c->patch_size, c->image_size, m->grid, m->grid,
          c->channels, n / 1e6);
   printf("  position: %s%s; LayerScale %s; LayerNorm eps %g\n",
-         c->no_rel_pos ? "no relative bias" : c->shared_rel_pos ? "shared relative bias table" : "relative bias table per block",
+         c->rel_pos == BEIT_RELPOS_NONE     ? "no relative bias"
+         : c->rel_pos == BEIT_RELPOS_SHARED ? "shared relative bias table"
+                                            : "relative bias table per block",
          c->abs_pos_emb ? " + absolute embeddings" : "", c->layer_scale_init > 0 ? "yes" : "no", c->ln_eps);
   if (c->num_classes > 0)
     printf("  classifier: %d classes (%s pooling), names from %s\n", c->num_classes,

@@ -302,7 +302,7 @@ static int agree_with_hf(const view *v, const cJSON *hf, const char *cfg_path, b
   AGREE("intermediate_size", (int)fc1->shape[0], "'%s' is [%lld, %d]", fc1->name, (long long)fc1->shape[0], D);
   AGREE("num_attention_heads", heads, "'%s' has %d columns (one per head)", table ? table->name : "config", heads);
   AGREE("image_size", c->image_size, "the position parameters are for a %dx%d patch grid (%d px)", grid, grid, c->image_size);
-  AGREE("use_shared_relative_position_bias", c->shared_rel_pos, "the file %s a shared table", shared ? "has" : "has no");
+  AGREE("use_shared_relative_position_bias", c->rel_pos == BEIT_RELPOS_SHARED, "the file %s a shared table", shared ? "has" : "has no");
   AGREE("use_relative_position_bias", per != NULL, "the file %s per-layer tables", per ? "has" : "has no");
   AGREE("use_absolute_position_embeddings", pos != NULL, "the file %s position_embeddings", pos ? "has" : "has no");
   if (lm) AGREE("vocab_size", c->vocab_size, "'%s' has %d rows", lm->name, c->vocab_size);
@@ -338,7 +338,7 @@ static int infer_config(const view *v, const cJSON *hf, const char *cfg_path, be
   if (shared && per)
     return beit_errorf("%s: both a shared table ('%s') and per-block tables ('%s'): not supported", path, shared->name,
                        per->name);
-  c->shared_rel_pos = shared != NULL, c->no_rel_pos = table == NULL, c->abs_pos_emb = pos != NULL;
+  c->rel_pos = shared ? BEIT_RELPOS_SHARED : per ? BEIT_RELPOS_PER_BLOCK : BEIT_RELPOS_NONE, c->abs_pos_emb = pos != NULL;
   int grid = 0, heads = 0;
   if (table) {
     if (shape_is(table, path, 2, (int64_t[]){-1, -1})) return BEIT_ERR;
@@ -640,7 +640,8 @@ static float eval_crop_pct(const beit_checkpoint_info *info, int S) {
 static int write_weights(const beit_model *m, const beit_checkpoint_info *info, beit_scheme scheme, const char *path) {
   const beit_params *p = &m->params;
   view v = {.scheme = scheme, .hf_prefix = "beit.", .hf_top_norm = m->cfg.vocab_size > 0};
-  int index_tensors = scheme == BEIT_SCHEME_UNILM && !m->cfg.no_rel_pos ? (m->cfg.shared_rel_pos ? 1 : m->cfg.depth) : 0;
+  int index_tensors = scheme != BEIT_SCHEME_UNILM || m->cfg.rel_pos == BEIT_RELPOS_NONE ? 0
+                      : m->cfg.rel_pos == BEIT_RELPOS_SHARED ? 1 : m->cfg.depth;
   int cap = 3 * p->n + index_tensors;
   beit_st_tensor *t = calloc((size_t)cap, sizeof *t);
   const int64_t **i64 = calloc((size_t)cap, sizeof *i64);
@@ -667,7 +668,7 @@ static int write_weights(const beit_model *m, const beit_checkpoint_info *info, 
   }
   for (size_t i = 0; rc == BEIT_OK && i < NN; i++) index[i] = m->relpos_index[i];
   for (int l = 0; l < index_tensors && rc == BEIT_OK; l++, n++) {
-    if (m->cfg.shared_rel_pos) snprintf(names[n], BEIT_NAME_MAX, "rel_pos_bias.relative_position_index");
+    if (m->cfg.rel_pos == BEIT_RELPOS_SHARED) snprintf(names[n], BEIT_NAME_MAX, "rel_pos_bias.relative_position_index");
     else snprintf(names[n], BEIT_NAME_MAX, "blocks.%d.attn.relative_position_index", l);
     t[n] = (beit_st_tensor){names[n], 2, index_shape, NULL};
     i64[n] = index;
@@ -726,8 +727,8 @@ static cJSON *hf_config_json(const beit_model *m, const beit_checkpoint_info *in
   cJSON_AddNumberToObject(j, "vocab_size", c->vocab_size > 0 ? c->vocab_size : 8192);
   cJSON_AddBoolToObject(j, "use_mask_token", c->vocab_size > 0);
   cJSON_AddBoolToObject(j, "use_absolute_position_embeddings", c->abs_pos_emb);
-  cJSON_AddBoolToObject(j, "use_relative_position_bias", !c->shared_rel_pos && !c->no_rel_pos);
-  cJSON_AddBoolToObject(j, "use_shared_relative_position_bias", c->shared_rel_pos && !c->no_rel_pos);
+  cJSON_AddBoolToObject(j, "use_relative_position_bias", c->rel_pos == BEIT_RELPOS_PER_BLOCK);
+  cJSON_AddBoolToObject(j, "use_shared_relative_position_bias", c->rel_pos == BEIT_RELPOS_SHARED);
   cJSON_AddNumberToObject(j, "layer_scale_init_value", tidy(c->layer_scale_init));
   cJSON_AddNumberToObject(j, "drop_path_rate", tidy(c->drop_path));
   cJSON_AddBoolToObject(j, "use_mean_pooling", c->num_classes > 0 ? c->use_mean_pooling : 1);

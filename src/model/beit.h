@@ -9,6 +9,11 @@
 
 #include "model/params.h"
 
+/* Relative position bias: a table per block (timm's fine-tuned models), one table
+ * all blocks share (BEiT pretraining), or none (vanilla ViT checkpoints). Zero, a
+ * config's default, is per block. The JSON twin keeps Hugging Face's two booleans. */
+typedef enum { BEIT_RELPOS_PER_BLOCK = 0, BEIT_RELPOS_SHARED = 1, BEIT_RELPOS_NONE = 2 } beit_relpos;
+
 typedef struct {
   int image_size, channels, patch_size;
   int dim, depth, heads;
@@ -17,8 +22,7 @@ typedef struct {
   int num_classes;         /* classifier head size; 0 = no classifier */
   int pixel_head;          /* 1 = pixel-regression head (predict masked patches) */
   float layer_scale_init;  /* gamma_1/gamma_2 init; 0 = no LayerScale */
-  int shared_rel_pos;      /* 1 = one shared table (pretraining), 0 = per-block tables */
-  int no_rel_pos;          /* 1 = no relative position bias at all (vanilla ViT checkpoints) */
+  beit_relpos rel_pos;
   int abs_pos_emb;         /* 1 = learned absolute position embedding pos_embed [1, N+1, dim] */
   int use_mean_pooling;    /* classifier feature: 1 = fc_norm(mean of patches), 0 = norm(CLS) */
   float drop_path;         /* max drop-path rate (linear over blocks) */
@@ -60,12 +64,32 @@ typedef struct {
 } beit_stats;
 
 typedef struct beit_acts beit_acts;
+struct beit_backend;
+
+/* One block's tensors as pointers into a buffer laid out like the parameters (the
+ * weights or their gradients); NULL where the config has none. */
+typedef struct {
+  float *gamma_1, *gamma_2, *norm1_w, *norm1_b, *q_bias, *v_bias, *rel_table, *qkv_w, *proj_w, *proj_b;
+  float *norm2_w, *norm2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} beit_block_tensors;
+
+/* Every tensor of the model, bound once when its buffer is allocated: the forward
+ * and backward passes never look a name up (the names are for checkpoints). */
+typedef struct {
+  float *cls_token, *pos_embed, *mask_token, *patch_w, *patch_b;
+  float *rel_table;               /* the shared table (BEIT_RELPOS_SHARED) */
+  beit_block_tensors *blocks;     /* [depth] */
+  float *norm_w, *norm_b, *fc_norm_w, *fc_norm_b;
+  float *lm_head_w, *lm_head_b, *pixel_w, *pixel_b, *head_w, *head_b;
+} beit_tensors;
 
 typedef struct {
   beit_config cfg;
   beit_params params;
+  beit_tensors w, g;               /* views of params.data and params.grad (NULLs until it exists) */
+  const struct beit_backend *be;   /* runs every kernel and holds the arena (beit_model_init: the default) */
   int grid, num_patches, tokens;   /* grid side, Np, N = Np + 1 */
-  int32_t *relpos_index;           /* [N*N] */
+  int32_t *relpos_index;           /* [N*N], backend memory */
   beit_acts *acts;
   int max_batch, with_grad;
   /* what the last forward did (backward replays it) */

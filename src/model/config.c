@@ -46,7 +46,8 @@ int beit_config_validate(const beit_config *c) {
   if (c->vocab_size < 0 || c->num_classes < 0) return beit_errorf("vocab size and classes must be >= 0");
   if (!(c->drop_path >= 0 && c->drop_path < 1)) return beit_errorf("drop path %g must be in [0, 1)", c->drop_path);
   if (!(c->ln_eps > 0)) return beit_errorf("layer norm eps must be positive");
-  if (c->shared_rel_pos && c->no_rel_pos) return beit_errorf("a shared relative position table needs relative position bias");
+  if (c->rel_pos != BEIT_RELPOS_PER_BLOCK && c->rel_pos != BEIT_RELPOS_SHARED && c->rel_pos != BEIT_RELPOS_NONE)
+    return beit_errorf("unknown relative position bias mode %d", (int)c->rel_pos);
   /* far beyond any published ViT: refused here, before they become absurd allocations */
   if (c->image_size > BEIT_MAX_IMAGE_SIZE) return beit_errorf("image size %d above the limit of %d", c->image_size, BEIT_MAX_IMAGE_SIZE);
   if (c->dim > BEIT_MAX_DIM) return beit_errorf("hidden size %d above the limit of %d", c->dim, BEIT_MAX_DIM);
@@ -71,8 +72,8 @@ char *beit_config_to_json(const beit_config *c) {
   cJSON_AddNumberToObject(j, "num_labels", c->num_classes);
   cJSON_AddBoolToObject(j, "beit_pixel_head", c->pixel_head);
   cJSON_AddNumberToObject(j, "layer_scale_init_value", c->layer_scale_init);
-  cJSON_AddBoolToObject(j, "use_shared_relative_position_bias", c->shared_rel_pos);
-  cJSON_AddBoolToObject(j, "use_relative_position_bias", !c->shared_rel_pos && !c->no_rel_pos);
+  cJSON_AddBoolToObject(j, "use_shared_relative_position_bias", c->rel_pos == BEIT_RELPOS_SHARED);
+  cJSON_AddBoolToObject(j, "use_relative_position_bias", c->rel_pos == BEIT_RELPOS_PER_BLOCK);
   cJSON_AddBoolToObject(j, "use_absolute_position_embeddings", c->abs_pos_emb);
   cJSON_AddBoolToObject(j, "use_mask_token", c->vocab_size > 0 || c->pixel_head);
   cJSON_AddBoolToObject(j, "use_mean_pooling", c->use_mean_pooling);
@@ -124,9 +125,11 @@ int beit_config_from_json(beit_config *c, const char *json, const char *source) 
   c->dim = (int)dim, c->depth = (int)depth, c->heads = (int)heads;
   c->mlp_ratio = dim > 0 ? (inter > 0 ? (float)(inter / dim) : 4.0f) : 4.0f;
   c->vocab_size = (int)vocab, c->num_classes = (int)classes, c->pixel_head = pix != 0;
-  c->layer_scale_init = (float)ls, c->shared_rel_pos = shared != 0, c->use_mean_pooling = meanpool != 0;
+  c->layer_scale_init = (float)ls, c->use_mean_pooling = meanpool != 0;
   c->drop_path = (float)dp, c->ln_eps = (float)eps;
-  c->no_rel_pos = !c->shared_rel_pos && relpos == 0, c->abs_pos_emb = abspos != 0;
+  /* Hugging Face's two booleans: a shared table wins, as in BeitModel */
+  c->rel_pos = shared != 0 ? BEIT_RELPOS_SHARED : relpos != 0 ? BEIT_RELPOS_PER_BLOCK : BEIT_RELPOS_NONE;
+  c->abs_pos_emb = abspos != 0;
   if (beit_config_validate(c) != BEIT_OK) return beit_error_context("%s", source);
   return BEIT_OK;
 }

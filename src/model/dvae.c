@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "core/core.h"
 #include "io/safetensors.h"
 
@@ -135,6 +136,7 @@ int dvae_create(dvae *d, const dvae_config *c, int with_decoder) {
   memset(d, 0, sizeof *d);
   if (dvae_config_check(c)) return BEIT_ERR;
   d->cfg = *c;
+  d->be = beit_backend_default();
   d->has_decoder = with_decoder;
   beit_params_init(&d->params);
   build_encoder(d);
@@ -148,7 +150,7 @@ int dvae_create(dvae *d, const dvae_config *c, int with_decoder) {
 
 void dvae_free(dvae *d) {
   beit_params_free(&d->params);
-  beit_free(d->arena);
+  if (d->arena) d->be->free(d->arena);
   memset(d, 0, sizeof *d);
 }
 
@@ -182,7 +184,7 @@ static size_t max2(size_t a, size_t b) { return a > b ? a : b; }
 
 typedef struct { size_t in, out, hid, pool, block_out, scratch; } stage_maxima;
 
-static void stage_max(const dvae_stage *st, int n, int B, stage_maxima *m) {
+static void stage_max(const beit_backend *be, const dvae_stage *st, int n, int B, stage_maxima *m) {
   for (int i = 0; i < n; i++) {
     const dvae_stage *s = &st[i];
     m->out = max2(m->out, plane_out(s));
@@ -193,7 +195,7 @@ static void stage_max(const dvae_stage *st, int n, int B, stage_maxima *m) {
       if (s->w[k] >= 0) {
         conv2d_dims cd = s->dims[k];
         cd.B = B;
-        m->scratch = max2(m->scratch, conv2d_scratch_floats(&cd));
+        m->scratch = max2(m->scratch, be->conv2d_scratch_floats(&cd));
       }
   }
 }
@@ -224,8 +226,8 @@ static size_t plan_arena(dvae *d, int B, int mode, uint8_t *base) {
   const dvae_config *cf = &d->cfg;
   cursor c = {base, 0};
   stage_maxima m = {0};
-  stage_max(d->enc, d->n_enc, B, &m);
-  stage_max(d->dec, d->n_dec, B, &m);
+  stage_max(d->be, d->enc, d->n_enc, B, &m);
+  stage_max(d->be, d->dec, d->n_dec, B, &m);
   size_t lat = (size_t)B * cf->vocab * dvae_grid_side(cf) * dvae_grid_side(cf);
   size_t img = (size_t)B * cf->channels * cf->image_size * cf->image_size;
   d->xm = takef(&c, img);
@@ -261,12 +263,12 @@ static int reserve(dvae *d, int B, int mode) {
     if (mode < d->mode) mode = d->mode;
   }
   size_t bytes = plan_arena(d, B, mode, NULL);  /* measuring clobbers the pointers ... */
-  uint8_t *a = beit_alloc(bytes, "dVAE activations");
+  uint8_t *a = d->be->alloc(bytes, "dVAE activations");
   if (!a) {
     if (d->arena) plan_arena(d, d->cap_B, d->mode, d->arena);  /* ... so restore them */
     return BEIT_ERR;
   }
-  beit_free(d->arena);
+  d->be->free(d->arena);
   d->arena = a;
   plan_arena(d, B, mode, a);
   d->cap_B = B;
@@ -281,63 +283,59 @@ static float *wgrad(const dvae *d, int i) { return i < 0 ? NULL : d->params.grad
 static void conv_fwd(dvae *d, const dvae_stage *s, int k, int B, float *out, const float *inp) {
   conv2d_dims cd = s->dims[k];
   cd.B = B;
-  conv2d_forward(out, d->scratch, inp, wparam(d, s->w[k]), wparam(d, s->b[k]), &cd);
+  d->be->conv2d_forward(out, d->scratch, inp, wparam(d, s->w[k]), wparam(d, s->b[k]), &cd);
 }
 
 static void conv_bwd(dvae *d, const dvae_stage *s, int k, int B, float *dinp, const float *dout,
                      const float *inp) {
   conv2d_dims cd = s->dims[k];
   cd.B = B;
-  conv2d_backward(dinp, wgrad(d, s->w[k]), wgrad(d, s->b[k]), d->scratch, dout, inp, wparam(d, s->w[k]), &cd);
+  d->be->conv2d_backward(dinp, wgrad(d, s->w[k]), wgrad(d, s->b[k]), d->scratch, dout, inp, wparam(d, s->w[k]), &cd);
 }
 
 static void block_forward(dvae *d, const dvae_stage *s, const dvae_act *a, const float *x, int B) {
+  const beit_backend *be = d->be;
   size_t nin = B * plane_in(s), nh = B * plane_hid(s), nout = B * plane_out(s);
-  relu_forward(a->r[0], x, nin);
+  be->relu_forward(a->r[0], x, nin);
   for (int k = 1; k < 4; k++) {
     conv_fwd(d, s, k, B, a->r[k], a->r[k - 1]);
-    relu_forward(a->r[k], a->r[k], nh);
+    be->relu_forward(a->r[k], a->r[k], nh);
   }
   conv_fwd(d, s, 4, B, d->work, a->r[3]);
   if (s->w[0] >= 0) conv_fwd(d, s, 0, B, a->out, x);
-  else memcpy(a->out, x, nout * sizeof(float));
-  float g = s->gain, *out = a->out, *w = d->work;
-#pragma omp parallel for simd schedule(static)
-  for (size_t i = 0; i < nout; i++) out[i] += g * w[i];
+  else be->copy(a->out, x, nout * sizeof(float));
+  be->axpy(a->out, d->work, s->gain, nout);
 }
 
 /* dx += d(block)/dx . dy; the res path walks conv_4 .. conv_1 through two temps. */
 static void block_backward(dvae *d, const dvae_stage *s, const dvae_act *a, const float *x,
                            const float *dy, float *dx, int B) {
+  const beit_backend *be = d->be;
   size_t nin = B * plane_in(s), nh = B * plane_hid(s), nout = B * plane_out(s);
-  float *ga = d->gtmp[0], *gb = d->gtmp[1], g = s->gain;
-#pragma omp parallel for simd schedule(static)
-  for (size_t i = 0; i < nout; i++) ga[i] = g * dy[i];
-  memset(gb, 0, nh * sizeof(float));
+  float *ga = d->gtmp[0], *gb = d->gtmp[1];
+  be->copy(ga, dy, nout * sizeof(float));  /* ga = gain * dy */
+  be->scale_inplace(ga, nout, s->gain);
+  be->zero(gb, nh);
   conv_bwd(d, s, 4, B, gb, ga, a->r[3]);
   for (int k = 3; k >= 1; k--) {
-    memset(ga, 0, nh * sizeof(float));
-    relu_backward(ga, gb, a->r[k], nh);
-    memset(gb, 0, (k == 1 ? nin : nh) * sizeof(float));
+    be->zero(ga, nh);
+    be->relu_backward(ga, gb, a->r[k], nh);
+    be->zero(gb, k == 1 ? nin : nh);
     conv_bwd(d, s, k, B, gb, ga, a->r[k - 1]);
   }
-  relu_backward(dx, gb, a->r[0], nin);
-  if (s->w[0] >= 0) {
-    conv_bwd(d, s, 0, B, dx, dy, x);
-  } else {
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < nout; i++) dx[i] += dy[i];
-  }
+  be->relu_backward(dx, gb, a->r[0], nin);
+  if (s->w[0] >= 0) conv_bwd(d, s, 0, B, dx, dy, x);
+  else be->axpy(dx, dy, 1.0f, nout);
 }
 
 static void stage_forward(dvae *d, const dvae_stage *s, const dvae_act *a, const float *x, int B) {
   switch (s->kind) {
     case DVAE_ST_CONV: conv_fwd(d, s, 0, B, a->out, x); break;
     case DVAE_ST_BLOCK: block_forward(d, s, a, x, B); break;
-    case DVAE_ST_POOL: maxpool2x2_forward(a->out, a->argmax, x, B, s->cin, s->side_in, s->side_in); break;
-    case DVAE_ST_UPSAMPLE: upsample2x_forward(a->out, x, B, s->cin, s->side_in, s->side_in); break;
+    case DVAE_ST_POOL: d->be->maxpool2x2_forward(a->out, a->argmax, x, B, s->cin, s->side_in, s->side_in); break;
+    case DVAE_ST_UPSAMPLE: d->be->upsample2x_forward(a->out, x, B, s->cin, s->side_in, s->side_in); break;
     case DVAE_ST_RELU_CONV:
-      relu_forward(a->r[0], x, B * plane_in(s));
+      d->be->relu_forward(a->r[0], x, B * plane_in(s));
       conv_fwd(d, s, 0, B, a->out, a->r[0]);
       break;
   }
@@ -349,13 +347,13 @@ static void stage_backward(dvae *d, const dvae_stage *s, const dvae_act *a, cons
   switch (s->kind) {
     case DVAE_ST_CONV: conv_bwd(d, s, 0, B, dx, dy, x); break;
     case DVAE_ST_BLOCK: block_backward(d, s, a, x, dy, dx, B); break;
-    case DVAE_ST_POOL: maxpool2x2_backward(dx, dy, a->argmax, B, s->cin, s->side_in, s->side_in); break;
-    case DVAE_ST_UPSAMPLE: upsample2x_backward(dx, dy, B, s->cin, s->side_in, s->side_in); break;
+    case DVAE_ST_POOL: d->be->maxpool2x2_backward(dx, dy, a->argmax, B, s->cin, s->side_in, s->side_in); break;
+    case DVAE_ST_UPSAMPLE: d->be->upsample2x_backward(dx, dy, B, s->cin, s->side_in, s->side_in); break;
     case DVAE_ST_RELU_CONV: {
       float *gr = d->gtmp[0];
-      memset(gr, 0, B * plane_in(s) * sizeof(float));
+      d->be->zero(gr, B * plane_in(s));
       conv_bwd(d, s, 0, B, gr, dy, a->r[0]);
-      relu_backward(dx, gr, a->r[0], B * plane_in(s));
+      d->be->relu_backward(dx, gr, a->r[0], B * plane_in(s));
       break;
     }
   }
@@ -372,166 +370,14 @@ static void run_backward(dvae *d, dvae_stage *st, dvae_act *act, int n, const fl
   const float *gcur = dy;
   for (int i = n - 1; i >= 0; i--) {
     float *dx = i ? (gcur == d->g[0] ? d->g[1] : d->g[0]) : dx_first;
-    if (dx && i) memset(dx, 0, B * plane_in(&st[i]) * sizeof(float));
+    if (dx && i) d->be->zero(dx, B * plane_in(&st[i]));
     stage_backward(d, &st[i], &act[i], i ? act[i - 1].out : x, gcur, dx, B);
     gcur = dx;
   }
 }
 
-/* ---- latent layer ---------------------------------------------------------- */
-static void map_pixels(float *out, const float *x, size_t n) {
-#pragma omp parallel for simd schedule(static)
-  for (size_t i = 0; i < n; i++) out[i] = (1.0f - 2.0f * DVAE_EPS) * x[i] + DVAE_EPS;
-}
-
+/* ---- latent layer (the kernels: ops/dvae_ops.c) ----------------------------- */
 static int hw_of(const dvae *d) { return dvae_grid_side(&d->cfg) * dvae_grid_side(&d->cfg); }
-
-/* tokens[b*hw + p] = argmax_k logits[b, k, p] (first maximum wins) */
-static void argmax_codes(int32_t *tokens, const float *logits, int B, int V, int hw) {
-#pragma omp parallel for schedule(static)
-  for (int bp = 0; bp < B * hw; bp++) {
-    const float *l = logits + (size_t)(bp / hw) * V * hw + bp % hw;
-    int best = 0;
-    for (int k = 1; k < V; k++)
-      if (l[(size_t)k * hw] > l[(size_t)best * hw]) best = k;
-    tokens[bp] = best;
-  }
-}
-
-/* out = softmax over k of (l[k] + g[k]) * inv_t at one position (stride hw);
- * returns log of the normaliser of the scaled values (for log-probabilities). */
-static double softmax_strided(float *out, const float *l, const float *g, float inv_t, int V, int hw) {
-  float mx = -INFINITY;
-  for (int k = 0; k < V; k++) {
-    float v = (l[(size_t)k * hw] + (g ? g[(size_t)k * hw] : 0.0f)) * inv_t;
-    mx = v > mx ? v : mx;
-  }
-  double sum = 0;
-  for (int k = 0; k < V; k++) {
-    float e = expf((l[(size_t)k * hw] + (g ? g[(size_t)k * hw] : 0.0f)) * inv_t - mx);
-    out[(size_t)k * hw] = e;
-    sum += e;
-  }
-  float inv = (float)(1.0 / sum);
-  for (int k = 0; k < V; k++) out[(size_t)k * hw] *= inv;
-  return mx + log(sum);
-}
-
-static void draw_gumbel(float *g, int B, size_t per_image, const dvae_train_opts *o) {
-  int shards = o->shards > 1 ? o->shards : 1, shard = o->shards > 1 ? o->shard : 0;
-#pragma omp parallel for schedule(static)
-  for (int b = 0; b < B; b++) {
-    beit_rng r;
-    beit_rng_seed(&r, o->seed, BEIT_RNG_GUMBEL, (uint64_t)o->step, (uint64_t)b * shards + shard);
-    float *x = g + (size_t)b * per_image;
-    for (size_t i = 0; i < per_image; i++) {
-      double u = ((double)(beit_rng_u64(&r) >> 11) + 0.5) * 0x1.0p-53;  /* in (0, 1) */
-      x[i] = (float)-log(-log(u));
-    }
-  }
-}
-
-/* q = softmax(logits), z = softmax((logits + g) / tau); returns sum of KL(q || U). */
-static double latent_forward(dvae *d, const float *logits, int B, float tau) {
-  const int V = d->cfg.vocab, hw = hw_of(d);
-  double kl = 0, logv = log((double)V);
-#pragma omp parallel for schedule(static) reduction(+ : kl)
-  for (int bp = 0; bp < B * hw; bp++) {
-    size_t o = (size_t)(bp / hw) * V * hw + bp % hw;
-    double lse = softmax_strided(d->q + o, logits + o, NULL, 1.0f, V, hw);
-    double s = logv;
-    for (int k = 0; k < V; k++) {
-      float qk = d->q[o + (size_t)k * hw];
-      if (qk > 0) s += qk * (logits[o + (size_t)k * hw] - lse);
-    }
-    kl += s;
-    softmax_strided(d->z + o, logits + o, d->gumbel + o, 1.0f / tau, V, hw);
-  }
-  return kl;
-}
-
-/* dlogits = (1/tau) z (dz - <z, dz>) + kl_coef q (log q - <q, log q>) */
-static void latent_backward(dvae *d, const float *logits, int B, float tau, float kl_coef) {
-  const int V = d->cfg.vocab, hw = hw_of(d);
-#pragma omp parallel for schedule(static)
-  for (int bp = 0; bp < B * hw; bp++) {
-    size_t o = (size_t)(bp / hw) * V * hw + bp % hw;
-    const float *z = d->z + o, *dz = d->dz + o, *q = d->q + o, *l = logits + o;
-    float *dl = d->dlogits + o;
-    double zdz = 0, qlq = 0, mx = -INFINITY, sum = 0;
-    for (int k = 0; k < V; k++) mx = l[(size_t)k * hw] > mx ? l[(size_t)k * hw] : mx;
-    for (int k = 0; k < V; k++) sum += exp(l[(size_t)k * hw] - mx);
-    double lse = mx + log(sum);
-    for (int k = 0; k < V; k++) {
-      size_t i = (size_t)k * hw;
-      zdz += (double)z[i] * dz[i];
-      if (q[i] > 0) qlq += q[i] * (l[i] - lse);
-    }
-    for (int k = 0; k < V; k++) {
-      size_t i = (size_t)k * hw;
-      double lq = q[i] > 0 ? (l[i] - lse) - qlq : 0;
-      dl[i] = (float)(z[i] * (dz[i] - zdz) / tau + kl_coef * q[i] * lq);
-    }
-  }
-}
-
-/* Perplexity exp(H(qbar)) of the batch-average code distribution. */
-static double batch_perplexity(const dvae *d, int B) {
-  const int V = d->cfg.vocab, hw = hw_of(d);
-  double h = 0;
-#pragma omp parallel for schedule(static) reduction(+ : h)
-  for (int k = 0; k < V; k++) {
-    double s = 0;
-    for (int b = 0; b < B; b++)
-      for (int p = 0; p < hw; p++) s += d->q[((size_t)b * V + k) * hw + p];
-    s /= (double)B * hw;
-    if (s > 0) h -= s * log(s);
-  }
-  return exp(h);
-}
-
-/* seen: V bytes of scratch */
-static int distinct_codes(uint8_t *seen, const int32_t *tokens, int n, int V) {
-  int used = 0;
-  memset(seen, 0, (size_t)V);
-  for (int i = 0; i < n; i++)
-    if (!seen[tokens[i]]) seen[tokens[i]] = 1, used++;
-  return used;
-}
-
-/* ---- reconstruction loss ---------------------------------------------------- */
-/* Writes dout (d loss / d decoder output, mean over B*C*S*S) and returns the mean
- * NLL. Laplace: -ln f(x|mu,b) = |logit(x) - mu|/b + ln(2b) + ln(x(1-x)), x = map_pixels;
- * MSE: (sigmoid(mu) - x)^2; the ln b channels then get zero gradient. */
-static double recon_loss(dvae *d, const float *out, int B) {
-  const int C = d->cfg.channels;
-  const size_t P = (size_t)d->cfg.image_size * d->cfg.image_size, N = (size_t)B * C * P;
-  const int laplace = d->cfg.recon == DVAE_RECON_LAPLACE;
-  const double inv_n = 1.0 / (double)N;
-  double total = 0;
-#pragma omp parallel for collapse(2) schedule(static) reduction(+ : total)
-  for (int b = 0; b < B; b++)
-    for (int c = 0; c < C; c++) {
-      const float *x = d->xm + ((size_t)b * C + c) * P;
-      const float *mu = out + ((size_t)b * 2 * C + c) * P, *lb = mu + C * P;
-      float *dmu = d->dout + ((size_t)b * 2 * C + c) * P, *dlb = dmu + C * P;
-      for (size_t i = 0; i < P; i++) {
-        double xi = x[i];
-        if (laplace) {
-          double t = log(xi / (1 - xi)), ib = exp(-(double)lb[i]), e = fabs(t - mu[i]) * ib;
-          total += e + lb[i] + M_LN2 + log(xi * (1 - xi));
-          dmu[i] = (float)((t > mu[i] ? -ib : t < mu[i] ? ib : 0) * inv_n);
-          dlb[i] = (float)((1 - e) * inv_n);
-        } else {
-          double p = 1 / (1 + exp(-(double)mu[i])), r = p - xi;
-          total += r * r;
-          dmu[i] = (float)(2 * r * p * (1 - p) * inv_n);
-          dlb[i] = 0;
-        }
-      }
-    }
-  return total * inv_n;
-}
 
 /* ---- public: training ------------------------------------------------------- */
 int dvae_forward_train(dvae *d, const float *images, int B, const dvae_train_opts *o, dvae_stats *st) {
@@ -542,20 +388,22 @@ int dvae_forward_train(dvae *d, const float *images, int B, const dvae_train_opt
   d->B = B;
   const int hw = hw_of(d);
   const size_t img = (size_t)B * c->channels * c->image_size * c->image_size, lat = (size_t)B * c->vocab * hw;
-  map_pixels(d->xm, images, img);
+  const beit_backend *be = d->be;
+  be->map_pixels(d->xm, images, img, DVAE_EPS);
   const float *logits = run_forward(d, d->enc, d->enc_act, d->n_enc, d->xm, B);
-  if (o->gumbel) memcpy(d->gumbel, o->gumbel, lat * sizeof(float));
-  else draw_gumbel(d->gumbel, B, (size_t)c->vocab * hw, o);
-  double kl_sum = latent_forward(d, logits, B, o->tau);
-  argmax_codes(d->tokens, logits, B, c->vocab, hw);
+  if (o->gumbel) be->upload(d->gumbel, o->gumbel, lat * sizeof(float));
+  else be->gumbel_noise(d->gumbel, B, (size_t)c->vocab * hw, o->seed, o->step, o->shard, o->shards);
+  double kl_sum = be->gumbel_softmax_forward(d->q, d->z, logits, d->gumbel, B, c->vocab, hw, o->tau);
+  be->argmax_channels(d->tokens, logits, B, c->vocab, hw);
   const float *out = run_forward(d, d->dec, d->dec_act, d->n_dec, d->z, B);
-  double recon = recon_loss(d, out, B);
+  double recon = be->recon_loss_forward(d->dout, d->xm, out, B, c->channels, (size_t)c->image_size * c->image_size,
+                                        c->recon == DVAE_RECON_LAPLACE);
   memset(st, 0, sizeof *st);
   st->recon = recon;
   st->kl = kl_sum / ((double)B * hw);
   st->loss = recon + o->beta * kl_sum / (double)img;
-  st->perplexity = batch_perplexity(d, B);
-  st->codes_used = distinct_codes(d->seen, d->tokens, B * hw, c->vocab);
+  st->perplexity = be->code_perplexity(d->q, B, c->vocab, hw);
+  st->codes_used = be->distinct_codes(d->seen, d->tokens, B * hw, c->vocab);
   return isfinite(st->loss) ? BEIT_OK : beit_errorf("dvae: the loss is not finite (%g)", st->loss);
 }
 
@@ -564,11 +412,12 @@ void dvae_backward(dvae *d, const dvae_train_opts *o) {
   const int B = d->B, hw = hw_of(d);
   const size_t lat = (size_t)B * c->vocab * hw;
   BEIT_CHECK(d->mode == MODE_TRAIN && B > 0);
-  memset(d->dz, 0, lat * sizeof(float));
+  d->be->zero(d->dz, lat);
   run_backward(d, d->dec, d->dec_act, d->n_dec, d->z, d->dout, d->dz, B);
   const float *logits = d->enc_act[d->n_enc - 1].out;
   double kl_coef = o->beta / ((double)B * c->channels * c->image_size * c->image_size);
-  latent_backward(d, logits, B, o->tau, (float)kl_coef);
+  d->be->zero(d->dlogits, lat);
+  d->be->gumbel_softmax_backward(d->dlogits, d->dz, d->z, d->q, logits, B, c->vocab, hw, o->tau, (float)kl_coef);
   run_backward(d, d->enc, d->enc_act, d->n_enc, d->xm, d->dlogits, NULL, B);
 }
 
@@ -591,7 +440,7 @@ static int chunk_size(dvae *d, int B) {
 /* Runs the encoder on images[b0 .. b0+nb) and returns the logits (arena). */
 static const float *encode_chunk(dvae *d, const float *images, int nb) {
   const dvae_config *c = &d->cfg;
-  map_pixels(d->xm, images, (size_t)nb * c->channels * c->image_size * c->image_size);
+  d->be->map_pixels(d->xm, images, (size_t)nb * c->channels * c->image_size * c->image_size, DVAE_EPS);
   return run_forward(d, d->enc, d->enc_act, d->n_enc, d->xm, nb);
 }
 
@@ -602,7 +451,7 @@ int dvae_encoder_logits(dvae *d, const float *images, int B, float *logits) {
   if (reserve(d, n, MODE_INFER)) return BEIT_ERR;
   for (int b0 = 0; b0 < B; b0 += n) {
     int nb = B - b0 < n ? B - b0 : n;
-    memcpy(logits + b0 * lat, encode_chunk(d, images + b0 * img, nb), nb * lat * sizeof(float));
+    d->be->download(logits + b0 * lat, encode_chunk(d, images + b0 * img, nb), nb * lat * sizeof(float));
   }
   return BEIT_OK;
 }
@@ -615,21 +464,10 @@ int dvae_encode(dvae *d, const float *images, int B, int32_t *tokens) {
   if (reserve(d, n, MODE_INFER)) return BEIT_ERR;
   for (int b0 = 0; b0 < B; b0 += n) {
     int nb = B - b0 < n ? B - b0 : n;
-    argmax_codes(tokens + (size_t)b0 * hw, encode_chunk(d, images + b0 * img, nb), nb, c->vocab, hw);
+    d->be->argmax_channels(d->tokens, encode_chunk(d, images + b0 * img, nb), nb, c->vocab, hw);
+    d->be->download(tokens + (size_t)b0 * hw, d->tokens, (size_t)nb * hw * sizeof(int32_t));
   }
   return BEIT_OK;
-}
-
-/* x = clamp((sigmoid(mu) - eps) / (1 - 2 eps), 0, 1) from the mu channels */
-static void unmap_output(float *images, const float *out, int B, int C, size_t P) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int b = 0; b < B; b++)
-    for (int c = 0; c < C; c++)
-      for (size_t i = 0; i < P; i++) {
-        float s = 1.0f / (1.0f + expf(-out[((size_t)b * 2 * C + c) * P + i]));
-        float v = (s - DVAE_EPS) / (1.0f - 2.0f * DVAE_EPS);
-        images[((size_t)b * C + c) * P + i] = v < 0 ? 0 : v > 1 ? 1 : v;
-      }
 }
 
 int dvae_decode(dvae *d, const int32_t *tokens, int B, float *images) {
@@ -637,18 +475,18 @@ int dvae_decode(dvae *d, const int32_t *tokens, int B, float *images) {
   if (!d->has_decoder) return beit_errorf("dvae: decoding needs the decoder (this model is encoder-only)");
   const int V = c->vocab, hw = hw_of(d);
   const size_t P = (size_t)c->image_size * c->image_size;
+  for (int i = 0; i < B * hw; i++)
+    if (tokens[i] < 0 || tokens[i] >= V)
+      return beit_errorf("dvae: token %d at %d is outside the vocabulary 0..%d", tokens[i], i, V - 1);
   int n = chunk_size(d, B);
   if (reserve(d, n, MODE_INFER)) return BEIT_ERR;
   for (int b0 = 0; b0 < B; b0 += n) {
     int nb = B - b0 < n ? B - b0 : n;
-    memset(d->z, 0, (size_t)nb * V * hw * sizeof(float));
-    for (int i = 0; i < nb * hw; i++) {
-      int32_t t = tokens[(size_t)b0 * hw + i];
-      if (t < 0 || t >= V) return beit_errorf("dvae: token %d at %d is outside the vocabulary 0..%d", t, i, V - 1);
-      d->z[((size_t)(i / hw) * V + t) * hw + i % hw] = 1.0f;
-    }
+    d->be->upload(d->tokens, tokens + (size_t)b0 * hw, (size_t)nb * hw * sizeof(int32_t));
+    d->be->one_hot_codes(d->z, d->tokens, nb, V, hw);
     const float *out = run_forward(d, d->dec, d->dec_act, d->n_dec, d->z, nb);
-    unmap_output(images + (size_t)b0 * c->channels * P, out, nb, c->channels, P);
+    d->be->unmap_pixels(d->xm, out, nb, c->channels, P, DVAE_EPS);  /* xm: the images on the backend */
+    d->be->download(images + (size_t)b0 * c->channels * P, d->xm, (size_t)nb * c->channels * P * sizeof(float));
   }
   return BEIT_OK;
 }

@@ -69,8 +69,11 @@ typedef struct {
   int shard, shards;
 } dvae_train_opts;
 
+struct beit_backend;
+
 typedef struct {
   dvae_config cfg;
+  const struct beit_backend *be;  /* runs every kernel and holds the arena (dvae_create: the default) */
   int has_decoder;
   beit_params params;      /* "encoder.blocks..." and "decoder.blocks..." (dall_e names) */
   int n_enc, n_dec;

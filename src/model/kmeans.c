@@ -1,16 +1,15 @@
 /* kmeans.c - the k-means patch tokenizer: patch extraction and normalisation,
- * k-means++ seeding, Lloyd iterations (distances as |c|^2 - 2 x.c through sgemm,
- * argmin and centroid sums under OpenMP), encode/decode and checkpoints. */
+ * k-means++ seeding, Lloyd iterations (distances as |c|^2 - 2 x.c through sgemm;
+ * the kernels: ops/kmeans_ops.c), encode/decode and checkpoints. */
 #include "model/kmeans.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "core/core.h"
 #include "io/safetensors.h"
-#include "ops/ops.h"
 
 #define ASSIGN_ROWS 1024  /* rows per distance GEMM: bounds the [rows, k] scratch */
 
@@ -32,6 +31,7 @@ int kmeans_create(kmeans_tok *km, const kmeans_config *c) {
   memset(km, 0, sizeof *km);
   if (kmeans_config_check(c)) return BEIT_ERR;
   km->cfg = *c;
+  km->be = beit_backend_default();
   km->dim = c->channels * c->patch * c->patch;
   beit_params_init(&km->params);
   int64_t shape[2] = {c->k, km->dim};
@@ -53,16 +53,6 @@ void kmeans_free(kmeans_tok *km) {
 
 float *kmeans_centroids(const kmeans_tok *km) { return km->params.data; }
 
-static void update_norms(kmeans_tok *km) {
-  const float *C = kmeans_centroids(km);
-#pragma omp parallel for schedule(static)
-  for (int j = 0; j < km->cfg.k; j++) {
-    double s = 0;
-    for (int e = 0; e < km->dim; e++) s += (double)C[(size_t)j * km->dim + e] * C[(size_t)j * km->dim + e];
-    km->cnorm[j] = (float)s;
-  }
-}
-
 void kmeans_init_random_centroids(kmeans_tok *km, uint64_t seed) {
   beit_rng r;
   beit_rng_seed(&r, seed, BEIT_RNG_KMEANS, 0, 0);
@@ -74,18 +64,8 @@ void kmeans_init_random_centroids(kmeans_tok *km, uint64_t seed) {
 void kmeans_patches(const kmeans_tok *km, const float *images, int B, float *out) {
   const kmeans_config *c = &km->cfg;
   const int g = kmeans_grid_side(c), D = km->dim;
-  patchify(out, images, B, c->channels, c->image_size, c->patch);
-  if (c->normalize != KMEANS_NORM_PATCH) return;
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < (size_t)B * g * g; i++) {
-    float *v = out + i * D;
-    double m = 0, var = 0;
-    for (int e = 0; e < D; e++) m += v[e];
-    m /= D;
-    for (int e = 0; e < D; e++) var += (v[e] - m) * (v[e] - m);
-    float inv = (float)(1.0 / sqrt(var / D + KMEANS_PATCH_EPS));
-    for (int e = 0; e < D; e++) v[e] = (float)(v[e] - m) * inv;
-  }
+  km->be->patchify(out, images, B, c->channels, c->image_size, c->patch);
+  if (c->normalize == KMEANS_NORM_PATCH) km->be->row_standardize(out, (size_t)B * g * g, D, KMEANS_PATCH_EPS);
 }
 
 /* ---- assignment -------------------------------------------------------------- */
@@ -99,59 +79,17 @@ static int ensure_work(kmeans_tok *km, size_t floats) {
   return BEIT_OK;
 }
 
-static double exact_dist2(const float *x, const float *c, int D) {
-  double s = 0;
-  for (int e = 0; e < D; e++) s += ((double)x[e] - c[e]) * ((double)x[e] - c[e]);
-  return s;
-}
-
-/* Among the centroids whose sgemm distance is within rounding of the best, the
- * nearest by an exact distance (the lower index on a tie). The sgemm rounding
- * depends on the batch size and the threads (how BLAS blocks the product), so
- * without this a near-tie could give another token on 2 ranks than in one process. */
-static int settle_near_tie(const float *x, const float *C, int D, const float *dr, const float *cnorm, int k, int best,
-                           float bv, double xx) {
-  double slack = 1e-4 * (xx + cnorm[best]), bd = -1;
-  for (int j = 0; j < k; j++) {
-    if (cnorm[j] - 2 * dr[j] > bv + slack) continue;
-    double d = exact_dist2(x, C + (size_t)j * D, D);
-    if (bd < 0 || d < bd) bd = d, best = j;
-  }
-  return best;
-}
-
-/* Nearest centroid of rows x[0..m): argmin_j |c_j|^2 - 2 x.c_j on dots = x C^T. */
-static void argmin_rows(const float *x, size_t m, int D, const float *dots, const float *cnorm, const float *C, int k,
-                        int32_t *labels, float *dist2) {
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < m; i++) {
-    const float *dr = dots + i * k;
-    int best = 0, second = -1;
-    float bv = cnorm[0] - 2 * dr[0], sv = INFINITY;
-    for (int j = 1; j < k; j++) {
-      float v = cnorm[j] - 2 * dr[j];
-      if (v < bv) sv = bv, second = best, bv = v, best = j;
-      else if (v < sv) sv = v, second = j;
-    }
-    double xx = 0;
-    for (int e = 0; e < D; e++) xx += (double)x[i * D + e] * x[i * D + e];
-    if (second >= 0 && sv - bv <= 1e-4 * (xx + cnorm[best]))
-      best = settle_near_tie(x + i * D, C, D, dr, cnorm, k, best, bv, xx);
-    labels[i] = best;
-    if (dist2) dist2[i] = (float)(xx + bv > 0 ? xx + bv : 0);
-  }
-}
-
 /* Uses dots scratch of ASSIGN_ROWS * k floats (the caller's). The norms are
  * recomputed here (k*dim work) so that edited centroids are never stale. */
 static void assign_with(kmeans_tok *km, float *dots, const float *x, size_t n, int32_t *labels, float *dist2) {
   const int k = km->cfg.k, D = km->dim;
-  update_norms(km);
+  const beit_backend *be = km->be;
+  const float *C = kmeans_centroids(km);
+  be->row_sum_squares(km->cnorm, C, k, D);
   for (size_t r0 = 0; r0 < n; r0 += ASSIGN_ROWS) {
     size_t m = n - r0 < ASSIGN_ROWS ? n - r0 : ASSIGN_ROWS;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, k, D, 1.0f, x + r0 * D, D, kmeans_centroids(km), D,
-                0.0f, dots, k);
-    argmin_rows(x + r0 * D, m, D, dots, km->cnorm, kmeans_centroids(km), k, labels + r0, dist2 ? dist2 + r0 : NULL);
+    be->gemm(0, 1, (int)m, k, D, 1.0f, x + r0 * D, D, C, D, 0.0f, dots, k);
+    be->nearest_centroid(labels + r0, dist2 ? dist2 + r0 : NULL, x + r0 * D, m, D, dots, km->cnorm, C, k);
   }
 }
 
@@ -164,20 +102,9 @@ int kmeans_assign(kmeans_tok *km, const float *x, size_t n, int32_t *labels, flo
 }
 
 /* ---- k-means++ seeding ---------------------------------------------------------- */
-static void lower_d2(double *d2, const float *x, size_t n, int D, const float *c) {
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) {
-    double s = 0;
-    for (int e = 0; e < D; e++) s += ((double)x[i * D + e] - c[e]) * ((double)x[i * D + e] - c[e]);
-    if (s < d2[i]) d2[i] = s;
-  }
-}
-
 /* Index drawn with probability d2[i] / sum(d2) (uniform when all are 0). */
-static size_t sample_d2(const double *d2, size_t n, beit_rng *r) {
-  double total = 0;
-#pragma omp parallel for reduction(+ : total) schedule(static)
-  for (size_t i = 0; i < n; i++) total += d2[i];
+static size_t sample_d2(const beit_backend *be, const double *d2, size_t n, beit_rng *r) {
+  double total = be->sum_f64(d2, n);
   if (!(total > 0)) return (size_t)beit_rng_randint(r, 0, (int64_t)n - 1);
   double u = beit_rng_uniform(r) * total, acc = 0;
   for (size_t i = 0; i < n; i++) {
@@ -201,8 +128,8 @@ static int kmeanspp(kmeans_tok *km, const float *x, size_t n, uint64_t seed) {
   for (int j = 0; j < k; j++) {
     memcpy(C + (size_t)j * D, x + pick * D, D * sizeof(float));
     if (j + 1 == k) break;
-    lower_d2(d2, x, n, D, C + (size_t)j * D);
-    pick = sample_d2(d2, n, &r);
+    km->be->lower_dist2(d2, x, n, D, C + (size_t)j * D);
+    pick = sample_d2(km->be, d2, n, &r);
   }
   beit_free(d2);
   return BEIT_OK;
@@ -225,16 +152,7 @@ static int update_centroids(kmeans_tok *km, const float *x, size_t n, const int3
   for (size_t i = 0; i < n; i++) order[fill[labels[i]]++] = i;
   beit_free(fill);
   float *C = kmeans_centroids(km);
-#pragma omp parallel for schedule(dynamic, 8)
-  for (int j = 0; j < k; j++) {
-    size_t cnt = start[j + 1] - start[j];
-    if (!cnt) continue;
-    double acc[D];
-    memset(acc, 0, sizeof acc);
-    for (size_t t = start[j]; t < start[j + 1]; t++)
-      for (int e = 0; e < D; e++) acc[e] += x[order[t] * D + e];
-    for (int e = 0; e < D; e++) C[(size_t)j * D + e] = (float)(acc[e] / (double)cnt);
-  }
+  km->be->centroid_means(C, x, order, start, k, D);
   for (int j = 0; j < k; j++) {
     if (start[j + 1] > start[j]) continue;
     size_t far = 0;
@@ -311,21 +229,11 @@ int kmeans_decode(const kmeans_tok *km, const int32_t *tokens, int B, float *ima
   const kmeans_config *c = &km->cfg;
   if (c->normalize != KMEANS_NORM_NONE)
     return beit_errorf("kmeans: patch-normalised centroids cannot be turned back into pixels");
-  const int g = kmeans_grid_side(c), P = c->patch, S = c->image_size;
-  const float *C = kmeans_centroids(km);
+  const int g = kmeans_grid_side(c);
   for (size_t i = 0; i < (size_t)B * g * g; i++)
     if (tokens[i] < 0 || tokens[i] >= c->k)
       return beit_errorf("kmeans: token %d at %zu is outside 0..%d", tokens[i], i, c->k - 1);
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int b = 0; b < B; b++)
-    for (int p = 0; p < g * g; p++) {
-      const float *v = C + (size_t)tokens[(size_t)b * g * g + p] * km->dim;
-      for (int ch = 0; ch < c->channels; ch++)
-        for (int y = 0; y < P; y++)
-          for (int xx = 0; xx < P; xx++)
-            images[(((size_t)b * c->channels + ch) * S + (p / g) * P + y) * S + (p % g) * P + xx] =
-                v[(ch * P + y) * P + xx];
-    }
+  km->be->unpatchify(images, kmeans_centroids(km), tokens, B, c->channels, c->image_size, c->patch);
   return BEIT_OK;
 }
 

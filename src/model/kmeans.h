@@ -34,8 +34,13 @@ typedef struct {
   int empty_reseeded; /* clusters that went empty and were moved to far points */
 } kmeans_fit_stats;
 
+struct beit_backend;
+
 typedef struct {
   kmeans_config cfg;
+  /* runs every kernel (kmeans_create: the default); a backend with host memory, as
+   * the Lloyd loop reads labels and distances between kernels */
+  const struct beit_backend *be;
   int dim;            /* channels * patch^2 */
   beit_params params; /* one tensor "centroids" [k, dim] */
   float *cnorm;       /* |c_k|^2 */

@@ -152,4 +152,84 @@ void upsample2x_backward(float *dinp, const float *dout, int B, int C, int H, in
 void relu_forward(float *out, const float *inp, size_t n);
 void relu_backward(float *dinp, const float *dout, const float *out, size_t n);
 
+/* ==== the loops the model walks used to run themselves (tokens.c, dvae_ops.c,
+ * kmeans_ops.c): each is a kernel so that a backend can run it ================== */
+
+/* ---- attention q/v biases: qkv_bias[3C] = [q_bias | 0 | v_bias] (k has no bias);
+ * the backward adds the q and v thirds of dqkv_bias[3C] to dq_bias, dv_bias. */
+void qkv_bias_forward(float *qkv_bias, const float *q_bias, const float *v_bias, int C);
+void qkv_bias_backward(float *dq_bias, float *dv_bias, const float *dqkv_bias, int C);
+
+/* ---- learned absolute position embedding, in place: x[b] += pos[N,C] for every
+ * image b of x[B,N,C]; dpos += sum over b of dx[b]. */
+void pos_embed_forward(float *x, const float *pos, int B, int N, int C);
+void pos_embed_backward(float *dpos, const float *dx, int B, int N, int C);
+
+/* ---- masked positions of mask[B,Np], batch-major then position-major (the order
+ * BEiT's labels use). Writes for the i-th masked patch: rows[i], its row in the
+ * [B*(Np+1)] token matrix (token 0 of an image is CLS); targets[i] = tokens[its
+ * patch] (skipped when tokens or targets is NULL); patch_rows[i], its row in the
+ * [B*Np] patch matrix (NULL = not needed). Returns the count. */
+int masked_rows(int32_t *rows, int32_t *targets, int32_t *patch_rows, const uint8_t *mask, const int32_t *tokens,
+                int B, int Np);
+/* rows[b] = b*N + t: token t of every image of a [B*N] token matrix */
+void token_rows(int32_t *rows, int B, int N, int t);
+/* rows i of logits[M,K] whose logits_top1 is target[i] (the top-1 count of a batch) */
+int64_t top1_correct(const float *logits, const int32_t *target, int M, int K);
+
+/* ---- y += a * x */
+void axpy(float *y, const float *x, float a, size_t n);
+
+/* ---- dVAE latent layer. Logits and codes are [B, V, hw]: channel k of position p
+ * at (b*V + k)*hw + p, softmax over k (stride hw).
+ * map_pixels: out = (1 - 2 eps) x + eps; unmap_pixels: images[B,C,P] =
+ * clamp((sigmoid(out) - eps) / (1 - 2 eps), 0, 1) of the first C of the 2C
+ * channels of out[B,2C,P]. */
+void map_pixels(float *out, const float *x, size_t n, float eps);
+void unmap_pixels(float *images, const float *out, int B, int C, size_t P, float eps);
+/* codes[b*hw + p] = argmax over k of x[b,k,p] (the first maximum wins) */
+void argmax_channels(int32_t *codes, const float *x, int B, int V, int hw);
+/* z[B,V,hw] = the one-hot grids of codes[B*hw] (each in 0..V-1) */
+void one_hot_codes(float *z, const int32_t *codes, int B, int V, int hw);
+/* Gumbel(0,1) noise g[B, per_image]: image b of shard `shard` of `shards` draws
+ * from the key (seed, BEIT_RNG_GUMBEL, step, b*shards + shard), so a sharded batch
+ * gets what one process with the whole batch would (shards 0 = not sharded). */
+void gumbel_noise(float *g, int B, size_t per_image, uint64_t seed, int64_t step, int shard, int shards);
+/* q = softmax(logits), z = softmax((logits + gumbel) / tau); returns the sum over
+ * the B*hw positions of KL(q || uniform over V). */
+double gumbel_softmax_forward(float *q, float *z, const float *logits, const float *gumbel, int B, int V, int hw,
+                              float tau);
+/* dlogits += (1/tau) z (dz - <z, dz>) + kl_coef * d(sum of KL)/d(logits) */
+void gumbel_softmax_backward(float *dlogits, const float *dz, const float *z, const float *q, const float *logits,
+                             int B, int V, int hw, float tau, float kl_coef);
+/* exp(entropy) of the code distribution q averaged over the B*hw positions */
+double code_perplexity(const float *q, int B, int V, int hw);
+/* distinct values among codes[n] (each in 0..V-1); seen is V bytes of scratch */
+int distinct_codes(uint8_t *seen, const int32_t *codes, int n, int V);
+/* Reconstruction loss of the decoder output out[B,2C,P] (C mu channels, then C
+ * ln-b channels) against x[B,C,P] (mapped pixels): laplace = 1 the logit-Laplace
+ * NLL |logit(x) - mu|/b + ln(2b) + ln(x(1-x)), 0 the MSE (sigmoid(mu) - x)^2.
+ * Returns the mean over B*C*P and WRITES (not accumulates) its gradient dout[B,2C,P]
+ * (the ln-b channels get 0 under MSE): the loss is where the gradient starts. */
+double recon_loss_forward(float *dout, const float *x, const float *out, int B, int C, size_t P, int laplace);
+
+/* ---- k-means. x[n,D] rows, C[k,D] centroids. */
+/* out[r] = sum of x[r,:]^2 (double accumulation) for the rows of x[rows,D] */
+void row_sum_squares(float *out, const float *x, int rows, int D);
+/* each row of x[rows,D] in place: (x - mean) / sqrt(var + eps) */
+void row_standardize(float *x, size_t rows, int D, float eps);
+/* labels[i] = the nearest centroid of x[i] from dots[m,k] = x C^T and cnorm[k] =
+ * |c|^2 (argmin |c|^2 - 2 x.c; a near tie is settled by exact distances, the lower
+ * index winning), dist2[i] (NULL = not needed) its squared distance. */
+void nearest_centroid(int32_t *labels, float *dist2, const float *x, size_t m, int D, const float *dots,
+                      const float *cnorm, const float *C, int k);
+/* d2[i] = min(d2[i], |x[i] - c|^2) in double */
+void lower_dist2(double *d2, const float *x, size_t n, int D, const float *c);
+double sum_f64(const double *x, size_t n);
+/* C[j] = mean of the rows order[start[j] .. start[j+1]) of x, for every j with members */
+void centroid_means(float *C, const float *x, const size_t *order, const size_t *start, int k, int D);
+/* the inverse of patchify: img[B,Cin,S,S] from patch vectors; patch p of image b
+ * is patches[index ? index[b*G*G + p] : b*G*G + p], G = S/P */
+void unpatchify(float *img, const float *patches, const int32_t *index, int B, int Cin, int S, int P);
+
 #endif

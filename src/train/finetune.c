@@ -134,7 +134,7 @@ int beit_finetune(const beit_recipe_opts *o) {
   memset(&cfg, 0, sizeof cfg);
   if (beit_config_preset(&cfg, o->model) != BEIT_OK) goto done;
   cfg.image_size = lc->image_size, cfg.patch_size = lc->patch_size, cfg.channels = t.ds.channels;
-  cfg.num_classes = t.ds.num_classes, cfg.use_mean_pooling = !o->use_cls, cfg.shared_rel_pos = 0;
+  cfg.num_classes = t.ds.num_classes, cfg.use_mean_pooling = !o->use_cls, cfg.rel_pos = BEIT_RELPOS_PER_BLOCK;
   cfg.drop_path = o->drop_path, cfg.layer_scale_init = o->layer_scale;
   t.saves_at_epoch_end = 1;  /* the end-of-epoch checkpoint comes after the evaluation */
   if (trainer_open_model(&t, &cfg, o->layer_decay) != BEIT_OK) goto done;

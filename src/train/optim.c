@@ -4,8 +4,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "core/core.h"
-#include "ops/ops.h"
 #include "train/train.h"
 
 /* BEiT's cosine_scheduler: warmup values linspace(0, lr, W) (so step 0 has lr 0),
@@ -23,6 +23,7 @@ int beit_optimizer_init(beit_optimizer *o, beit_params *p, const beit_optim_cfg 
   memset(o, 0, sizeof *o);
   o->p = p;
   o->cfg = *cfg;
+  o->be = beit_backend_default();
   o->m = beit_calloc(p->total * sizeof(float), "AdamW first moment");
   o->v = o->m ? beit_calloc(p->total * sizeof(float), "AdamW second moment") : NULL;
   if (!o->v) {
@@ -41,16 +42,18 @@ void beit_optimizer_free(beit_optimizer *o) {
 double beit_optimizer_step(beit_optimizer *o) {
   beit_params *p = o->p;
   const beit_optim_cfg *c = &o->cfg;
-  double norm = sqrt(sum_squares(p->grad, p->total));
+  const beit_backend *be = o->be;
+  double norm = sqrt(be->sum_squares(p->grad, p->total));
   if (!isfinite(norm)) return norm;
-  if (c->clip_grad > 0 && norm > c->clip_grad) scale_inplace(p->grad, p->total, (float)(c->clip_grad / (norm + 1e-6)));
+  if (c->clip_grad > 0 && norm > c->clip_grad)
+    be->scale_inplace(p->grad, p->total, (float)(c->clip_grad / (norm + 1e-6)));
   double lr = beit_lr_at(c, o->step);
   o->step++;
   for (int i = 0; i < p->n; i++) {
     const beit_tensor_info *t = &p->t[i];
     double scale = c->layer_decay > 0 && c->layer_decay != 1 ? pow(c->layer_decay, c->num_layers + 1 - t->layer_id) : 1;
-    adamw_update(p->data + t->offset, p->grad + t->offset, o->m + t->offset, o->v + t->offset, t->numel,
-                 (float)(lr * scale), c->beta1, c->beta2, c->eps, t->decay ? c->weight_decay : 0.0f, o->step);
+    be->adamw_update(p->data + t->offset, p->grad + t->offset, o->m + t->offset, o->v + t->offset, t->numel,
+                     (float)(lr * scale), c->beta1, c->beta2, c->eps, t->decay ? c->weight_decay : 0.0f, o->step);
   }
   return norm;
 }

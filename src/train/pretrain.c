@@ -45,7 +45,7 @@ static int make_config(beit_config *cfg, const beit_recipe_opts *o, const beit_l
   cfg->patch_size = lc->patch_size;
   cfg->vocab_size = vocab;
   cfg->pixel_head = vocab == 0;
-  cfg->shared_rel_pos = 1;
+  cfg->rel_pos = BEIT_RELPOS_SHARED;
   cfg->use_mean_pooling = 1;
   cfg->drop_path = o->drop_path;
   cfg->layer_scale_init = o->layer_scale;

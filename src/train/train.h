@@ -23,9 +23,12 @@ typedef struct {
   float clip_grad;      /* global L2 norm; 0 = off */
 } beit_optim_cfg;
 
+struct beit_backend;
+
 typedef struct {
   beit_params *p;
   beit_optim_cfg cfg;
+  const struct beit_backend *be;  /* runs the update and the clipping (init: the default) */
   float *m, *v;        /* mirror p->data */
   int64_t step;        /* number of updates done */
 } beit_optimizer;
