@@ -99,7 +99,8 @@ static void round_trips(const test_case *c, const beit_model *m, const beit_chec
                                               !strcmp(bi.class_names[m->cfg.num_classes - 1],
                                                       info->class_names[m->cfg.num_classes - 1]));
     /* without relative position tables there are no index buffers: unilm's names are timm's */
-    beit_scheme expect = s == BEIT_SCHEME_UNILM && m->cfg.rel_pos == BEIT_RELPOS_NONE ? BEIT_SCHEME_TIMM : (beit_scheme)s;
+    int unilm_as_timm = s == BEIT_SCHEME_UNILM && m->cfg.rel_pos == BEIT_RELPOS_NONE;
+    beit_scheme expect = unilm_as_timm ? BEIT_SCHEME_TIMM : (beit_scheme)s;
     CHECK_TRUE(bi.scheme == expect && same_architecture(&m->cfg, &back.cfg) && same_weights(m, &back) &&
                    names_ok && (s == BEIT_SCHEME_TIMM || s == BEIT_SCHEME_UNILM || back.cfg.ln_eps == m->cfg.ln_eps),
                "%s -> %s -> beit.c: detected as %s, same architecture, weights bit-exact, class names kept", c->name,

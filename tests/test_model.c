@@ -96,7 +96,8 @@ static void run_case(const char *task_name) {
   beit_config cfg = {.image_size = 16, .channels = 3, .patch_size = 4, .dim = 32, .depth = 2, .heads = 4,
                      .mlp_ratio = 4, .vocab_size = task == BEIT_TASK_MIM ? 37 : 0,
                      .num_classes = classify ? 5 : 0, .pixel_head = pixel, .layer_scale_init = 0.1f,
-                     .rel_pos = classify ? BEIT_RELPOS_PER_BLOCK : BEIT_RELPOS_SHARED, .use_mean_pooling = 1, .drop_path = 0, .ln_eps = 1e-6f};
+                     .rel_pos = classify ? BEIT_RELPOS_PER_BLOCK : BEIT_RELPOS_SHARED, .use_mean_pooling = 1,
+                     .drop_path = 0, .ln_eps = 1e-6f};
   beit_model m;
   if (beit_model_init(&m, &cfg) != BEIT_OK || beit_model_reserve(&m, 3, 1) != BEIT_OK) {
     CHECK_TRUE(0, "model init: %s", beit_last_error());
@@ -140,7 +141,8 @@ static void run_case(const char *task_name) {
 static void test_param_count(void) {
   /* spec 1.1: the BEiT-B MIM model with shared rel-pos and lm_head has 91,965,776 parameters;
    * the 1000-class classifier with per-layer tables 86,530,984 */
-  beit_config c = {.image_size = 224, .channels = 3, .patch_size = 16, .vocab_size = 8192, .rel_pos = BEIT_RELPOS_SHARED};
+  beit_config c = {.image_size = 224, .channels = 3, .patch_size = 16, .vocab_size = 8192,
+                   .rel_pos = BEIT_RELPOS_SHARED};
   beit_config_preset(&c, "base");
   beit_model m;
   beit_model_init(&m, &c);
@@ -179,6 +181,74 @@ static void test_save_load_roundtrip(void) {
   beit_model_free(&b);
 }
 
+/* Every field of the weight and gradient views points at the tensor of its name
+ * (NULL where the config has none), and together they cover the whole table. */
+static int check_view(const beit_model *m, const beit_tensors *v, const float *buf) {
+  const beit_params *p = &m->params;
+  int bad = 0, bound = 0;
+  char name[BEIT_NAME_MAX];
+  struct { const float *ptr; const char *name; } top[] = {
+      {v->cls_token, "cls_token"}, {v->pos_embed, "pos_embed"}, {v->mask_token, "mask_token"},
+      {v->patch_w, "patch_embed.proj.weight"}, {v->patch_b, "patch_embed.proj.bias"},
+      {v->rel_table, "rel_pos_bias.relative_position_bias_table"}, {v->norm_w, "norm.weight"}, {v->norm_b, "norm.bias"},
+      {v->fc_norm_w, "fc_norm.weight"}, {v->fc_norm_b, "fc_norm.bias"}, {v->lm_head_w, "lm_head.weight"},
+      {v->lm_head_b, "lm_head.bias"}, {v->pixel_w, "pixel_head.weight"}, {v->pixel_b, "pixel_head.bias"},
+      {v->head_w, "head.weight"}, {v->head_b, "head.bias"}};
+  for (size_t k = 0; k < sizeof top / sizeof *top; k++) {
+    int i = beit_params_find(p, top[k].name);
+    bad += i < 0 ? top[k].ptr != NULL : top[k].ptr != buf + p->t[i].offset;
+    bound += i >= 0;
+  }
+  for (int l = 0; l < m->cfg.depth; l++) {
+    const beit_block_tensors *b = &v->blocks[l];
+    struct { const float *ptr; const char *suffix; } blk[] = {
+        {b->gamma_1, "gamma_1"}, {b->gamma_2, "gamma_2"}, {b->norm1_w, "norm1.weight"}, {b->norm1_b, "norm1.bias"},
+        {b->q_bias, "attn.q_bias"}, {b->v_bias, "attn.v_bias"},
+        {b->rel_table, "attn.relative_position_bias_table"}, {b->qkv_w, "attn.qkv.weight"},
+        {b->proj_w, "attn.proj.weight"}, {b->proj_b, "attn.proj.bias"}, {b->norm2_w, "norm2.weight"},
+        {b->norm2_b, "norm2.bias"}, {b->fc1_w, "mlp.fc1.weight"}, {b->fc1_b, "mlp.fc1.bias"},
+        {b->fc2_w, "mlp.fc2.weight"}, {b->fc2_b, "mlp.fc2.bias"}};
+    for (size_t k = 0; k < sizeof blk / sizeof *blk; k++) {
+      snprintf(name, sizeof name, "blocks.%d.%s", l, blk[k].suffix);
+      int i = beit_params_find(p, name);
+      bad += i < 0 ? blk[k].ptr != NULL : blk[k].ptr != buf + p->t[i].offset;
+      bound += i >= 0;
+    }
+  }
+  return !bad && bound == p->n;
+}
+
+static void test_tensor_views(void) {
+  static const char *const what[] = {"MIM, shared table, LayerScale", "classifier, per-block tables, mean pooling",
+                                     "classifier, no relative bias, absolute positions, CLS", "pixel head"};
+  for (int k = 0; k < 4; k++) {
+    beit_config c = {.image_size = 16, .channels = 1, .patch_size = 4, .ln_eps = 1e-6f};
+    beit_config_preset(&c, "micro");
+    c.vocab_size = k == 0 ? 11 : 0, c.num_classes = k == 1 || k == 2 ? 5 : 0, c.pixel_head = k == 3;
+    c.rel_pos = k == 0 || k == 3 ? BEIT_RELPOS_SHARED : k == 1 ? BEIT_RELPOS_PER_BLOCK : BEIT_RELPOS_NONE;
+    c.layer_scale_init = k == 0 ? 0.1f : 0, c.use_mean_pooling = k == 1, c.abs_pos_emb = k == 2;
+    beit_model m;
+    int ok = beit_model_init(&m, &c) == BEIT_OK;
+    int before = ok && check_view(&m, &m.w, m.params.data) && m.g.blocks[0].qkv_w == NULL;
+    ok = ok && beit_model_reserve(&m, 2, BEIT_GRAD_KEEP) == BEIT_OK;
+    CHECK_TRUE(ok && before && check_view(&m, &m.g, m.params.grad),
+               "%s: every tensor bound once into the weight and gradient views (%d tensors)", what[k], m.params.n);
+    /* the JSON twin keeps Hugging Face's two booleans for each mode */
+    char *json = beit_config_to_json(&c);
+    beit_config back;
+    CHECK_TRUE(beit_config_from_json(&back, json, "config") == BEIT_OK && back.rel_pos == c.rel_pos,
+               "%s: relative position mode %d through config.json", what[k], (int)c.rel_pos);
+    free(json);
+    beit_model_free(&m);
+  }
+  beit_config c;
+  const char *old = "{\"image_size\": 16, \"patch_size\": 4, \"hidden_size\": 32, \"num_hidden_layers\": 2, "
+                    "\"num_attention_heads\": 2, \"use_relative_position_bias\": false, "
+                    "\"use_shared_relative_position_bias\": false}";
+  CHECK_TRUE(beit_config_from_json(&c, old, "config") == BEIT_OK && c.rel_pos == BEIT_RELPOS_NONE,
+             "a config.json with both relative position booleans false: no relative bias");
+}
+
 int main(void) {
   TEST_BEGIN("test_model");
   beit_set_threads(2);
@@ -188,5 +258,6 @@ int main(void) {
   run_case("classify_soft");
   test_param_count();
   test_save_load_roundtrip();
+  test_tensor_views();
   return TEST_END();
 }

@@ -375,7 +375,8 @@ static void test_memory_limits(void) {
   beit_config c;
   memset(&c, 0, sizeof c);
   beit_config_preset(&c, "base");
-  c.image_size = 224, c.patch_size = 4, c.channels = 1, c.pixel_head = 1, c.rel_pos = BEIT_RELPOS_SHARED, c.use_mean_pooling = 1;
+  c.image_size = 224, c.patch_size = 4, c.channels = 1, c.pixel_head = 1, c.rel_pos = BEIT_RELPOS_SHARED;
+  c.use_mean_pooling = 1;
   double need = beit_model_memory_bytes(&c, 256, 1, 1);
   const char *args[] = {"--model", "base", "--image-size", "224", "--patch-size", "4", "--batch", "256", NULL};
   child_opts safe = {.as_limit = 16LL << 30};  /* should the check ever fail, the allocation fails too */

@@ -302,7 +302,8 @@ static int agree_with_hf(const view *v, const cJSON *hf, const char *cfg_path, b
   AGREE("intermediate_size", (int)fc1->shape[0], "'%s' is [%lld, %d]", fc1->name, (long long)fc1->shape[0], D);
   AGREE("num_attention_heads", heads, "'%s' has %d columns (one per head)", table ? table->name : "config", heads);
   AGREE("image_size", c->image_size, "the position parameters are for a %dx%d patch grid (%d px)", grid, grid, c->image_size);
-  AGREE("use_shared_relative_position_bias", c->rel_pos == BEIT_RELPOS_SHARED, "the file %s a shared table", shared ? "has" : "has no");
+  AGREE("use_shared_relative_position_bias", c->rel_pos == BEIT_RELPOS_SHARED, "the file %s a shared table",
+        shared ? "has" : "has no");
   AGREE("use_relative_position_bias", per != NULL, "the file %s per-layer tables", per ? "has" : "has no");
   AGREE("use_absolute_position_embeddings", pos != NULL, "the file %s position_embeddings", pos ? "has" : "has no");
   if (lm) AGREE("vocab_size", c->vocab_size, "'%s' has %d rows", lm->name, c->vocab_size);
@@ -338,7 +339,8 @@ static int infer_config(const view *v, const cJSON *hf, const char *cfg_path, be
   if (shared && per)
     return beit_errorf("%s: both a shared table ('%s') and per-block tables ('%s'): not supported", path, shared->name,
                        per->name);
-  c->rel_pos = shared ? BEIT_RELPOS_SHARED : per ? BEIT_RELPOS_PER_BLOCK : BEIT_RELPOS_NONE, c->abs_pos_emb = pos != NULL;
+  c->rel_pos = shared ? BEIT_RELPOS_SHARED : per ? BEIT_RELPOS_PER_BLOCK : BEIT_RELPOS_NONE;
+  c->abs_pos_emb = pos != NULL;
   int grid = 0, heads = 0;
   if (table) {
     if (shape_is(table, path, 2, (int64_t[]){-1, -1})) return BEIT_ERR;
