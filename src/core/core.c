@@ -268,7 +268,7 @@ static void format_duration(double s, char *buf, size_t n) {
 
 static void progress_draw(beit_progress *p, int final) {
   double el = beit_now() - p->t_start;
-  double rate = el > 0 ? p->done / el : 0;
+  double rate = el > 0 ? (p->done - p->done0) / el : 0;
   double frac = p->total > 0 ? (double)p->done / p->total : 0;
   if (frac > 1) frac = 1;
   char bar[32], eta[32], ela[32];
@@ -277,8 +277,15 @@ static void progress_draw(beit_progress *p, int final) {
   bar[w] = 0;
   format_duration(rate > 0 ? (p->total - p->done) / rate : -1, eta, sizeof eta);
   format_duration(el, ela, sizeof ela);
-  fprintf(stderr, "\r%s [%s] %3.0f%% %lld/%lld  %.1f img/s  %s<%s %s%s", p->label, bar, 100 * frac,
-          (long long)p->done, (long long)p->total, rate, ela, eta, p->extra, final ? "\n" : "");
+  if (p->in_place) {
+    fprintf(stderr, "\r%s [%s] %3.0f%% %lld/%lld  %.1f img/s  %s<%s  %s%s", p->label, bar, 100 * frac,
+            (long long)p->done, (long long)p->total, rate, ela, eta, p->extra, final ? "\n" : "");
+    p->open = !final;
+  } else {
+    fprintf(stderr, "%s: %s%s%lld/%lld images (%.0f%%), %.1f img/s, %s elapsed, ETA %s\n", p->label, p->extra,
+            p->extra[0] ? " | " : "", (long long)p->done, (long long)p->total, 100 * frac, rate, ela, eta);
+    p->line_done = p->done;
+  }
   fflush(stderr);
 }
 
@@ -287,21 +294,40 @@ void beit_progress_start(beit_progress *p, const char *label, int64_t total) {
   p->label = label;
   p->total = total;
   p->t_start = p->t_last_draw = beit_now();
-  p->enabled = isatty(2) || getenv("BEIT_PROGRESS") != NULL;
+  p->enabled = 1;
+  p->in_place = isatty(2) || getenv("BEIT_PROGRESS") != NULL;
+  const char *every = getenv("BEIT_PROGRESS_SECONDS");
+  p->every = every ? atof(every) : 30;
+  if (!(p->every >= 0)) p->every = 30;
+  p->line_done = -1;
 }
 
 void beit_progress_update(beit_progress *p, int64_t n, const char *extra) {
   p->done += n;
   if (extra) snprintf(p->extra, sizeof p->extra, "%s", extra);
+  if (!p->enabled) return;
   double now = beit_now();
-  if (p->enabled && now - p->t_last_draw >= 0.2) {
-    p->t_last_draw = now;
-    progress_draw(p, 0);
-  }
+  int due = p->in_place ? now - p->t_last_draw >= 0.2 : p->line_done < 0 || now - p->t_last_draw >= p->every;
+  if (!due) return;
+  p->t_last_draw = now;
+  progress_draw(p, 0);
+}
+
+void beit_progress_line(beit_progress *p) {
+  if (!p->enabled || p->in_place || p->line_done == p->done) return;
+  p->t_last_draw = beit_now();
+  progress_draw(p, 0);
 }
 
 void beit_progress_finish(beit_progress *p) {
-  if (p->enabled) progress_draw(p, 1);
+  if (!p->enabled || (!p->in_place && p->line_done == p->done)) return;
+  progress_draw(p, 1);
+}
+
+const char *beit_progress_eol(beit_progress *p) {
+  if (!p->open) return "";
+  p->open = 0;
+  return "\n";
 }
 
 /* ---- files ---- */

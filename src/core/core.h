@@ -77,18 +77,33 @@ void beit_runtime_init(char **argv);
 /* e.g. "OpenBLAS 0.3.21, kernels SkylakeX (kernel set chosen by beit (SkylakeX))" */
 const char *beit_blas_describe(void);
 
-/* ---- progress bar (stderr) ----------------------------------------------- */
+/* ---- progress (stderr) -----------------------------------------------------
+ * On a terminal (or with BEIT_PROGRESS set) a bar redrawn in place; otherwise
+ * (nohup, CI, a pipe, a file) a plain line after the first update, then at
+ * least every BEIT_PROGRESS_SECONDS seconds (default 30), at each
+ * beit_progress_line and at the end:
+ *   finetune: step 8/80, epoch 1/10, loss 2.3015 | 256/2560 images (10%), 412.0 img/s, 00:01 elapsed, ETA 00:06 */
 typedef struct {
   const char *label;
   int64_t total, done;
+  int64_t done0;     /* items done before this process started (a resumed run): not in the rate */
   double t_start, t_last_draw;
-  int enabled;   /* off when stderr is not a terminal, unless forced */
-  char extra[128];
+  int enabled;       /* callers turn it off (--quiet, MPI ranks other than 0) */
+  int in_place;      /* the terminal bar; else plain lines */
+  double every;      /* seconds between plain lines */
+  int64_t line_done; /* `done` at the last plain line, -1 before the first */
+  int open;          /* a bar is on the terminal's current line (no newline yet) */
+  char extra[128];   /* the caller's state, e.g. "step 8/80, epoch 1/10, loss 2.3015" */
 } beit_progress;
 void beit_progress_start(beit_progress *p, const char *label, int64_t total);
 /* Advance by `n` items (images); `extra` (may be NULL) is shown after the rate. */
 void beit_progress_update(beit_progress *p, int64_t n, const char *extra);
+/* A plain line now (an epoch's end); nothing on a terminal, whose bar is current. */
+void beit_progress_line(beit_progress *p);
 void beit_progress_finish(beit_progress *p);
+/* "\n" when a bar is on the current line (ending it there), else "": print it
+ * before a message so the message starts on a line of its own. */
+const char *beit_progress_eol(beit_progress *p);
 
 /* ---- small string/file helpers ------------------------------------------- */
 /* Reads a whole file; on error names the path. Caller frees with beit_free. */

@@ -21,6 +21,10 @@ typedef struct {
   float color_jitter;      /* brightness/contrast/saturation strength (0 = off) */
   long long seed;
   int resume;              /* continue from out/checkpoint.safetensors */
+  int overwrite;           /* a fresh run into a folder holding a run: remove that run's files first */
+  int extend_epochs;       /* --resume may raise --epochs (checked by the command line, cli/args.h) */
+  long long max_steps;     /* stop after this many optimizer steps (0 = all); the schedule still spans --epochs */
+  const char *args_record; /* the command's flags as JSON (cli/args.h), kept in config.json; may be NULL */
   int recompute;           /* recompute block activations in the backward pass (less memory) */
   int save_every;          /* checkpoint every N steps (0 = each epoch only) */
   int keep;                /* checkpoints kept: checkpoint.safetensors + checkpoint-1 .. -(keep-1) */
@@ -35,12 +39,15 @@ typedef struct {
   const char *init;        /* pretraining checkpoint (NULL = from scratch) */
   float layer_decay, label_smoothing, mixup, cutmix;
   int use_cls;             /* classify from the CLS token instead of mean pooling */
+  int eval_every;          /* evaluate every N epochs (and after the last step); 0 or 1 = each epoch */
+  long long eval_subset;   /* evaluate on the first N test images (0 = all) */
 } beit_recipe_opts;
 
 void beit_recipe_defaults_pretrain(beit_recipe_opts *o);
 void beit_recipe_defaults_finetune(beit_recipe_opts *o);
-/* Each returns 0 on success, 1 on a runtime error (message printed), 130 when
- * stopped by Ctrl-C after saving a checkpoint. */
+/* Each returns 0 on success (also when --max-steps ended it), 1 on a runtime
+ * error (message printed), 128 + the signal when stopped by SIGINT (130) or
+ * SIGTERM (143) after saving a checkpoint. */
 int beit_pretrain(const beit_recipe_opts *o);
 int beit_finetune(const beit_recipe_opts *o);
 
@@ -48,6 +55,7 @@ typedef struct {
   const char *checkpoint;  /* any beit.c checkpoint; NULL = a randomly initialised --model */
   const char *data, *model, *out;
   int patch_size, image_size, layer, epochs, threads, quiet;  /* image_size 0 = the dataset's */
+  int overwrite;           /* replace a run already in `out` */
   long long subset, seed;
   float lr, weight_decay;
 } beit_linprobe_opts;
