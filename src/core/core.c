@@ -331,15 +331,63 @@ const char *beit_progress_eol(beit_progress *p) {
 }
 
 /* ---- files ---- */
+static const char *file_kind(mode_t m) {
+  return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
+         : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a plain file";
+}
+
+int beit_open_read(const char *path) {
+  /* O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    beit_errorf("%s: cannot open: %s", path, strerror(errno));
+    return -1;
+  }
+  struct stat st;
+  int bad = fstat(fd, &st) != 0 ? beit_errorf("%s: cannot stat: %s", path, strerror(errno))
+            : !S_ISREG(st.st_mode) ? beit_errorf("%s: not a regular file (%s)", path, file_kind(st.st_mode)) : BEIT_OK;
+  if (bad) {
+    close(fd);
+    return -1;
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+    beit_errorf("%s: fcntl: %s", path, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+FILE *beit_fopen_read(const char *path) {
+  int fd = beit_open_read(path);
+  FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
+  if (fd >= 0 && !f) {
+    beit_errorf("%s: cannot open: %s", path, strerror(errno));
+    close(fd);
+  }
+  return f;
+}
+
+int beit_is_dir(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int beit_is_file(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
+}
+
 int beit_read_file(const char *path, uint8_t **data, size_t *size) {
   *data = NULL;
   *size = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return beit_errorf("%s: cannot open: %s", path, strerror(errno));
+  FILE *f = beit_fopen_read(path);
+  if (!f) return BEIT_ERR;
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (fstat(fileno(f), &st) != 0) {
     fclose(f);
-    return beit_errorf("%s: not a regular file", path);
+    return beit_errorf("%s: cannot stat: %s", path, strerror(errno));
   }
   size_t n = (size_t)st.st_size;
   uint8_t *buf = beit_alloc(n + 1, path);

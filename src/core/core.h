@@ -106,6 +106,17 @@ void beit_progress_finish(beit_progress *p);
 const char *beit_progress_eol(beit_progress *p);
 
 /* ---- small string/file helpers ------------------------------------------- */
+/* Every reader in libbeit opens its input through these: open(O_NONBLOCK), fstat,
+ * and a FIFO, directory, device or socket is refused ("PATH: not a regular file
+ * (a FIFO)") before anything can wait on it; then the descriptor blocks as usual.
+ * -1 / NULL with the message set (naming path) on failure. */
+int beit_open_read(const char *path);
+FILE *beit_fopen_read(const char *path);
+int beit_is_dir(const char *path);
+/* 1 when something other than a directory is at path: a regular file, or a FIFO,
+ * device or socket, which the openers above then refuse by name instead of a
+ * lookup passing over it as if it were missing. */
+int beit_is_file(const char *path);
 /* Reads a whole file; on error names the path. Caller frees with beit_free. */
 int beit_read_file(const char *path, uint8_t **data, size_t *size);
 /* Writes atomically: path.tmp, fsync, rename, fsync the directory. On failure

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/core.h"
 
@@ -19,16 +18,6 @@ char *beit_strdup(const char *s) {
     return NULL;
   }
   return memcpy(p, s, n);
-}
-
-int beit_is_dir(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-int beit_is_file(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 int beit_ds_set_names(beit_dataset *ds, const char *const *names, int count) {

@@ -58,7 +58,5 @@ int beit_read_maybe_gz(const char *path, uint8_t **data, size_t *size);
 /* Internal helpers shared by the readers. */
 int beit_ds_set_names(beit_dataset *ds, const char *const *names, int count);
 char *beit_strdup(const char *s);
-int beit_is_dir(const char *path);
-int beit_is_file(const char *path);
 
 #endif

@@ -135,7 +135,7 @@ static int idx_check(const char *path, idx_file *f, int want_nd) {
 static int idx_read(const char *path, idx_file *f, int want_nd) {
   memset(f, 0, sizeof *f);
   uint8_t head[2] = {0, 0};
-  FILE *fp = fopen(path, "rb");
+  FILE *fp = beit_fopen_read(path);
   if (fp) {
     f->gz = fread(head, 1, 2, fp) == 2 && head[0] == 0x1f && head[1] == 0x8b;
     fclose(fp);

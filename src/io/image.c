@@ -3,7 +3,6 @@
  * drawing helpers declared in image.h. */
 #include "io/image.h"
 
-#include <errno.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,8 +245,8 @@ static int jpg_probe(FILE *f, const char *path, int *h, int *w, int *c) {
 }
 
 int beit_image_probe(const char *path, int *h, int *w, int *c) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return beit_errorf("%s: cannot open: %s", path, strerror(errno));
+  FILE *f = beit_fopen_read(path);
+  if (!f) return BEIT_ERR;
   uint8_t hdr[33];
   size_t n = fread(hdr, 1, sizeof hdr, f);
   int rc = is_png(hdr, n)    ? png_probe(hdr, n, path, h, w, c)
