@@ -1,9 +1,13 @@
-/* test_inputs.c - input files nobody should trust (issue 19). A FIFO, directory or
- * device where a file is expected is refused at once by every reader (checkpoint,
- * image, tokenizer, convert --in, config.json, IDX, CIFAR, a run's log), each command
- * run under a timeout so that a hang fails instead of blocking. */
+/* test_inputs.c - input files nobody should trust (issue 19, items 5 and 6). A FIFO,
+ * directory or device where a file is expected is refused at once by every reader
+ * (checkpoint, image, tokenizer, convert --in, config.json, IDX, CIFAR, a run's log),
+ * each command run under a timeout so that a hang fails instead of blocking. Decompression
+ * bombs are refused by --max-image-pixels or decoded in bounded memory (the child's peak
+ * RSS from wait4): PNG row by row, JPEG with DCT scaling. */
+#include <png.h>
 #include <sys/resource.h>
 #include <sys/time.h>
+#include <zlib.h>
 
 #include "child.h"
 #include "io/convert.h"
@@ -158,6 +162,157 @@ static void test_non_regular(void) {
   expect_refused("predict --checkpoint /dev/zero", a11, "/dev/zero", "a character device");
 }
 
+/* ---- 6. decompression bombs: images ------------------------------------------------- */
+static void put_chunk(FILE *f, const char *type, const uint8_t *data, uint32_t n) {
+  uint8_t len[4], crc[4];
+  fx_put32(len, n);
+  uLong c = crc32(crc32(0, (const Bytef *)type, 4), data, n);
+  fx_put32(crc, (uint32_t)c);
+  fwrite(len, 1, 4, f), fwrite(type, 1, 4, f), fwrite(data, 1, n, f), fwrite(crc, 1, 4, f);
+}
+
+/* A side x side gray PNG of broad bands (a few hundred KB for 256 Mpx), deflated row by
+ * row so that the test itself never holds the image. Kept between runs. */
+static const char *bomb_png(int side) {
+  static char path[1300];
+  TEST_PATHF(path, "%s/bomb-%d.png", DIR_, side);
+  if (file_exists(path)) return path;
+  char tmp[1400];
+  TEST_PATHF(tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "wb");
+  fwrite("\x89PNG\r\n\x1a\n", 1, 8, f);
+  uint8_t ihdr[13] = {0};
+  fx_put32(ihdr, (uint32_t)side), fx_put32(ihdr + 4, (uint32_t)side);
+  ihdr[8] = 8;  /* 8-bit gray, no interlace */
+  put_chunk(f, "IHDR", ihdr, 13);
+  z_stream zs;
+  memset(&zs, 0, sizeof zs);
+  deflateInit(&zs, 9);
+  uint8_t *row = malloc((size_t)side + 1), *out = malloc(1 << 20);
+  for (int y = 0; y <= side; y++) {
+    for (int x = 0; x < side; x++) row[1 + x] = (uint8_t)(((x / 1024 + y / 1024) & 1) ? 200 : 30);
+    row[0] = 0;
+    zs.next_in = row, zs.avail_in = y < side ? (uInt)side + 1 : 0;
+    do {
+      zs.next_out = out, zs.avail_out = 1 << 20;
+      deflate(&zs, y < side ? Z_NO_FLUSH : Z_FINISH);
+      if ((1 << 20) - zs.avail_out) put_chunk(f, "IDAT", out, (1 << 20) - zs.avail_out);
+    } while (zs.avail_out == 0);
+  }
+  deflateEnd(&zs);
+  put_chunk(f, "IEND", (const uint8_t *)"", 0);
+  fclose(f);
+  free(row), free(out);
+  rename(tmp, path);
+  return path;
+}
+
+/* A w x h RGB JPEG of smooth gradients, encoded scanline by scanline. */
+static const char *big_jpeg(int w, int h) {
+  static char path[1300];
+  TEST_PATHF(path, "%s/big-%dx%d.jpg", DIR_, w, h);
+  if (file_exists(path)) return path;
+  struct jpeg_compress_struct ci;
+  struct jpeg_error_mgr err;
+  ci.err = jpeg_std_error(&err);
+  jpeg_create_compress(&ci);
+  FILE *f = fopen(path, "wb");
+  jpeg_stdio_dest(&ci, f);
+  ci.image_width = (JDIMENSION)w, ci.image_height = (JDIMENSION)h, ci.input_components = 3, ci.in_color_space = JCS_RGB;
+  jpeg_set_defaults(&ci);
+  jpeg_set_quality(&ci, 75, TRUE);
+  jpeg_start_compress(&ci, TRUE);
+  uint8_t *row = malloc((size_t)w * 3);
+  while (ci.next_scanline < ci.image_height) {
+    int y = (int)ci.next_scanline;
+    for (int x = 0; x < w; x++) row[3 * x] = (uint8_t)(x * 255 / w), row[3 * x + 1] = (uint8_t)(y * 255 / h), row[3 * x + 2] = 90;
+    JSAMPROW r = row;
+    jpeg_write_scanlines(&ci, &r, 1);
+  }
+  jpeg_finish_compress(&ci);
+  jpeg_destroy_compress(&ci);
+  fclose(f);
+  free(row);
+  return path;
+}
+
+static void test_image_bombs(void) {
+  printf("decompression bombs: the pixel limit, and large images decoded small\n");
+  char *bin = (char *)child_beit_bin();
+  const char *png = bomb_png(16000);
+  struct stat st;
+  stat(png, &st);
+  char *a1[] = {bin, "predict", "--checkpoint", g_cls, (char *)png, NULL};
+  result r = run(a1, NULL, 60);
+  const char *line = error_line(r.err);
+  CHECK_TRUE(r.rc == 1 && line && strstr(line, png) && strstr(line, "16000x16000") && strstr(line, "--max-image-pixels 64000000"),
+             "a %lld KB PNG of 16000x16000: predict refuses it (exit %d, %.2f s, peak %.0f MiB): %.*s", (long long)st.st_size / 1024,
+             r.rc, r.secs, r.rss_mib, line ? (int)strcspn(line, "\n") : 200, line ? line : r.err);
+  char *a2[] = {bin, "predict", "--max-image-pixels", "268435456", "--checkpoint", g_cls, (char *)png, NULL};
+  r = run(a2, NULL, 120);
+  CHECK_TRUE(r.rc == 0 && r.rss_mib < 400,
+             "with --max-image-pixels 268435456 it is decoded row by row: exit %d, peak RSS %.0f MiB (full size: 256 MiB gray, "
+             "768 MiB as RGB; limit 400) in %.1f s%s%.200s", r.rc, r.rss_mib, r.secs, r.rc ? ": " : "", r.rc ? r.err : "");
+  char *a3[] = {bin, "predict", "--max-image-pixels", "0", "--checkpoint", g_cls, g_img, NULL};
+  r = run(a3, NULL, 10);
+  CHECK_TRUE(r.rc == 2 && strstr(r.err, "--max-image-pixels"), "--max-image-pixels 0 is a usage error: %.120s", r.err);
+  /* a 48 Mpx JPEG: libjpeg's 1/8 DCT scaling, never 144 MiB of RGB */
+  const char *jpg = big_jpeg(8000, 6000);
+  char *a4[] = {bin, "predict", "--checkpoint", g_cls, (char *)jpg, NULL};
+  r = run(a4, NULL, 60);
+  CHECK_TRUE(r.rc == 0 && r.rss_mib < 120, "an 8000x6000 JPEG (144 MiB as RGB): predict exit %d, peak RSS %.0f MiB (limit 120) in %.1f s",
+             r.rc, r.rss_mib, r.secs);
+}
+
+/* What the scaled decoders return, against the full decode. */
+static void test_scaled_decoding(void) {
+  printf("scaled decoding: the shorter side stays >= 2 x the target, pixels match the full image\n");
+  int h = 61, w = 100;
+  uint8_t *px = fx_picture(h, w, 3, 2);
+  const char *png = at("scaled.png");
+  beit_png_save(png, px, h, w, 3);
+  beit_image full = {0}, small = {0};
+  int ok = beit_image_load(png, &full) == BEIT_OK && beit_image_load_scaled(png, 10, &small) == BEIT_OK;
+  /* f = 61 / 20 = 3: 34 x 21 boxes, the last column and row over what they cover */
+  int exact = ok && small.w == 34 && small.h == 21 && small.c == 3;
+  for (int y = 0; exact && y < small.h; y++)
+    for (int x = 0; exact && x < small.w; x++)
+      for (int ch = 0; ch < 3; ch++) {
+        unsigned sum = 0, n = 0;
+        for (int yy = 3 * y; yy < 3 * y + 3 && yy < h; yy++)
+          for (int xx = 3 * x; xx < 3 * x + 3 && xx < w; xx++) sum += full.data[((size_t)yy * w + xx) * 3 + ch], n++;
+        exact &= small.data[((size_t)y * small.w + x) * 3 + ch] == (sum + n / 2) / n;
+      }
+  CHECK_TRUE(exact, "PNG %dx%d for a target of 10: %dx%d, each pixel the rounded mean of its 3x3 box", w, h, small.w, small.h);
+  ok = beit_image_load_scaled(png, 40, &small) == BEIT_OK;
+  CHECK_TRUE(ok && small.w == w && small.h == h && !memcmp(small.data, full.data, (size_t)h * w * 3),
+             "target 40 (61 < 2 x 40): the PNG comes back whole");
+  const char *jpg = at("scaled.jpg");
+  uint8_t *big = malloc(1200 * 1600 * 3);  /* smooth: what DCT scaling keeps */
+  for (int y = 0; y < 1200; y++)
+    for (int x = 0; x < 1600; x++) {
+      uint8_t *p = big + ((size_t)y * 1600 + x) * 3;
+      p[0] = (uint8_t)(x * 255 / 1599), p[1] = (uint8_t)(y * 255 / 1199), p[2] = (uint8_t)((x + y) * 255 / 2798);
+    }
+  fx_jpeg(jpg, big, 1200, 1600, 3, 95);
+  free(big);
+  ok = beit_image_load(jpg, &full) == BEIT_OK && beit_image_load_scaled(jpg, 100, &small) == BEIT_OK;
+  double diff = 0;
+  /* f = 1200 / 200 = 6 -> libjpeg's 1/4; compare with 4x4 means of the full decode */
+  for (int y = 0; ok && small.w == 400 && small.h == 300 && y < 300; y++)
+    for (int x = 0; x < 400; x++)
+      for (int ch = 0; ch < 3; ch++) {
+        unsigned sum = 0;
+        for (int yy = 4 * y; yy < 4 * y + 4; yy++)
+          for (int xx = 4 * x; xx < 4 * x + 4; xx++) sum += full.data[((size_t)yy * 1600 + xx) * 3 + ch];
+        diff += fabs(small.data[((size_t)y * 400 + x) * 3 + ch] - sum / 16.0) / (300.0 * 400 * 3);
+      }
+  CHECK_TRUE(ok && small.w == 400 && small.h == 300 && diff < 1, "JPEG 1600x1200 for a target of 100: %dx%d (DCT 1/4), mean |diff| "
+             "to the 4x4 means of the full decode %.2f levels (limit 1)", small.w, small.h, diff);
+  beit_image_free(&full), beit_image_free(&small);
+  free(px);
+}
+
 int main(void) {
   TEST_BEGIN("test_inputs");
   DIR_ = fx_dir("inputs");
@@ -165,5 +320,7 @@ int main(void) {
   CHECK_TRUE(make_tiny_mnist(g_tiny, 64, 32) == 0, "tiny dataset in %s", g_tiny);
   make_classifier();
   test_non_regular();
+  test_scaled_decoding();
+  test_image_bombs();
   return TEST_END();
 }

@@ -31,6 +31,8 @@ static const char *format_value(const beit_arg *a, char *buf, size_t n) {
   return buf;
 }
 
+long long beit_arg_max_image_pixels = BEIT_IMAGE_DEFAULT_MAX_PIXELS;
+
 static void print_default(const beit_arg *a) {
   char buf[64];
   const char *v = format_value(a, buf, sizeof buf);
@@ -157,6 +159,7 @@ int beit_args_parse(const char *usage, const char *summary, const beit_arg *args
     }
     if (set_value(a, cmd, val) != ARGS_OK) return ARGS_ERROR;
   }
+  beit_image_set_max_pixels(beit_arg_max_image_pixels);
   return ARGS_OK;
 }
 

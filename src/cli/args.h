@@ -4,6 +4,8 @@
 #ifndef BEIT_ARGS_H
 #define BEIT_ARGS_H
 
+#include "io/image.h"
+
 typedef enum { ARG_INT, ARG_I64, ARG_FLOAT, ARG_STR, ARG_FLAG } beit_arg_type;
 
 /* What --resume allows of a flag (see beit_args_check_resume). */
@@ -23,6 +25,16 @@ typedef struct {
 } beit_arg;
 
 enum { ARGS_OK = 0, ARGS_HELP = 1, ARGS_ERROR = 2 };
+
+/* Flags that mean the same in every command that has them: one entry to put in a
+ * command's table; beit_args_parse applies the value. --max-image-pixels belongs
+ * in every command that decodes images (beit_image_set_max_pixels); it may change
+ * on --resume (an image it admits decodes the same whatever the limit). */
+extern long long beit_arg_max_image_pixels;
+#define BEIT_ARG_MAX_IMAGE_PIXELS                                                                           \
+  {"max-image-pixels", ARG_I64, &beit_arg_max_image_pixels,                                                 \
+   "refuse an image (PNG, JPEG, IDX) whose header declares more pixels, width x height (decompression bombs)", \
+   1, (double)BEIT_IMAGE_MAX_PIXELS, ARG_RESUME_SAFE}
 
 /* Parses argv[0..argc) (argv[0] is the subcommand name). Positional arguments
  * are returned in *pos (pointers into argv) when pos != NULL; otherwise they are

@@ -69,6 +69,7 @@ static int tok_train(int argc, char **argv) {
       {"images", ARG_INT, &c.km_images, "kmeans: training images (0 = all)", 0, 100000000},
       {"max-patches", ARG_I64, &max_patches, "kmeans: patches sampled for fitting (0 = all)", 0, 1e12},
       {"norm", ARG_STR, &norm, "kmeans: patch normalisation, patch or none", 0, 0},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int rc = beit_args_parse("beit tokenizer train [options]",
                            "Train a visual tokenizer: the DALL-E dVAE (Gumbel-softmax, cosine temperature and KL "
@@ -121,6 +122,7 @@ static int tok_encode(int argc, char **argv) {
       {"out", ARG_STR, &out, "token file (format: docs/tokenizer.md)", 0, 0},
       {"batch", ARG_INT, &batch, "images per encoder call", 1, 65536},
       {"threads", ARG_INT, &threads, "compute threads (0 = all cores)", 0, 1024},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int rc = beit_args_parse("beit tokenizer encode --tokenizer CKPT [options]",
                            "Write the token grid of every image of a dataset split to a token file.", args,
@@ -150,6 +152,7 @@ static int tok_reconstruct(int argc, char **argv) {
       {"n", ARG_INT, &n, "images to reconstruct (the MAE covers all of them)", 1, 10000000},
       {"out", ARG_STR, &out, "PNG: each original beside its reconstruction (at most 256)", 0, 0},
       {"threads", ARG_INT, &threads, "compute threads (0 = all cores)", 0, 1024},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int rc = beit_args_parse("beit tokenizer reconstruct --tokenizer CKPT [options]",
                            "Encode images to tokens, decode them back, save originals beside reconstructions and "

@@ -56,6 +56,7 @@ static int common_args(beit_arg *a, beit_recipe_opts *o) {
        "skip a step whose loss or gradient is NaN/inf (at most 10 in a row) instead of stopping", 0, 0, ARG_RESUME_SAFE},
       {"log-every", ARG_INT, &o->log_every, "log.jsonl line every N steps", 1, 1e9, ARG_RESUME_SAFE},
       {"quiet", ARG_FLAG, &o->quiet, "no progress (the bar on a terminal, else a line every 30 s)", 0, 0, ARG_RESUME_SAFE},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int n = (int)(sizeof common / sizeof common[0]);
   memcpy(a, common, sizeof common);
@@ -145,6 +146,7 @@ int cmd_linprobe(int argc, char **argv) {
       {"out", ARG_STR, &o.out, "folder for probe.json", 0, 0},
       {"overwrite", ARG_FLAG, &o.overwrite, "the folder holds a run: delete its files first", 0, 0},
       {"quiet", ARG_FLAG, &o.quiet, "no progress bar", 0, 0},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int rc = beit_args_parse("beit linprobe [--checkpoint CKPT] [options]",
                            "Linear probe: frozen encoder, mean-pooled patch tokens of one block, a linear classifier.",

@@ -42,6 +42,9 @@ void beit_dataset_close(beit_dataset *ds);
 /* Sample i as uint8 HWC with ds->channels channels (`out` zeroed or reused);
  * its label in *label when label != NULL. */
 int beit_dataset_get(const beit_dataset *ds, int64_t i, beit_image *out, int32_t *label);
+/* The same for the eval transform, which resizes the shorter side to min_side: a
+ * large folder image may come back shrunk (beit_image_load_scaled). */
+int beit_dataset_get_scaled(const beit_dataset *ds, int64_t i, int min_side, beit_image *out, int32_t *label);
 /* Human-readable split name: "train" or "test"/"val". */
 const char *beit_dataset_split_name(const beit_dataset *ds);
 
