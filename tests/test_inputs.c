@@ -3,7 +3,8 @@
  * (checkpoint, image, tokenizer, convert --in, config.json, IDX, CIFAR, a run's log),
  * each command run under a timeout so that a hang fails instead of blocking. Decompression
  * bombs are refused by --max-image-pixels or decoded in bounded memory (the child's peak
- * RSS from wait4): PNG row by row, JPEG with DCT scaling. */
+ * RSS from wait4): PNG row by row, JPEG with DCT scaling, IDX inflated to exactly the
+ * size its header declares, after checking that size against the file and free memory. */
 #include <png.h>
 #include <sys/resource.h>
 #include <sys/time.h>
@@ -313,6 +314,116 @@ static void test_scaled_decoding(void) {
   free(px);
 }
 
+/* ---- 6. decompression bombs: IDX ------------------------------------------------------ */
+/* A gzip'd IDX images file: header (count x rows x cols), then `payload` bytes from
+ * fill (zeros if NULL) deflated at `level`; with its labels file (count zeros). */
+static void bomb_idx(const char *dir, uint32_t count, uint32_t rows, uint32_t cols, size_t payload, int level,
+                     const uint8_t *fill) {
+  char p[1300];
+  TEST_PATHF(p, "%s/train-images-idx3-ubyte.gz", dir);
+  if (file_exists(p)) return;
+  char tmp[1400];
+  TEST_PATHF(tmp, "%s.tmp", p);
+  FILE *f = fopen(tmp, "wb");
+  z_stream zs;
+  memset(&zs, 0, sizeof zs);
+  deflateInit2(&zs, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+  uint8_t head[16] = {0, 0, 8, 3}, *zero = calloc(1, 1 << 20), *out = malloc(1 << 20);
+  fx_put32(head + 4, count), fx_put32(head + 8, rows), fx_put32(head + 12, cols);
+  size_t left = payload;
+  for (int first = 1, done = 0; !done; first = 0) {
+    size_t n = left < (1 << 20) ? left : 1 << 20;
+    zs.next_in = first ? head : (Bytef *)(fill ? fill + (payload - left) : zero);
+    zs.avail_in = first ? 16 : (uInt)n;
+    if (!first) left -= n;
+    done = !first && left == 0;
+    do {
+      zs.next_out = out, zs.avail_out = 1 << 20;
+      deflate(&zs, done ? Z_FINISH : Z_NO_FLUSH);
+      fwrite(out, 1, (1 << 20) - zs.avail_out, f);
+    } while (zs.avail_out == 0);
+  }
+  deflateEnd(&zs);
+  fclose(f);
+  rename(tmp, p);
+  free(zero), free(out);
+  uint32_t n = count < 4096 ? count : 4096;  /* the images are refused first when they claim more */
+  uint8_t *lab = calloc(1, n);
+  TEST_PATHF(p, "%s/train-labels-idx1-ubyte", dir);
+  write_idx(p, lab, n, &n, 1);
+  free(lab);
+}
+
+static void test_idx_bombs(void) {
+  printf("gzip'd IDX: the header's size is checked before inflating, and never exceeded\n");
+  char *bin = (char *)child_beit_bin();
+  char spec[1300];
+  /* a 1.2 MB file of a legitimate 256 MiB: one buffer of 256 MiB, not a copy too */
+  const char *d1 = fx_dir("inputs/idx-big");
+  bomb_idx(d1, 4096, 256, 256, (size_t)256 << 20, 1, NULL);
+  TEST_PATHF(spec, "idx:%s", d1);
+  char *a1[] = {bin, "data", "inspect", "--data", spec, "--limit", "1", NULL};
+  result r = run(a1, NULL, 60);
+  CHECK_TRUE(r.rc == 0 && r.rss_mib < 256 * 1.25 + 64, "4096 images of 256x256 (256 MiB) from a 1.2 MB gzip: exit %d, peak RSS "
+             "%.0f MiB (limit 384: the images once) %.200s", r.rc, r.rss_mib, r.rc ? r.err : "");
+  /* the header says 10 images of 28x28, the stream goes on for 256 MiB: stop where the header ends */
+  const char *d2 = fx_dir("inputs/idx-overlong");
+  bomb_idx(d2, 10, 28, 28, (size_t)256 << 20, 1, NULL);
+  TEST_PATHF(spec, "idx:%s", d2);
+  char *a2[] = {bin, "data", "inspect", "--data", spec, NULL};
+  r = run(a2, NULL, 60);
+  const char *line = error_line(r.err);
+  CHECK_TRUE(r.rc == 1 && r.rss_mib < 128 && line && strstr(line, "data goes on after offset 7856"),
+             "10 images of 28x28 followed by 256 MiB more: exit %d, peak RSS %.0f MiB (limit 128): %.*s", r.rc, r.rss_mib,
+             line ? (int)strcspn(line, "\n") : 200, line ? line : r.err);
+  /* a header claiming 2^31 - 1 images of 28x28 (1.7 TB) in a file of a few hundred bytes */
+  const char *d3 = fx_dir("inputs/idx-claims");
+  bomb_idx(d3, 0x7fffffff, 28, 28, 4096, 9, NULL);
+  TEST_PATHF(spec, "idx:%s", d3);
+  char *a3[] = {bin, "data", "inspect", "--data", spec, NULL};
+  child_opts safe = {.as_limit = 16LL << 30};
+  r = run(a3, &safe, 30);
+  line = error_line(r.err);
+  CHECK_TRUE(r.rc == 1 && line && strstr(line, "more than a gzip file of") && strstr(line, "can hold"),
+             "a header of 2^31-1 images of 28x28 in a tiny gzip: refused before inflating (exit %d): %.*s", r.rc,
+             line ? (int)strcspn(line, "\n") : 200, line ? line : r.err);
+  /* one image of 16384 x 16384: over the pixel limit, as a PNG of that size would be */
+  const char *d4 = fx_dir("inputs/idx-huge-image");
+  bomb_idx(d4, 1, 16384, 16384, 4096, 9, NULL);
+  TEST_PATHF(spec, "idx:%s", d4);
+  char *a4[] = {bin, "data", "inspect", "--data", spec, NULL};
+  r = run(a4, &safe, 30);
+  line = error_line(r.err);
+  CHECK_TRUE(r.rc == 1 && line && strstr(line, "16384x16384") && strstr(line, "--max-image-pixels"),
+             "one IDX image of 16384x16384: over the pixel limit (exit %d): %.*s", r.rc, line ? (int)strcspn(line, "\n") : 200,
+             line ? line : r.err);
+  /* plausible (6 MiB of incompressible data may well hold 4 GiB... it does not, but the size alone
+   * cannot tell): the memory check refuses it under RLIMIT_AS = 3 GiB, before allocating */
+  if (CHILD_SANITIZED) {
+    printf("  skip RLIMIT_AS (AddressSanitizer cannot run under an address-space limit)\n");
+    return;
+  }
+  const char *d5 = fx_dir("inputs/idx-memory");
+  size_t nrand = (size_t)6 << 20;
+  uint8_t *noise = malloc(nrand);
+  beit_rng g;
+  beit_rng_seed(&g, 1, BEIT_RNG_TEST, 0, 0);
+  for (size_t i = 0; i < nrand; i += 8) {
+    uint64_t v = beit_rng_u64(&g);
+    memcpy(noise + i, &v, 8);
+  }
+  bomb_idx(d5, 1024, 2048, 2048, nrand, 0, noise);
+  free(noise);
+  TEST_PATHF(spec, "idx:%s", d5);
+  char *a5[] = {bin, "data", "inspect", "--data", spec, NULL};
+  child_opts lim = {.as_limit = 3LL << 30};
+  r = run(a5, &lim, 30);
+  line = error_line(r.err);
+  CHECK_TRUE(r.rc == 1 && line && strstr(line, "1024 images of 2048x2048") && strstr(line, "needs 4.0 GiB") && strstr(line, "available"),
+             "1024 images of 2048x2048 (4 GiB) in a 6 MiB gzip under RLIMIT_AS = 3 GiB: exit %d: %.*s", r.rc,
+             line ? (int)strcspn(line, "\n") : 200, line ? line : r.err);
+}
+
 int main(void) {
   TEST_BEGIN("test_inputs");
   DIR_ = fx_dir("inputs");
@@ -322,5 +433,6 @@ int main(void) {
   test_non_regular();
   test_scaled_decoding();
   test_image_bombs();
+  test_idx_bombs();
   return TEST_END();
 }

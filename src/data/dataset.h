@@ -54,10 +54,6 @@ int beit_idx_open(beit_dataset *ds, const char *dir, int train, const char *flav
 int beit_cifar_open(beit_dataset *ds, const char *dir, int train, int is100);
 int beit_folder_open(beit_dataset *ds, const char *root, int train);
 
-/* Reads a whole file, inflating it when it is gzip (1f 8b); corrupt or
- * truncated gzip data is refused with the compressed offset. */
-int beit_read_maybe_gz(const char *path, uint8_t **data, size_t *size);
-
 /* Internal helpers shared by the readers. */
 int beit_ds_set_names(beit_dataset *ds, const char *const *names, int count);
 char *beit_strdup(const char *s);
