@@ -77,6 +77,20 @@ void beit_runtime_init(char **argv);
 /* e.g. "OpenBLAS 0.3.21, kernels SkylakeX (kernel set chosen by beit (SkylakeX))" */
 const char *beit_blas_describe(void);
 
+/* ---- vector ISA of the element-wise kernels (src/ops/simd*.c) ---------------
+ * Each kernel exists once per ISA; the first kernel call picks the best this CPU
+ * runs, or the one BEIT_ISA=generic|avx2|avx512 names (a value it cannot honour
+ * gets a warning on stderr and is ignored). AVX2 and AVX-512 compute the same
+ * bits, the generic path the same to rounding (docs/performance.md). */
+typedef enum { BEIT_ISA_GENERIC, BEIT_ISA_AVX2, BEIT_ISA_AVX512, BEIT_ISA_COUNT } beit_isa;
+int beit_isa_supported(beit_isa isa);
+beit_isa beit_isa_active(void);
+/* Switches the kernels to `isa` (tests, benchmarks); BEIT_ERR when this CPU lacks it. */
+int beit_isa_set(beit_isa isa);
+const char *beit_isa_name(beit_isa isa);  /* "generic", "avx2", "avx512" */
+/* e.g. "avx2 (the best this CPU runs; BEIT_ISA=generic|avx2|avx512 picks one)" */
+const char *beit_isa_describe(void);
+
 /* ---- progress (stderr) -----------------------------------------------------
  * On a terminal (or with BEIT_PROGRESS set) a bar redrawn in place; otherwise
  * (nohup, CI, a pipe, a file) a plain line after the first update, then at
