@@ -83,7 +83,7 @@ static void train_case(const char *tag, const dvae_config *c, int B, float tau, 
     snprintf(what, sizeof what, "%s: encoder logits", tag);
     close_scaled(what, d.enc_act[d.n_enc - 1].out, logits, nlat, 1e-5);
     beit_params_zero_grad(&d.params);
-    dvae_backward(&d, &o);
+    CHECK_TRUE(dvae_backward(&d, &o) == BEIT_OK, "%s: backward", tag);
     int nbad = 0;
     for (int i = 0; i < d.params.n; i++) {
       const beit_tensor_info *t = &d.params.t[i];

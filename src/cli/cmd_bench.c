@@ -159,26 +159,31 @@ static int bench_beit(const bench_opts *o) {
   }
   beit_task task = pretrain ? BEIT_TASK_MIM : BEIT_TASK_CLASSIFY;
   double t0 = 0;
-  for (int s = 0; s <= o->steps; s++) {
+  int rc = BEIT_OK;
+  for (int s = 0; s <= o->steps && rc == BEIT_OK; s++) {
     if (s == 1) t0 = beit_now();  /* step 0 warms caches and thread pools */
     if (infer) {
-      beit_forward(&m, task, &bt, 0, 0, s, NULL);
+      rc = beit_forward(&m, task, &bt, 0, 0, s, NULL);
       continue;
     }
     beit_params_zero_grad(&m.params);
-    beit_forward(&m, task, &bt, 1, 1, s, NULL);
-    beit_backward(&m, &bt);
-    beit_optimizer_step(&opt);
+    rc = beit_forward(&m, task, &bt, 1, 1, s, NULL);
+    if (rc == BEIT_OK) rc = beit_backward(&m, &bt);
+    if (rc == BEIT_OK) beit_optimizer_step(&opt);
   }
   double secs = beit_now() - t0;
   double flops = beit_forward_flops(&m, task, batch, masked_per_image * batch) * (infer ? 1 : 3);
-  printf("model %s: %d tokens, dim %d, depth %d, %.1f M parameters, activations %.0f MiB\n", o->model, m.tokens,
-         cfg.dim, cfg.depth, m.params.total / 1e6, beit_model_arena_bytes(&m) / 1048576.0);
-  print_result(o, secs, flops);
+  if (rc != BEIT_OK) {
+    fprintf(stderr, "beit bench: %s\n", beit_last_error());
+  } else {
+    printf("model %s: %d tokens, dim %d, depth %d, %.1f M parameters, activations %.0f MiB\n", o->model, m.tokens,
+           cfg.dim, cfg.depth, m.params.total / 1e6, beit_model_arena_bytes(&m) / 1048576.0);
+    print_result(o, secs, flops);
+  }
   if (!infer) beit_optimizer_free(&opt);
   beit_model_free(&m);
   beit_free(images), beit_free(mask), beit_free(tokens), beit_free(labels);
-  return 0;
+  return rc == BEIT_OK ? 0 : 1;
 }
 
 int cmd_bench(int argc, char **argv) {

@@ -213,7 +213,11 @@ int cmd_predict(int argc, char **argv) {
       continue;
     }
     beit_input in = {.B = 1, .images = x};
-    beit_forward(&im.m, BEIT_TASK_CLASSIFY, &in, 0, 0, 0, NULL);
+    if (beit_forward(&im.m, BEIT_TASK_CLASSIFY, &in, 0, 0, 0, NULL) != BEIT_OK) {
+      fprintf(stderr, "beit predict: %s\n", beit_last_error());
+      failures++;
+      break;
+    }
     const float *logits = beit_logits(&im.m);
     int finite = 1;
     for (int k = 0; k < K; k++) finite &= isfinite(logits[k]) != 0;

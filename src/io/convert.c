@@ -567,6 +567,7 @@ static int check_fits_file(const beit_safetensors *st, const beit_config *c) {
 }
 
 int beit_checkpoint_open(beit_model *m, const char *path, beit_checkpoint_info *info) {
+  if (!m || !path) return beit_errorf("beit_checkpoint_open: the %s is NULL", m ? "path" : "model");
   beit_checkpoint_info local;
   if (!info) info = &local;
   memset(info, 0, sizeof *info);

@@ -768,7 +768,7 @@ int beit_st_write(const char *path, const beit_st_tensor *t, int n, const char *
 
 /* ---- parameter tables ------------------------------------------------------------ */
 int beit_params_save(const beit_params *p, const char *path, const char *const *meta_kv, int n_meta) {
-  BEIT_CHECK(p->data != NULL);
+  if (!p || !p->data) return st_err(path, NULL, "no parameters to save (the table is not allocated)");
   beit_st_tensor *t = malloc(((size_t)p->n + 1) * sizeof *t);
   if (!t) return st_err(path, NULL, "out of memory");
   for (int i = 0; i < p->n; i++)
@@ -848,7 +848,7 @@ static int match_unexpected(const beit_params *p, const beit_safetensors *st, co
 }
 
 int beit_params_load_from(beit_params *p, const beit_safetensors *st, int strict) {
-  BEIT_CHECK(p->data != NULL);
+  if (!p || !p->data) return st_err(st->path, NULL, "cannot load into a parameter table that is not allocated");
   int *idx = malloc(((size_t)p->n + 1) * sizeof *idx);
   if (!idx) return st_err(st->path, NULL, "out of memory");
   int rc = match_missing(p, st, idx);

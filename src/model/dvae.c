@@ -559,17 +559,20 @@ int dvae_forward_train(dvae *d, const float *images, int B, const dvae_train_opt
   return isfinite(st->loss) ? BEIT_OK : beit_errorf("dvae: the loss is not finite (%g)", st->loss);
 }
 
-void dvae_backward(dvae *d, const dvae_train_opts *o) {
+int dvae_backward(dvae *d, const dvae_train_opts *o) {
+  if (!d || !o) return beit_errorf("dvae_backward: the %s is NULL", d ? "options" : "model");
+  if (d->mode != MODE_TRAIN || d->B <= 0)
+    return beit_errorf("dvae_backward: no dvae_forward_train to differentiate (an encode or decode since replaces it)");
   const dvae_config *c = &d->cfg;
   const int B = d->B, hw = hw_of(d);
   const size_t lat = (size_t)B * c->vocab * hw;
-  BEIT_CHECK(d->mode == MODE_TRAIN && B > 0);
   memset(d->dz, 0, lat * sizeof(float));
   run_backward(d, d->dec, d->dec_act, d->n_dec, d->z, d->dout, d->dz, B);
   const float *logits = d->enc_act[d->n_enc - 1].out;
   double kl_coef = o->beta / ((double)B * c->channels * c->image_size * c->image_size);
   latent_backward(d, logits, B, o->tau, (float)kl_coef);
   run_backward(d, d->enc, d->enc_act, d->n_enc, d->xm, d->dlogits, NULL, B);
+  return BEIT_OK;
 }
 
 /* ---- public: inference ------------------------------------------------------ */
@@ -591,6 +594,7 @@ static int chunk_size(dvae *d, int B) {
 /* Runs the encoder on images[b0 .. b0+nb) and returns the logits (arena). */
 static const float *encode_chunk(dvae *d, const float *images, int nb) {
   const dvae_config *c = &d->cfg;
+  d->B = 0;  /* the training forward's activations are overwritten: nothing for dvae_backward */
   map_pixels(d->xm, images, (size_t)nb * c->channels * c->image_size * c->image_size);
   return run_forward(d, d->enc, d->enc_act, d->n_enc, d->xm, nb);
 }
@@ -641,6 +645,7 @@ int dvae_decode(dvae *d, const int32_t *tokens, int B, float *images) {
   if (reserve(d, n, MODE_INFER)) return BEIT_ERR;
   for (int b0 = 0; b0 < B; b0 += n) {
     int nb = B - b0 < n ? B - b0 : n;
+    d->B = 0;  /* as in encode_chunk */
     memset(d->z, 0, (size_t)nb * V * hw * sizeof(float));
     for (int i = 0; i < nb * hw; i++) {
       int32_t t = tokens[(size_t)b0 * hw + i];

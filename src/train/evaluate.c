@@ -32,7 +32,7 @@ static int evaluate_batches(beit_model *m, const beit_dataset *ds, const beit_ev
     if (rc != BEIT_OK) break;
     beit_input in = {.B = n, .images = images, .labels = labels};
     beit_stats s;
-    beit_forward(m, BEIT_TASK_CLASSIFY, &in, 0, 0, 0, &s);
+    if ((rc = beit_forward(m, BEIT_TASK_CLASSIFY, &in, 0, 0, 0, &s)) != BEIT_OK) break;
     r->loss += s.loss * n;
     const float *logits = beit_logits(m);
     for (int i = 0; i < n; i++) {

@@ -177,9 +177,9 @@ int beit_finetune(const beit_recipe_opts *o) {
                      .shards = t.world};
     beit_stats s;
     beit_params_zero_grad(&t.model.params);
-    double loss = beit_forward(&t.model, BEIT_TASK_CLASSIFY, &in, 1, (uint64_t)o->seed, t.st.step, &s);
-    if (isfinite(loss)) beit_backward(&t.model, &in);
-    if (trainer_after_step(&t, &b, loss, &s) != BEIT_OK) goto done;
+    if (beit_forward(&t.model, BEIT_TASK_CLASSIFY, &in, 1, (uint64_t)o->seed, t.st.step, &s) != BEIT_OK) goto done;
+    if (isfinite(s.loss) && beit_backward(&t.model, &in) != BEIT_OK) goto done;
+    if (trainer_after_step(&t, &b, s.loss, &s) != BEIT_OK) goto done;
     if (t.st.step % t.steps_per_epoch == 0) {  /* end of an epoch: evaluate (every --eval-every and the last) */
       epoch_done++;
       if (epoch_done % every == 0 || t.st.step == t.total_steps) {

@@ -27,11 +27,10 @@ static int extract(beit_model *m, const beit_dataset *ds, int64_t n, int layer, 
   bar.enabled = bar.enabled && !quiet;
   for (int64_t first = 0; first < n; first += B) {
     int k = (int)(n - first < B ? n - first : B);
-    if (beit_eval_images(ds, first, k, &prep, img, NULL) != BEIT_OK) {
+    if (beit_eval_images(ds, first, k, &prep, img, NULL) != BEIT_OK || beit_encode(m, img, k) != BEIT_OK) {
       beit_free(img);
       return BEIT_ERR;
     }
-    beit_encode(m, img, k);
     mean_pool_forward(out + (size_t)first * C, beit_hidden(m, layer), k, m->tokens, C, 1);
     beit_progress_update(&bar, k, NULL);
   }

@@ -97,10 +97,11 @@ int beit_pretrain(const beit_recipe_opts *o) {
     beit_input in = {.B = b.n, .images = b.images, .mask = b.masks, .tokens = tokens, .shard = t.rank, .shards = t.world};
     beit_stats s;
     beit_params_zero_grad(&t.model.params);
-    double loss = beit_forward(&t.model, pixel ? BEIT_TASK_PIXEL : BEIT_TASK_MIM, &in, 1,
-                               (uint64_t)o->seed, t.st.step, &s);
-    if (isfinite(loss)) beit_backward(&t.model, &in);
-    if (trainer_after_step(&t, &b, loss, &s) != BEIT_OK) goto done;
+    if (beit_forward(&t.model, pixel ? BEIT_TASK_PIXEL : BEIT_TASK_MIM, &in, 1, (uint64_t)o->seed, t.st.step, &s) !=
+        BEIT_OK)
+      goto done;
+    if (isfinite(s.loss) && beit_backward(&t.model, &in) != BEIT_OK) goto done;
+    if (trainer_after_step(&t, &b, s.loss, &s) != BEIT_OK) goto done;
   }
   rc = trainer_finish(&t);
 done:

@@ -27,6 +27,7 @@ static void describe(beit_tokenizer *t) {
 }
 
 int beit_tokenizer_load(beit_tokenizer *t, const char *path) {
+  if (!t || !path) return beit_errorf("beit_tokenizer_load: the %s is NULL", t ? "path" : "tokenizer");
   memset(t, 0, sizeof *t);
   beit_safetensors st;
   if (beit_st_open(&st, path)) return BEIT_ERR;
@@ -51,11 +52,22 @@ void beit_tokenizer_free(beit_tokenizer *t) {
   memset(t, 0, sizeof *t);
 }
 
+/* Misuse (a tokenizer not loaded, NULL buffers, a negative count) is an error, not a crash. */
+static int check_call(const beit_tokenizer *t, const void *in, int B, const void *out, const char *fn) {
+  if (!t || (t->type != BEIT_TOK_DVAE && t->type != BEIT_TOK_KMEANS))
+    return beit_errorf("%s: the tokenizer is not loaded (beit_tokenizer_load)", fn);
+  if (B < 0) return beit_errorf("%s: a batch of %d images", fn, B);
+  if (B > 0 && (!in || !out)) return beit_errorf("%s: the %s buffer is NULL", fn, in ? "output" : "input");
+  return BEIT_OK;
+}
+
 int beit_tokenizer_encode(beit_tokenizer *t, const float *images, int B, int32_t *tokens) {
+  if (check_call(t, images, B, tokens, "beit_tokenizer_encode")) return BEIT_ERR;
   return t->type == BEIT_TOK_DVAE ? dvae_encode(&t->dv, images, B, tokens) : kmeans_encode(&t->km, images, B, tokens);
 }
 
 int beit_tokenizer_decode(beit_tokenizer *t, const int32_t *tokens, int B, float *images) {
+  if (check_call(t, tokens, B, images, "beit_tokenizer_decode")) return BEIT_ERR;
   return t->type == BEIT_TOK_DVAE ? dvae_decode(&t->dv, tokens, B, images) : kmeans_decode(&t->km, tokens, B, images);
 }
 
@@ -419,7 +431,7 @@ static int train_step(dvae_run *r, const beit_tok_train_cfg *c, const float *ima
     if (isfinite(st->loss)) return BEIT_ERR;
     finite = 0;
   }
-  if (finite) dvae_backward(&r->d, o);
+  if (finite && dvae_backward(&r->d, o)) return BEIT_ERR;
   if (beit_dist_world() > 1 ? !reduce_step(r, st, finite) : !finite) {
     st->loss = NAN;
     return BEIT_OK;

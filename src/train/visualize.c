@@ -44,7 +44,8 @@ int beit_attention_png(beit_model *m, const float *images, int n, const float me
   const beit_config *c = &m->cfg;
   int S = c->image_size, C = c->channels, H = c->heads, N = m->tokens, g = m->grid;
   if (n > m->max_batch) n = m->max_batch;
-  beit_encode(m, images, n);  /* encoder only: works for classifiers and pretrained (MIM) checkpoints alike */
+  /* encoder only: works for classifiers and pretrained (MIM) checkpoints alike */
+  if (beit_encode(m, images, n) != BEIT_OK) return BEIT_ERR;
   const float *att = beit_attention(m, c->depth - 1);  /* [B, H, N, N] */
   int side = S * (S < 64 ? SCALE : 1);
   side -= side % g;
