@@ -15,6 +15,7 @@
 #include "core/core.h"
 #include "model/beit.h"
 #include "model/dvae.h"
+#include "train/recipes.h"
 #include "train/train.h"
 
 typedef struct {
@@ -123,6 +124,18 @@ static void fill_synthetic(const bench_opts *o, int Np, int masked_per_image, fl
   }
 }
 
+/* Everything the run will hold (model, arena, AdamW moments, the synthetic
+ * batch), checked before any of it is allocated. */
+static int check_memory(const bench_opts *o, const beit_config *cfg, int grad) {
+  double need = beit_model_memory_bytes(cfg, o->batch, grad, grad != 0);
+  if (need < 0) return BEIT_ERR;
+  need += (double)o->batch * (cfg->channels * (double)o->image * o->image * sizeof(float) + 8);
+  char what[160];
+  snprintf(what, sizeof what, "%s of --model %s at --batch %d (%dx%d px)", o->workload, o->model, o->batch, o->image,
+           o->image);
+  return beit_memory_check(need, what);
+}
+
 static int bench_beit(const bench_opts *o) {
   int pretrain = !strcmp(o->workload, "pretrain"), infer = !strcmp(o->workload, "infer");
   beit_config cfg = {0};
@@ -136,7 +149,11 @@ static int bench_beit(const bench_opts *o) {
   cfg.shared_rel_pos = pretrain;
   cfg.use_mean_pooling = 1;
   beit_model m;
-  int grad = infer ? 0 : o->recompute ? BEIT_GRAD_RECOMPUTE : BEIT_GRAD_KEEP;
+  int grad = infer ? 0 : o->recompute ? BEIT_GRAD_RECOMPUTE : BEIT_GRAD_KEEP, S, P;
+  if (beit_check_sizes(o->image, o->patch, NULL, &S, &P) != BEIT_OK || check_memory(o, &cfg, grad) != BEIT_OK) {
+    fprintf(stderr, "beit bench: %s\n", beit_last_error());
+    return 1;
+  }
   if (beit_model_init(&m, &cfg) != BEIT_OK || beit_model_reserve(&m, o->batch, grad) != BEIT_OK) {
     fprintf(stderr, "beit bench: %s\n", beit_last_error());
     return 1;

@@ -48,34 +48,48 @@ static int step_tokenizer(const demo_opts *d, char *tok_path, size_t n) {
   return BEIT_OK;
 }
 
+#define DEMO_SIDE 28  /* Fashion-MNIST */
+
+/* The pretraining recipe of the demo (out: a buffer for the run folder). */
+static void pretrain_opts(const demo_opts *d, const char *tok_path, char *dir, size_t n, beit_recipe_opts *o) {
+  beit_recipe_defaults_pretrain(o);
+  path_in(dir, n, d->out, "pretrain");
+  o->out = dir, o->model = d->model, o->tokenizer = tok_path, o->epochs = d->pt_epochs, o->subset = d->subset;
+  o->threads = d->threads, o->crop_scale_min = 0.5f, o->warmup_epochs = 0.5f, o->batch = d->batch, o->log_every = 10;
+  o->image_size = DEMO_SIDE, o->patch_size = d->patch, o->color_jitter = 0, o->overwrite = d->overwrite;
+}
+
 static int step_pretrain(const demo_opts *d, const char *tok_path) {
   beit_recipe_opts o;
-  beit_recipe_defaults_pretrain(&o);
   char dir[1100];
-  path_in(dir, sizeof dir, d->out, "pretrain");
-  o.out = dir, o.model = d->model, o.tokenizer = tok_path, o.epochs = d->pt_epochs, o.subset = d->subset;
-  o.threads = d->threads, o.crop_scale_min = 0.5f, o.warmup_epochs = 0.5f, o.batch = d->batch, o.log_every = 10;
-  o.patch_size = d->patch, o.color_jitter = 0, o.overwrite = d->overwrite;
+  pretrain_opts(d, tok_path, dir, sizeof dir, &o);
   printf("\n== 2/4 masked image modeling: BEiT-%s, %d epoch(s) on %lld images ==\n", d->model, o.epochs, d->subset);
   fflush(stdout);
   return beit_pretrain(&o) == 0 ? BEIT_OK : BEIT_ERR;
 }
 
-static int step_finetune(const demo_opts *d) {
-  beit_recipe_opts o;
-  beit_recipe_defaults_finetune(&o);
-  char dir[1100], init[1100];
-  path_in(dir, sizeof dir, d->out, "finetune");
-  path_in(init, sizeof init, d->out, "pretrain/model.safetensors");
-  o.out = dir, o.model = d->model, o.init = init, o.epochs = d->ft_epochs, o.subset = d->ft_subset, o.threads = d->threads;
+/* The fine-tuning recipe of the demo (dir, init: buffers for its paths). */
+static void finetune_opts(const demo_opts *d, char *dir, char *init, size_t n, beit_recipe_opts *o) {
+  beit_recipe_defaults_finetune(o);
+  path_in(dir, n, d->out, "finetune");
+  path_in(init, n, d->out, "pretrain/model.safetensors");
+  o->out = dir, o->model = d->model, o->init = init, o->epochs = d->ft_epochs, o->subset = d->ft_subset;
+  o->threads = d->threads;
   /* A short schedule underfits, so regularisation only slows it down: measured over
    * 3 epochs from the same pretrained encoder, no crop (flip only) gave +5 points
    * after the first epoch, and lr 8e-3 with layer decay 0.9, no drop path and no
    * label smoothing +1.7 points at the end, over crop [0.8, 1] with lr 4e-3,
    * layer decay 0.75, drop path 0.1, smoothing 0.1 (docs/training.md). */
-  o.lr = 8e-3f, o.layer_decay = 0.9f, o.mixup = 0, o.cutmix = 0, o.crop_scale_min = 1.0f, o.warmup_epochs = 0.5f;
-  o.drop_path = 0, o.label_smoothing = 0;
-  o.batch = d->batch, o.log_every = 20, o.patch_size = d->patch, o.color_jitter = 0, o.overwrite = d->overwrite;
+  o->lr = 8e-3f, o->layer_decay = 0.9f, o->mixup = 0, o->cutmix = 0, o->crop_scale_min = 1.0f, o->warmup_epochs = 0.5f;
+  o->drop_path = 0, o->label_smoothing = 0;
+  o->batch = d->batch, o->log_every = 20, o->image_size = DEMO_SIDE, o->patch_size = d->patch, o->color_jitter = 0;
+  o->overwrite = d->overwrite;
+}
+
+static int step_finetune(const demo_opts *d) {
+  beit_recipe_opts o;
+  char dir[1100], init[1100];
+  finetune_opts(d, dir, init, sizeof dir, &o);
   printf("\n== 3/4 fine-tuning: %d epoch(s) on %lld training images ==\n", o.epochs, d->ft_subset);
   fflush(stdout);
   return beit_finetune(&o) == 0 ? BEIT_OK : BEIT_ERR;
@@ -134,6 +148,35 @@ static int step_pictures(const demo_opts *d, const char *tok_path, double *top1)
   return BEIT_OK;
 }
 
+/* Every flag and the tokenizer's grid against the patch size, before minutes of
+ * tokenizer training: returns 2 (usage) or 1 (a recipe refused) with the message. */
+static int check_demo(const demo_opts *d) {
+  if (strcmp(d->tokenizer, "kmeans") && strcmp(d->tokenizer, "dvae"))
+    return fprintf(stderr, "beit demo: --tokenizer expects kmeans or dvae, got '%s'\n", d->tokenizer), 2;
+  if (DEMO_SIDE % d->patch)
+    return fprintf(stderr, "beit demo: --patch-size %d does not divide the %d px of Fashion-MNIST\n", d->patch,
+                   DEMO_SIDE), 2;
+  dvae_config dv;
+  dvae_config_small(&dv);
+  if (!strcmp(d->tokenizer, "dvae") && dvae_grid_side(&dv) != DEMO_SIDE / d->patch)
+    return fprintf(stderr, "beit demo: --tokenizer dvae gives %dx%d tokens, --patch-size %d a %dx%d patch grid: pass "
+                   "--patch-size %d\n", dvae_grid_side(&dv), dvae_grid_side(&dv), d->patch, DEMO_SIDE / d->patch,
+                   DEMO_SIDE / d->patch, DEMO_SIDE / dvae_grid_side(&dv)), 2;
+  if (d->subset < d->batch || d->ft_subset < d->batch)
+    return fprintf(stderr, "beit demo: --%s %lld is smaller than --batch %d: not one full batch per epoch\n",
+                   d->subset < d->batch ? "pretrain-subset" : "finetune-subset",
+                   d->subset < d->batch ? d->subset : d->ft_subset, d->batch), 2;
+  beit_recipe_opts pt, ft;
+  char dir[1100], init[1100];
+  pretrain_opts(d, "pixel", dir, sizeof dir, &pt);
+  if (beit_recipe_check(&pt, "pretrain") != BEIT_OK)
+    return fprintf(stderr, "beit demo: %s\n", beit_last_error()), 1;
+  finetune_opts(d, dir, init, sizeof dir, &ft);
+  if (beit_recipe_check(&ft, "finetune") != BEIT_OK)
+    return fprintf(stderr, "beit demo: %s\n", beit_last_error()), 1;
+  return 0;
+}
+
 int cmd_demo(int argc, char **argv) {
   demo_opts d = {.out = "runs/demo", .model = "mini", .tokenizer = "kmeans", .threads = 0, .tok_steps = 1500,
                  .pt_epochs = 3, .ft_epochs = 14, .patch = 7, .batch = 256, .subset = 60000, .ft_subset = 60000};
@@ -155,6 +198,7 @@ int cmd_demo(int argc, char **argv) {
                            "Tokenizer, masked image modeling, fine-tuning and pictures on Fashion-MNIST.", a,
                            (int)(sizeof a / sizeof a[0]), argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
+  if ((rc = check_demo(&d))) return rc;
   beit_set_threads(d.threads);
   double t0 = beit_now(), top1 = 0;
   char tok[1100];

@@ -2,10 +2,12 @@
  * `beit predict IMAGE...` (top-k classes with probabilities) and `beit attention
  * IMAGE...` (attention maps) for a checkpoint of beit.c or of timm, unilm or
  * Hugging Face (io/convert.h). */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -86,6 +88,17 @@ static int check_names(const image_model *im, const char *ckpt, const beit_datas
   return BEIT_OK;
 }
 
+/* The folder of an output file is writable, checked before the work that
+ * produces the file starts (an evaluation can take an hour). */
+static int check_output(const char *flag, const char *path) {
+  char dir[1100];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  const char *folder = !slash ? "." : slash == dir ? "/" : (*slash = 0, dir);
+  if (access(folder, W_OK) != 0) return beit_errorf("--%s %s: folder %s: %s", flag, path, folder, strerror(errno));
+  return BEIT_OK;
+}
+
 /* Confusion matrix as a heat map: row = true class, column = prediction,
  * each row scaled by its count (white = 0, dark blue = all). */
 static int confusion_png(const int64_t *conf, int K, const char *path) {
@@ -129,6 +142,10 @@ int cmd_eval(int argc, char **argv) {
                            a, (int)(sizeof a / sizeof a[0]), argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
   if (!ckpt) { fprintf(stderr, "beit eval: --checkpoint is required\n"); return 2; }
+  if (png && check_output("confusion-png", png) != BEIT_OK) {
+    fprintf(stderr, "beit eval: %s\n", beit_last_error());
+    return 1;
+  }
   beit_set_threads(threads);
   image_model im;
   beit_dataset ds;

@@ -53,11 +53,20 @@ void beit_loader_defaults(beit_loader_cfg *cfg, beit_load_mode mode) {
   cfg->shuffle = -1;
 }
 
+int beit_resolve_sizes(int image_size, int patch_size, const beit_dataset *ds, int *S, int *P) {
+  int from_data = image_size <= 0;
+  if (from_data && !ds) return beit_errorf("beit_resolve_sizes: no --image-size and no dataset to take it from");
+  if (from_data) image_size = ds->height > 0 && ds->height == ds->width ? ds->height : 224;
+  if (patch_size <= 0) patch_size = image_size <= 64 ? 4 : 16;
+  if (image_size % patch_size)
+    return beit_errorf("%s %d%s is not a multiple of --patch-size %d", from_data ? "the image size" : "--image-size",
+                       image_size, from_data ? " (the dataset's; --image-size 0)" : "", patch_size);
+  *S = image_size, *P = patch_size;
+  return BEIT_OK;
+}
+
 static int resolve_sizes(beit_loader_cfg *c, const beit_dataset *ds) {
-  if (c->image_size <= 0) c->image_size = ds->height > 0 && ds->height == ds->width ? ds->height : 224;
-  if (c->patch_size <= 0) c->patch_size = c->image_size <= 64 ? 4 : 16;
-  if (c->image_size % c->patch_size)
-    return beit_errorf("--size %d is not a multiple of --patch %d", c->image_size, c->patch_size);
+  if (beit_resolve_sizes(c->image_size, c->patch_size, ds, &c->image_size, &c->patch_size)) return BEIT_ERR;
   if (c->mode != BEIT_LOAD_PRETRAIN) c->second_size = -1;
   else if (c->second_size == 0) c->second_size = c->image_size / c->patch_size * 8;
   if (c->std[0] == 0) memcpy(c->mean, ds->mean, sizeof c->mean), memcpy(c->std, ds->std, sizeof c->std);

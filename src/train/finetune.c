@@ -37,9 +37,10 @@ void beit_recipe_defaults_finetune(beit_recipe_opts *o) {
  * rel_pos_bias.relative_position_bias_table becomes each block's own (spec 1.4),
  * tables of another image size are resized (spec 7.1); mask_token, norm and
  * lm_head are not used; head and fc_norm keep their fresh initialisation. */
-static int load_pretrained(beit_model *m, const char *path) {
+static int load_pretrained(beit_model *m, const beit_model *src, const char *path) {
   beit_transfer_report r;
-  if (beit_checkpoint_load_pretrained(m, path, &r) != BEIT_OK) return BEIT_ERR;
+  if (beit_checkpoint_transfer(m, src, path, &r) != BEIT_OK) return BEIT_ERR;
+  if (r.copied + r.resized == 0) return beit_errorf("%s: no tensor fits the model", path);
   if (beit_dist_is_root())
     fprintf(stderr, "finetune: %d tensors from %s (%d resized to %d px, %d from the shared table), %d freshly initialised\n",
             r.copied + r.resized, path, r.resized, m->cfg.image_size, r.from_shared, r.kept);
@@ -106,6 +107,21 @@ static void mix_batch(float *images, float *soft, const int32_t *labels, const f
 #undef FLIPPED
 }
 
+/* The --init encoder must be the --model preset's (width, depth, heads, MLP)
+ * with the patch size P the run uses (0: not known before the data). */
+static int check_init(const beit_recipe_opts *o, const beit_config *init, int P) {
+  beit_config c = {0};
+  if (beit_config_preset(&c, o->model) != BEIT_OK) return beit_error_context("--model");
+  if (c.dim != init->dim || c.depth != init->depth || c.heads != init->heads || fabsf(c.mlp_ratio - init->mlp_ratio) > 1e-6f)
+    return beit_errorf("--init %s holds an encoder of %d blocks x %d wide (%d heads, MLP %g x), --model %s is %d blocks "
+                       "x %d wide (%d heads, MLP %g x): pass the --model it was pretrained with", o->init, init->depth,
+                       init->dim, init->heads, init->mlp_ratio, o->model, c.depth, c.dim, c.heads, c.mlp_ratio);
+  if (P && P != init->patch_size)
+    return beit_errorf("--init %s has %dx%d patches, the run %dx%d (--patch-size %d%s): pass --patch-size %d", o->init,
+                       init->patch_size, init->patch_size, P, P, P, o->patch_size ? "" : ", the default", init->patch_size);
+  return BEIT_OK;
+}
+
 /* Evaluates on the test split (or its first --eval-subset images), logs it and
  * keeps best.safetensors. `record` = 0 for the evaluation that ends a run
  * stopped by --max-steps where none was due: best.safetensors is written when
@@ -134,13 +150,23 @@ int beit_finetune(const beit_recipe_opts *o) {
   beit_trainer t;
   beit_dataset test;
   memset(&test, 0, sizeof test);
+  memset(&t, 0, sizeof t);
+  beit_model init;  /* the pretrained encoder, read before the data so that a mismatch is refused at once */
+  memset(&init, 0, sizeof init);
   float *soft = NULL, *partner = NULL;
   int32_t *partner_labels = NULL;
-  int rc = BEIT_ERR;
+  int rc = BEIT_ERR, S = 0, P = 0;
+  int use_init = o->init && !o->resume;
+  if (beit_recipe_check(o, "finetune") != BEIT_OK) goto done;
+  if (o->image_size > 0 && beit_resolve_sizes(o->image_size, o->patch_size, NULL, &S, &P) != BEIT_OK) goto done;
+  if (use_init && (beit_checkpoint_open(&init, o->init, NULL) != BEIT_OK ||
+                   check_init(o, &init.cfg, S ? P : o->patch_size) != BEIT_OK))
+    goto done;
   if (trainer_open_data(&t, o, "finetune", BEIT_LOAD_TRAIN, -1, 0, 0) != BEIT_OK) goto done;
+  const beit_loader_cfg *lc = beit_loader_config(t.loader);
+  if (use_init && check_init(o, &init.cfg, lc->patch_size) != BEIT_OK) goto done;
   if (beit_dataset_open(&test, o->data, 0) != BEIT_OK) goto done;
   if (o->eval_subset > 0 && o->eval_subset < test.n) test.n = o->eval_subset;
-  const beit_loader_cfg *lc = beit_loader_config(t.loader);
   beit_config cfg;
   memset(&cfg, 0, sizeof cfg);
   if (beit_config_preset(&cfg, o->model) != BEIT_OK) goto done;
@@ -149,7 +175,8 @@ int beit_finetune(const beit_recipe_opts *o) {
   cfg.drop_path = o->drop_path, cfg.layer_scale_init = o->layer_scale;
   t.saves_at_epoch_end = 1;  /* the end-of-epoch checkpoint comes after the evaluation */
   if (trainer_open_model(&t, &cfg, o->layer_decay) != BEIT_OK) goto done;
-  if (o->init && !o->resume && load_pretrained(&t.model, o->init) != BEIT_OK) goto done;
+  if (use_init && load_pretrained(&t.model, &init, o->init) != BEIT_OK) goto done;
+  beit_model_free(&init);
   int K = cfg.num_classes, mixing = o->mixup > 0 || o->cutmix > 0;
   size_t img = (size_t)cfg.channels * cfg.image_size * cfg.image_size;
   soft = beit_alloc((size_t)o->batch * K * sizeof(float), "soft targets");
@@ -203,6 +230,7 @@ done:
   if (rc == BEIT_ERR) trainer_report_error(&t, "beit finetune");
   beit_free(soft), beit_free(partner), beit_free(partner_labels);
   beit_dataset_close(&test);
+  beit_model_free(&init);
   trainer_close(&t);
   return rc == BEIT_ERR ? 1 : rc;
 }

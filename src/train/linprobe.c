@@ -64,18 +64,34 @@ int beit_linprobe(const beit_linprobe_opts *o) {
   memset(&train, 0, sizeof train), memset(&test, 0, sizeof test), memset(&m, 0, sizeof m), memset(&run, 0, sizeof run);
   float *ftr = NULL, *fte = NULL, *mean = NULL, *rstd = NULL;
   int rc = BEIT_ERR;
-  if (o->out && beit_run_claim(&run, o->out, 0, o->overwrite, 0) != BEIT_OK) goto done;
-  if (beit_dataset_open(&train, o->data, 1) != BEIT_OK || beit_dataset_open(&test, o->data, 0) != BEIT_OK) goto done;
+  /* the flags and the encoder first, the data after (a mismatch is refused at once) */
+  beit_config cfg = {.patch_size = o->patch_size};  /* the random-encoder baseline */
   if (o->checkpoint) {
     if (beit_model_open(&m, o->checkpoint) != BEIT_OK) goto done;
-  } else {  /* the random-encoder baseline */
-    beit_config cfg = {.image_size = o->image_size ? o->image_size : train.height, .channels = train.channels, .patch_size = o->patch_size};
-    if (beit_config_preset(&cfg, o->model) != BEIT_OK || beit_model_init(&m, &cfg) != BEIT_OK) goto done;
+    cfg = m.cfg;
+  } else if (beit_config_preset(&cfg, o->model) != BEIT_OK) {
+    beit_error_context("--model");
+    goto done;
+  } else if (o->image_size > 0 && beit_check_sizes(o->image_size, o->patch_size, NULL, &cfg.image_size, &cfg.patch_size)) {
+    goto done;
+  }
+  int L = cfg.depth, layer = o->layer > 0 ? o->layer : (3 * L + 3) / 4;  /* paper: block 9 of 12 */
+  if (layer > L) {
+    beit_errorf("--layer %d: the encoder%s has %d blocks", layer, o->checkpoint ? " of --checkpoint" : "", L);
+    goto done;
+  }
+  if (o->out && beit_run_claim(&run, o->out, 0, o->overwrite, 0) != BEIT_OK) goto done;
+  if (beit_dataset_open(&train, o->data, 1) != BEIT_OK || beit_dataset_open(&test, o->data, 0) != BEIT_OK) goto done;
+  if (!o->checkpoint) {
+    cfg.channels = train.channels;
+    if ((o->image_size <= 0 && beit_check_sizes(0, o->patch_size, &train, &cfg.image_size, &cfg.patch_size)) ||
+        beit_model_init(&m, &cfg) != BEIT_OK)
+      goto done;
     beit_model_init_weights(&m, (uint64_t)o->seed, 0.001f);
   }
-  int L = m.cfg.depth, layer = o->layer > 0 ? o->layer : (3 * L + 3) / 4;  /* paper: block 9 of 12 */
-  if (layer > L) {
-    beit_errorf("--layer %d: the encoder has %d blocks", layer, L);
+  if (m.cfg.channels != train.channels) {
+    beit_errorf("--checkpoint %s reads %d-channel images, --data %s has %d", o->checkpoint, m.cfg.channels, o->data,
+                train.channels);
     goto done;
   }
   if (beit_model_reserve(&m, 256, 1) != BEIT_OK) goto done;

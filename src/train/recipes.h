@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include "data/dataset.h"
+
 typedef struct {
   const char *data;        /* dataset spec (fashion-mnist, cifar10:DIR, folder:ROOT, ...) */
   const char *out;         /* run folder */
@@ -45,6 +47,19 @@ typedef struct {
 
 void beit_recipe_defaults_pretrain(beit_recipe_opts *o);
 void beit_recipe_defaults_finetune(beit_recipe_opts *o);
+/* The options checked against each other before any file or data is read or
+ * anything large allocated (kind "pretrain" or "finetune"): the --model preset,
+ * a full --batch in --subset and, when --image-size is given, --image-size /
+ * --patch-size and the least memory the model needs (its encoder). Then
+ * beit_recipe_check_data does the size checks for a size taken from the
+ * dataset, before the loader opens. Messages name the flags. */
+int beit_recipe_check(const beit_recipe_opts *o, const char *kind);
+/* The model's input side S and patch side P for --image-size / --patch-size
+ * (beit_resolve_sizes of data/loader.h: 0 = defaults, ds may be NULL when
+ * image_size > 0), with a patch grid of at most 64 per side; messages name
+ * the flags. */
+int beit_check_sizes(int image_size, int patch_size, const beit_dataset *ds, int *S, int *P);
+int beit_recipe_check_data(const beit_recipe_opts *o, const char *kind, const beit_dataset *ds);
 /* Each returns 0 on success (also when --max-steps ended it), 1 on a runtime
  * error (message printed), 128 + the signal when stopped by SIGINT (130) or
  * SIGTERM (143) after saving a checkpoint. */

@@ -323,6 +323,27 @@ static int write_config_json(const beit_tok_train_cfg *c, const char *path) {
   return beit_write_file_atomic(path, buf, (size_t)n);
 }
 
+/* The relations between the flags of `beit tokenizer train` that their ranges
+ * alone do not catch, named as the user typed them; called before any data is
+ * read when --image-size is given, else once the dataset gave the size. */
+static int check_flags(const beit_tok_train_cfg *c, int image_size) {
+  const char *size_from = c->dv.image_size > 0 || c->km.image_size > 0 ? "--image-size" : "the dataset's image size";
+  if (c->type == BEIT_TOK_KMEANS) {
+    if (c->km.patch > image_size || image_size % c->km.patch)
+      return beit_errorf("%s %d is not a multiple of --patch %d", size_from, image_size, c->km.patch);
+    if (c->km_max_patches > 0 && c->km_max_patches < c->km.k)
+      return beit_errorf("--max-patches %lld is fewer than --vocab %d (k-means needs a patch per code)",
+                         (long long)c->km_max_patches, c->km.k);
+    return BEIT_OK;
+  }
+  int down = 1 << (c->dv.n_groups - 1);
+  if (image_size < down || image_size % down)
+    return beit_errorf("%s %d is not a multiple of %d, the downsampling of --groups %d", size_from, image_size, down,
+                       c->dv.n_groups);
+  if (c->dv.n_hid % 4) return beit_errorf("--n-hid %d is not a multiple of 4", c->dv.n_hid);
+  return BEIT_OK;
+}
+
 /* ---- training: dVAE ------------------------------------------------------------- */
 typedef struct {
   beit_dataset train, test;
@@ -344,6 +365,7 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
   if (c->dv.image_size <= 0) {
     if (r->train.height <= 0 || r->train.height != r->train.width)
       return beit_errorf("%s has no fixed square image size; pass --image-size", c->data);
+    if (check_flags(c, r->train.height)) return BEIT_ERR;
     c->dv.image_size = r->train.height;
   }
   c->dv.channels = r->train.channels;
@@ -566,9 +588,15 @@ static int open_kmeans(beit_tok_train_cfg *c, beit_run *run, beit_dataset *train
   if (c->km.image_size <= 0) {
     if (train->height <= 0 || train->height != train->width)
       return beit_errorf("%s has no fixed square image size; pass --image-size", c->data);
+    if (check_flags(c, train->height)) return BEIT_ERR;
     c->km.image_size = train->height;
   }
   c->km.channels = train->channels;
+  int n = c->km_images > 0 && c->km_images < train->n ? c->km_images : (int)train->n;
+  int64_t patches = (int64_t)n * (c->km.image_size / c->km.patch) * (c->km.image_size / c->km.patch);
+  if (patches < c->km.k)
+    return beit_errorf("%d images give %lld patches of --patch %d, fewer than --vocab %d (more --images or a smaller "
+                       "--vocab)", n, (long long)patches, c->km.patch, c->km.k);
   t->type = BEIT_TOK_KMEANS;
   if (kmeans_create(&t->km, &c->km)) return BEIT_ERR;
   describe(t);
@@ -617,6 +645,8 @@ static int train_kmeans(beit_tok_train_cfg *c) {
 int beit_tokenizer_train(const beit_tok_train_cfg *cfg) {
   beit_tok_train_cfg c = *cfg;
   if (c.steps < 1 || c.batch < 1 || c.log_every < 1) return beit_errorf("steps, batch and log interval must be >= 1");
+  int size = c.type == BEIT_TOK_KMEANS ? c.km.image_size : c.dv.image_size;
+  if (size > 0 && check_flags(&c, size)) return BEIT_ERR;  /* before any data is read */
   if (c.type == BEIT_TOK_KMEANS && beit_dist_world() > 1) {  /* seconds of work: not worth sharding */
     int root = beit_dist_is_root(), rc = BEIT_OK;
     if (root) fprintf(stderr, "beit tokenizer: k-means runs on rank 0 alone\n"), rc = train_kmeans(&c);

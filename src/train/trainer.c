@@ -22,7 +22,8 @@ int trainer_open_data(beit_trainer *t, const beit_recipe_opts *o, const char *ki
     return beit_errorf("--batch %d is not a multiple of the %d ranks (each rank takes an equal share of the batch)",
                        o->batch, t->world);
   if (t->rank == 0 && beit_run_claim(&t->run, o->out, o->resume, o->overwrite, 1) != BEIT_OK) return BEIT_ERR;
-  if (beit_dataset_open(&t->ds, o->data, 1) != BEIT_OK) return BEIT_ERR;
+  if (beit_dataset_open(&t->ds, o->data, 1) != BEIT_OK || beit_recipe_check_data(o, kind, &t->ds) != BEIT_OK)
+    return BEIT_ERR;
   if (o->subset > 0 && o->subset < t->ds.n) t->ds.n = o->subset;
   beit_loader_cfg lc;
   beit_loader_defaults(&lc, mode);
