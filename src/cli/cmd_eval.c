@@ -309,20 +309,28 @@ int cmd_plot(int argc, char **argv) {
   };
   char **runs;
   int nruns;
-  int rc = beit_args_parse("beit plot RUN... [options]", "Training curves of run folders, overlaid, as PNG.", a,
+  int rc = beit_args_parse("beit plot RUN... [options]",
+                           "Training curves of run folders, overlaid, as PNG: one chart per field, with axes, tick "
+                           "values and a legend naming each run. A run whose log.jsonl cannot be read is reported "
+                           "once and left out; the exit status is then 1.", a,
                            (int)(sizeof a / sizeof a[0]), argc, argv, &runs, &nruns);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
   if (nruns == 0) { fprintf(stderr, "beit plot: name at least one run folder\n"); return 2; }
-  if (beit_mkdir_p(out) != BEIT_OK) { fprintf(stderr, "beit plot: %s\n", beit_last_error()); return 1; }
-  char *list = strdup(fields), *save = NULL;
+  int readable = 0;
+  for (int r = 0; r < nruns; r++) {  /* one message per unreadable run, not one per chart */
+    if (beit_plot_run_readable(runs[r]) == BEIT_OK) runs[readable++] = runs[r];
+    else fprintf(stderr, "beit plot: %s (left out)\n", beit_last_error());
+  }
   int drawn = 0;
-  for (char *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+  if (readable && beit_mkdir_p(out) != BEIT_OK) { fprintf(stderr, "beit plot: %s\n", beit_last_error()); readable = 0; }
+  char *list = strdup(fields), *save = NULL;
+  for (char *f = readable ? strtok_r(list, ",", &save) : NULL; f; f = strtok_r(NULL, ",", &save)) {
     char path[1200];
     snprintf(path, sizeof path, "%.1000s/%s.png", out, f);
-    if (beit_plot_png((const char *const *)runs, nruns, f, path) != BEIT_OK) fprintf(stderr, "beit plot: %s (skipped)\n", beit_last_error());
+    if (beit_plot_png((const char *const *)runs, readable, f, path) != BEIT_OK) fprintf(stderr, "beit plot: %s (skipped)\n", beit_last_error());
     else drawn++;
   }
   free(list);
   free(runs);
-  return drawn ? 0 : 1;
+  return drawn && readable == nruns ? 0 : 1;
 }
