@@ -127,8 +127,9 @@ static int step_pictures(const demo_opts *d, const char *tok_path, double *top1)
   path_in(path, sizeof path, d->out, "mask-preview.png");
   char patch[16];
   snprintf(patch, sizeof patch, "%d", d->patch);
-  char *argv[] = {"data", "preview", "--data", "fashion-mnist", "--patch", patch, "--crop-min", "0.5", "--out", path, NULL};
-  if (cmd_data(10, argv) != 0) return beit_errorf("mask preview failed");
+  char *argv[] = {"data", "preview", "--data", "fashion-mnist", "--patch-size", patch, "--tokenizer", (char *)tok_path,
+                  "--crop-min", "0.5", "--out", path, NULL};
+  if (cmd_data(12, argv) != 0) return beit_errorf("mask preview failed");
   char pt[1100], ft[1100], tk[1100];
   path_in(pt, sizeof pt, d->out, "pretrain");
   path_in(ft, sizeof ft, d->out, "finetune");
