@@ -58,53 +58,58 @@ static void expect(const char *what, char *const args[], int status, const char 
 }
 
 #define ARGS(...) ((char *const[]){(char *)child_beit_bin(), __VA_ARGS__, NULL})
+#define OUT "--out", g_out  /* a run folder that must stay uncreated */
 
 static void test_pretrain(void) {
   /* the repro: a k-means run at --image-size 4096 trained 14.6 s and took 3.2 GB before the grid check */
   expect("pretrain --image-size 4096 with a 7x7 k-means tokenizer",
-         ARGS("pretrain", "--out", g_out, "--tokenizer", g_tok, "--image-size", "4096", "--model", "micro", "--data", g_data, "--quiet"),
+         ARGS("pretrain", OUT, "--tokenizer", g_tok, "--image-size", "4096", "--model", "micro", "--data", g_data,
+              "--quiet"),
          1, "--image-size 4096", NULL, 4LL << 30);
   expect("pretrain: the tokenizer's grid against --image-size / --patch-size, before the data",
-         ARGS("pretrain", "--out", g_out, "--tokenizer", g_tok, "--image-size", "56", "--patch-size", "4", "--model", "micro", "--data",
-              NOWHERE, "--quiet"),
+         ARGS("pretrain", OUT, "--tokenizer", g_tok, "--image-size", "56", "--patch-size", "4", "--model", "micro",
+              "--data", NOWHERE, "--quiet"),
          1, "--tokenizer", "--image-size 56", 0);
   expect("pretrain --model nonesuch, before the data",
-         ARGS("pretrain", "--out", g_out, "--tokenizer", "pixel", "--model", "nonesuch", "--data", NOWHERE, "--quiet"), 1,
+         ARGS("pretrain", OUT, "--tokenizer", "pixel", "--model", "nonesuch", "--data", NOWHERE, "--quiet"), 1,
          "--model", "nonesuch", 0);
   expect("pretrain --image-size 3 --patch-size 4",
-         ARGS("pretrain", "--out", g_out, "--tokenizer", "pixel", "--image-size", "3", "--patch-size", "4", "--data", NOWHERE), 1,
+         ARGS("pretrain", OUT, "--tokenizer", "pixel", "--image-size", "3", "--patch-size", "4", "--data", NOWHERE), 1,
          "--image-size 3 is not a multiple of --patch-size 4", NULL, 0);
   expect("pretrain: memory for --model large at --batch 4096, before the data",
-         ARGS("pretrain", "--out", g_out, "--tokenizer", "pixel", "--model", "large", "--batch", "4096", "--image-size", "224",
+         ARGS("pretrain", OUT, "--tokenizer", "pixel", "--model", "large", "--batch", "4096", "--image-size", "224",
               "--data", NOWHERE),
          1, "needs", "--batch 4096", 0);
   expect("pretrain --subset 10 --batch 32, before the data",
-         ARGS("pretrain", "--out", g_out, "--tokenizer", "pixel", "--subset", "10", "--batch", "32", "--data", NOWHERE), 1,
+         ARGS("pretrain", OUT, "--tokenizer", "pixel", "--subset", "10", "--batch", "32", "--data", NOWHERE), 1,
          "--subset 10", "--batch 32", 0);
 }
 
 static void test_finetune(void) {
   expect("finetune --init of another --model, before the data",
-         ARGS("finetune", "--out", g_out, "--init", g_pre, "--model", "tiny", "--data", NOWHERE, "--quiet"), 1, "--init", "--model tiny",
-         0);
+         ARGS("finetune", OUT, "--init", g_pre, "--model", "tiny", "--data", NOWHERE, "--quiet"), 1, "--init",
+         "--model tiny", 0);
   expect("finetune --init with another --patch-size, before the data",
-         ARGS("finetune", "--out", g_out, "--init", g_pre, "--model", "micro", "--patch-size", "7", "--data", NOWHERE, "--quiet"), 1,
-         "--patch-size", NULL, 0);
+         ARGS("finetune", OUT, "--init", g_pre, "--model", "micro", "--patch-size", "7", "--data", NOWHERE,
+              "--quiet"),
+         1, "--patch-size", NULL, 0);
   expect("finetune --image-size 30 (default --patch-size 4)",
-         ARGS("finetune", "--out", g_out, "--image-size", "30", "--data", NOWHERE), 1, "--image-size 30", "--patch-size 4", 0);
+         ARGS("finetune", OUT, "--image-size", "30", "--data", NOWHERE), 1, "--image-size 30", "--patch-size 4", 0);
   expect("linprobe --layer 9 of a 2-block --model, before the data",
-         ARGS("linprobe", "--out", g_out, "--model", "micro", "--layer", "9", "--data", NOWHERE), 1, "--layer 9", NULL, 0);
+         ARGS("linprobe", OUT, "--model", "micro", "--layer", "9", "--data", NOWHERE), 1, "--layer 9", NULL, 0);
 }
 
 static void test_tokenizer_bench_demo_eval(void) {
   expect("tokenizer train --type kmeans --patch 5 at 28 px, before the data",
-         ARGS("tokenizer", "train", "--out", g_out, "--type", "kmeans", "--image-size", "28", "--patch", "5", "--data", NOWHERE), 1,
-         "--patch 5", "--image-size 28", 0);
+         ARGS("tokenizer", "train", OUT, "--type", "kmeans", "--image-size", "28", "--patch", "5", "--data",
+              NOWHERE),
+         1, "--patch 5", "--image-size 28", 0);
   expect("tokenizer train (dVAE) --image-size 30 with --groups 3, before the data",
-         ARGS("tokenizer", "train", "--out", g_out, "--image-size", "30", "--groups", "3", "--data", NOWHERE), 1, "--image-size 30",
-         "--groups 3", 0);
+         ARGS("tokenizer", "train", OUT, "--image-size", "30", "--groups", "3", "--data", NOWHERE), 1,
+         "--image-size 30", "--groups 3", 0);
   expect("tokenizer train --n-hid 30, before the data",
-         ARGS("tokenizer", "train", "--out", g_out, "--image-size", "28", "--n-hid", "30", "--data", NOWHERE), 1, "--n-hid 30", NULL, 0);
+         ARGS("tokenizer", "train", OUT, "--image-size", "28", "--n-hid", "30", "--data", NOWHERE), 1, "--n-hid 30",
+         NULL, 0);
   expect("bench --image-size 30", ARGS("bench", "--image-size", "30", "--steps", "1"), 1, "--image-size 30", NULL, 0);
   /* weights and gradients of 'large' (2.4 GB) fit in 4 GB: the old code allocated the weights, then refused */
   if (!CHILD_SANITIZED)

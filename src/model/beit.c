@@ -534,11 +534,10 @@ static int check_task(const beit_model *m, beit_task task, const beit_input *bt)
   int has_head = task == BEIT_TASK_MIM ? c->vocab_size > 0 : task == BEIT_TASK_PIXEL ? c->pixel_head
                : task == BEIT_TASK_CLASSIFY ? c->num_classes > 0 : -1;
   if (has_head < 0) return beit_errorf("beit_forward: unknown task %d", (int)task);
+  const char *head = task == BEIT_TASK_MIM ? "an lm_head" : task == BEIT_TASK_PIXEL ? "a pixel_head" : "a classifier head";
   if (!has_head)
     return beit_errorf("beit_forward: %s needs %s, and this model has none (vocab_size %d, pixel_head %d, "
-                       "num_classes %d)%s", task_name(task),
-                       task == BEIT_TASK_MIM ? "an lm_head" : task == BEIT_TASK_PIXEL ? "a pixel_head" : "a classifier head",
-                       c->vocab_size, c->pixel_head, c->num_classes,
+                       "num_classes %d)%s", task_name(task), head, c->vocab_size, c->pixel_head, c->num_classes,
                        task == BEIT_TASK_CLASSIFY ? "; fine-tune a pretraining checkpoint first, or use beit_encode" : "");
   if (bt->shards > 1 && (bt->shard < 0 || bt->shard >= bt->shards))
     return beit_errorf("beit_forward: shard %d is outside 0..%d", bt->shard, bt->shards - 1);
@@ -546,7 +545,8 @@ static int check_task(const beit_model *m, beit_task task, const beit_input *bt)
     return bt->labels ? check_ids(bt->labels, NULL, (size_t)bt->B, c->num_classes, "label") : BEIT_OK;
   if (!bt->mask) return beit_errorf("beit_forward: %s needs a mask (beit_input.mask is NULL)", task_name(task));
   if (task == BEIT_TASK_PIXEL) return BEIT_OK;
-  if (!bt->tokens) return beit_errorf("beit_forward: masked image modeling needs the visual tokens (beit_input.tokens is NULL)");
+  if (!bt->tokens)
+    return beit_errorf("beit_forward: masked image modeling needs the visual tokens (beit_input.tokens is NULL)");
   return check_ids(bt->tokens, bt->mask, cells, c->vocab_size, "visual token");
 }
 

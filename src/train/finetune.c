@@ -112,13 +112,15 @@ static void mix_batch(float *images, float *soft, const int32_t *labels, const f
 static int check_init(const beit_recipe_opts *o, const beit_config *init, int P) {
   beit_config c = {0};
   if (beit_config_preset(&c, o->model) != BEIT_OK) return beit_error_context("--model");
-  if (c.dim != init->dim || c.depth != init->depth || c.heads != init->heads || fabsf(c.mlp_ratio - init->mlp_ratio) > 1e-6f)
+  if (c.dim != init->dim || c.depth != init->depth || c.heads != init->heads ||
+      fabsf(c.mlp_ratio - init->mlp_ratio) > 1e-6f)
     return beit_errorf("--init %s holds an encoder of %d blocks x %d wide (%d heads, MLP %g x), --model %s is %d blocks "
                        "x %d wide (%d heads, MLP %g x): pass the --model it was pretrained with", o->init, init->depth,
                        init->dim, init->heads, init->mlp_ratio, o->model, c.depth, c.dim, c.heads, c.mlp_ratio);
   if (P && P != init->patch_size)
     return beit_errorf("--init %s has %dx%d patches, the run %dx%d (--patch-size %d%s): pass --patch-size %d", o->init,
-                       init->patch_size, init->patch_size, P, P, P, o->patch_size ? "" : ", the default", init->patch_size);
+                       init->patch_size, init->patch_size, P, P, P, o->patch_size ? "" : ", the default",
+                       init->patch_size);
   return BEIT_OK;
 }
 

@@ -72,7 +72,8 @@ int beit_linprobe(const beit_linprobe_opts *o) {
   } else if (beit_config_preset(&cfg, o->model) != BEIT_OK) {
     beit_error_context("--model");
     goto done;
-  } else if (o->image_size > 0 && beit_check_sizes(o->image_size, o->patch_size, NULL, &cfg.image_size, &cfg.patch_size)) {
+  } else if (o->image_size > 0 &&
+             beit_check_sizes(o->image_size, o->patch_size, NULL, &cfg.image_size, &cfg.patch_size) != BEIT_OK) {
     goto done;
   }
   int L = cfg.depth, layer = o->layer > 0 ? o->layer : (3 * L + 3) / 4;  /* paper: block 9 of 12 */

@@ -17,8 +17,9 @@ int beit_check_sizes(int image_size, int patch_size, const beit_dataset *ds, int
   if (beit_resolve_sizes(image_size, patch_size, ds, S, P) != BEIT_OK) return BEIT_ERR;
   if (*S / *P <= MAX_GRID) return BEIT_OK;
   return beit_errorf("%s %d with --patch-size %d makes a %dx%d patch grid; at most %dx%d (pass a larger "
-                     "--patch-size or a smaller --image-size)", image_size > 0 ? "--image-size" : "the dataset's image size",
-                     *S, *P, *S / *P, *S / *P, MAX_GRID, MAX_GRID);
+                     "--patch-size or a smaller --image-size)",
+                     image_size > 0 ? "--image-size" : "the dataset's image size", *S, *P, *S / *P, *S / *P, MAX_GRID,
+                     MAX_GRID);
 }
 
 /* The least memory the model can need: the encoder without its head (the exact
