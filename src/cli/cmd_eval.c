@@ -203,7 +203,11 @@ int cmd_predict(int argc, char **argv) {
   int S = im.m.cfg.image_size, C = im.m.cfg.channels, K = im.m.cfg.num_classes, failures = 0;
   fprintf(stderr, "predict: class names from %s\n", im.info.names_from);
   float *x = malloc((size_t)C * S * S * sizeof(float)), *p = malloc((size_t)K * sizeof(float));
-  for (int f = 0; f < nfiles; f++) {
+  if (!x || !p) {
+    fprintf(stderr, "beit predict: out of memory for a %dx%d image\n", S, S);
+    failures = nfiles;
+  }
+  for (int f = 0; f < nfiles && x && p; f++) {
     if (image_tensor(&im, files[f], x) != BEIT_OK) {
       fprintf(stderr, "beit predict: %s\n", beit_last_error());
       failures++;
@@ -264,11 +268,12 @@ int cmd_attention(int argc, char **argv) {
   size_t one = (size_t)im.m.cfg.channels * im.m.cfg.image_size * im.m.cfg.image_size;
   float *x = malloc((size_t)nfiles * one * sizeof(float));
   int n = 0;
-  for (int f = 0; f < nfiles; f++) {
+  for (int f = 0; f < nfiles && x; f++) {
     if (image_tensor(&im, files[f], x + (size_t)n * one) == BEIT_OK) n++;
     else fprintf(stderr, "beit attention: %s (skipped)\n", beit_last_error());
   }
-  rc = n > 0 ? beit_attention_png(&im.m, x, n, im.prep.mean, im.prep.std, out) : beit_errorf("no image could be read");
+  rc = !x ? beit_errorf("out of memory for %d images", nfiles)
+       : n > 0 ? beit_attention_png(&im.m, x, n, im.prep.mean, im.prep.std, out) : beit_errorf("no image could be read");
   if (rc == BEIT_OK) printf("attention of %d image%s (%d heads + average): %s\n", n, n > 1 ? "s" : "", im.m.cfg.heads, out);
   else fprintf(stderr, "beit attention: %s\n", beit_last_error());
   free(x), free(files);
@@ -290,6 +295,7 @@ int cmd_plot(int argc, char **argv) {
   if (nruns == 0) { fprintf(stderr, "beit plot: name at least one run folder\n"); return 2; }
   if (beit_mkdir_p(out) != BEIT_OK) { fprintf(stderr, "beit plot: %s\n", beit_last_error()); return 1; }
   char *list = strdup(fields), *save = NULL;
+  if (!list) { fprintf(stderr, "beit plot: out of memory\n"); free(runs); return 1; }
   int drawn = 0;
   for (char *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
     char path[1200];

@@ -5,6 +5,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/fail.h"
 #include "train/recipes.h"
 
 #define MAX_ARGS 48
@@ -63,7 +64,7 @@ int cmd_pretrain(int argc, char **argv) {
     fprintf(stderr, "beit pretrain: --tokenizer is required (train one with 'beit tokenizer train', or pass 'pixel')\n");
     return 2;
   }
-  return beit_pretrain(&o);
+  return cli_recipe_exit("beit pretrain", beit_pretrain(&o));
 }
 
 int cmd_finetune(int argc, char **argv) {
@@ -81,7 +82,7 @@ int cmd_finetune(int argc, char **argv) {
                            "Fine-tune a BEiT classifier and evaluate it on the test split every epoch.", a, n, argc,
                            argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
-  return beit_finetune(&o);
+  return cli_recipe_exit("beit finetune", beit_finetune(&o));
 }
 
 int cmd_linprobe(int argc, char **argv) {
@@ -107,5 +108,5 @@ int cmd_linprobe(int argc, char **argv) {
                            "Linear probe: frozen encoder, mean-pooled patch tokens of one block, a linear classifier.",
                            a, (int)(sizeof a / sizeof a[0]), argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
-  return beit_linprobe(&o);
+  return cli_recipe_exit("beit linprobe", beit_linprobe(&o));
 }

@@ -11,7 +11,8 @@
 /* ---- errors ------------------------------------------------------------
  * Library functions that can fail on input return BEIT_OK (0) or BEIT_ERR (-1)
  * and leave a one-line message (naming the file/flag and the problem) that
- * beit_last_error() returns. Nothing in the library calls exit(). */
+ * beit_last_error() returns. Nothing in the library calls exit() or prints an
+ * error: only the program (src/cli) chooses exit codes. */
 enum { BEIT_OK = 0, BEIT_ERR = -1 };
 int beit_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prefix the current message with context: "ctx: <old message>". Returns BEIT_ERR. */
@@ -26,9 +27,15 @@ const char *beit_last_error(void);
 void beit_check_failed(const char *expr, const char *file, int line) __attribute__((noreturn));
 
 /* ---- memory -------------------------------------------------------------
- * 64-byte aligned; on failure sets an error naming `what` and the size. */
+ * 64-byte aligned; on failure sets an error naming `what` and the size. Test
+ * hook (docs/reliability.md): with BEIT_TEST_ALLOC_FAIL=TEXT in the environment,
+ * every allocation whose `what` contains TEXT fails as if memory ran out. */
 void *beit_alloc(size_t bytes, const char *what);
 void *beit_calloc(size_t bytes, const char *what);
+/* realloc for tables (alignment as malloc's, not 64 bytes): grows p, or
+ * allocates when p is NULL; on failure p is untouched and NULL comes back with
+ * the error set. Free with beit_free. */
+void *beit_realloc(void *p, size_t bytes, const char *what);
 void beit_free(void *p);
 /* Overflow-checked a*b; returns 0 and sets an error on overflow. */
 int beit_mul_size(size_t a, size_t b, size_t *out);

@@ -169,7 +169,7 @@ double beit_config_param_count(const beit_config *cfg) {
   set_geometry(&m, cfg);
   beit_params_init(&m.params);
   build_table(&m);
-  double n = (double)m.params.total;
+  double n = m.params.failed ? beit_errorf("out of memory building the parameter table") : (double)m.params.total;
   beit_params_free(&m.params);
   return n;
 }

@@ -186,15 +186,14 @@ int beit_finetune(const beit_recipe_opts *o) {
       if (t.rank == 0)
         fprintf(stderr, "finetune: stopped at step %lld; checkpoint saved in %s (continue with --resume)\n",
                 (long long)t.st.step, o->out);
-      rc = 130;
+      rc = BEIT_STOPPED;
     } else if (t.rank == 0) {
       fprintf(stderr, "finetune: best test top-1 %.2f%%; weights in %s/best.safetensors\n", 100 * t.st.best, o->out);
     }
   }
 done:
-  if (rc == BEIT_ERR) trainer_report_error(&t, "beit finetune");
   beit_free(soft), beit_free(partner), beit_free(partner_labels);
   beit_dataset_close(&test);
   trainer_close(&t);
-  return rc == BEIT_ERR ? 1 : rc;
+  return rc;
 }

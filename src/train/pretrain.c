@@ -108,12 +108,11 @@ int beit_pretrain(const beit_recipe_opts *o) {
     if (t.rank == 0)
       fprintf(stderr, "pretrain: stopped at step %lld; checkpoint saved in %s (continue with --resume)\n",
               (long long)t.st.step, o->out);
-    rc = 130;
+    rc = BEIT_STOPPED;
   }
 done:
-  if (rc == BEIT_ERR) trainer_report_error(&t, "beit pretrain");
   beit_free(tokens);
   trainer_close(&t);
   if (!pixel) beit_tokenizer_free(&tg);
-  return rc == BEIT_ERR ? 1 : rc;
+  return rc;
 }

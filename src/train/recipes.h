@@ -39,8 +39,10 @@ typedef struct {
 
 void beit_recipe_defaults_pretrain(beit_recipe_opts *o);
 void beit_recipe_defaults_finetune(beit_recipe_opts *o);
-/* Each returns 0 on success, 1 on a runtime error (message printed), 130 when
- * stopped by Ctrl-C after saving a checkpoint. */
+/* Each returns BEIT_OK, BEIT_ERR (the message in beit_last_error; nothing is
+ * printed and, under MPI, the caller ends the other ranks: src/cli/fail.c), or
+ * BEIT_STOPPED when Ctrl-C stopped it after saving a checkpoint. */
+enum { BEIT_STOPPED = 1 };
 int beit_pretrain(const beit_recipe_opts *o);
 int beit_finetune(const beit_recipe_opts *o);
 
@@ -51,6 +53,7 @@ typedef struct {
   long long subset, seed;
   float lr, weight_decay;
 } beit_linprobe_opts;
+/* Prints the accuracies on stdout; BEIT_OK or BEIT_ERR (message in beit_last_error). */
 int beit_linprobe(const beit_linprobe_opts *o);
 
 #endif

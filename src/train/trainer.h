@@ -53,9 +53,6 @@ int trainer_open_model(beit_trainer *t, const beit_config *cfg, float layer_deca
 int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const beit_stats *s);
 /* Ctrl-C / SIGTERM: under MPI, only once every rank knows (agreed at each step). */
 int trainer_stopping(const beit_trainer *t);
-/* Prints the error (naming the rank under MPI) and, with several ranks, ends
- * them all: a rank left waiting in a collective would hang forever. */
-void trainer_report_error(beit_trainer *t, const char *command);
 /* checkpoint.safetensors (resumable) and model.safetensors (weights + config);
  * collective under MPI, written by rank 0. */
 int trainer_save(beit_trainer *t);
