@@ -8,16 +8,18 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* The public API (BEIT_OK, BEIT_ERR, beit_last_error, beit_set_threads, BEIT_API
+ * marking what libbeit exports; everything else is hidden). */
+#include <beit.h>
+
 /* ---- errors ------------------------------------------------------------
  * Library functions that can fail on input return BEIT_OK (0) or BEIT_ERR (-1)
  * and leave a one-line message (naming the file/flag and the problem) that
  * beit_last_error() returns. Nothing in the library calls exit() or prints an
  * error: only the program (src/cli) chooses exit codes. */
-enum { BEIT_OK = 0, BEIT_ERR = -1 };
 int beit_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prefix the current message with context: "ctx: <old message>". Returns BEIT_ERR. */
 int beit_error_context(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-const char *beit_last_error(void);
 
 /* Always-on invariant check for programming errors (not for bad input). */
 #define BEIT_CHECK(cond)                                                              \
@@ -70,9 +72,8 @@ float beit_rng_trunc_normal(beit_rng *r, float std, float lo, float hi);
 
 /* ---- time and threads ---------------------------------------------------- */
 double beit_now(void);              /* monotonic seconds */
-/* Sets OpenMP and BLAS threads together so the two never oversubscribe. */
-void beit_set_threads(int n);
-int beit_get_threads(void);
+/* beit_set_threads (beit.h) sets OpenMP and BLAS threads together so the two
+ * never oversubscribe. */
 /* Peak resident set size of this process in MiB (from /proc/self/status). */
 double beit_peak_rss_mib(void);
 

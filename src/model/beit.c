@@ -395,8 +395,9 @@ static void add_pos_embed(float *x, const float *pos, int B, int N, int C) {
     for (size_t i = 0; i < (size_t)N * C; i++) x[(size_t)b * N * C + i] += pos[i];
 }
 
+/* Embeddings, then blocks 0 .. blocks-1 (all of them but for beit_encode_blocks). */
 static void encoder_forward(beit_model *m, const beit_input *bt, int use_mask, int train, uint64_t seed,
-                            int64_t step) {
+                            int64_t step, int blocks) {
   const beit_config *c = &m->cfg;
   beit_acts *a = m->acts;
   const beit_params *p = &m->params;
@@ -411,7 +412,8 @@ static void encoder_forward(beit_model *m, const beit_input *bt, int use_mask, i
     relpos_bias_forward(a->relbias, beit_params_get(p, "rel_pos_bias.relative_position_bias_table"),
                         m->relpos_index, m->tokens, c->heads);
   sample_drop_path(m, bt, train, seed, step);
-  for (int l = 0; l < c->depth; l++) {
+  m->last_blocks = blocks;
+  for (int l = 0; l < blocks; l++) {
     if (!c->shared_rel_pos && !c->no_rel_pos)
       relpos_bias_forward(relbias_of(m, l), block_at(p, p->data, l).table, m->relpos_index, m->tokens, c->heads);
     block_forward(m, l, B, relbias_of(m, l), keep_of(m, l, 0, B), keep_of(m, l, 1, B));
@@ -504,7 +506,7 @@ double beit_forward(beit_model *m, beit_task task, const beit_input *bt, int tra
   BEIT_CHECK(task == BEIT_TASK_CLASSIFY || bt->mask);
   m->task = task;
   m->last_B = bt->B;
-  encoder_forward(m, bt, task != BEIT_TASK_CLASSIFY, train, seed, step);
+  encoder_forward(m, bt, task != BEIT_TASK_CLASSIFY, train, seed, step, m->cfg.depth);
   double loss = task == BEIT_TASK_CLASSIFY ? head_classify_forward(m, bt, st) : head_masked_forward(m, task, bt, st);
   if (st) st->loss = loss;
   return loss;
@@ -513,7 +515,16 @@ double beit_forward(beit_model *m, beit_task task, const beit_input *bt, int tra
 void beit_encode(beit_model *m, const float *images, int B) {
   BEIT_CHECK(m->acts && B <= m->max_batch);
   beit_input in = {.B = B, .images = images};
-  encoder_forward(m, &in, 0, 0, 0, 0);
+  encoder_forward(m, &in, 0, 0, 0, 0, m->cfg.depth);
+}
+
+int beit_encode_blocks(beit_model *m, const float *images, int B, int blocks) {
+  if (!m->acts) return beit_errorf("the model has no activation arena (beit_model_reserve first)");
+  if (B < 1 || B > m->max_batch) return beit_errorf("batch %d: the arena holds 1 to %d images", B, m->max_batch);
+  if (blocks < 0 || blocks > m->cfg.depth) return beit_errorf("block %d: the model has blocks 1 to %d", blocks, m->cfg.depth);
+  beit_input in = {.B = B, .images = images};
+  encoder_forward(m, &in, 0, 0, 0, 0, blocks);
+  return BEIT_OK;
 }
 
 /* ---------------------------------------------------------------- backward */
@@ -639,8 +650,18 @@ void beit_backward(beit_model *m, const beit_input *bt) {
 
 /* ---------------------------------------------------------------- views */
 const float *beit_logits(const beit_model *m) { return m->acts->logits; }
-const float *beit_attention(const beit_model *m, int layer) { return m->acts->att[layer]; }
-const float *beit_hidden(const beit_model *m, int layer) { return m->acts->resid[layer]; }
+/* A forward-only arena shares one set of buffers across blocks (the hidden
+ * states alternate between two): only what the last block run wrote is there. */
+const float *beit_attention(const beit_model *m, int layer) {
+  if (!m->acts || layer < 0 || layer >= m->cfg.depth) return NULL;
+  if (m->with_grad != BEIT_GRAD_KEEP && layer != m->last_blocks - 1) return NULL;
+  return m->acts->att[layer];
+}
+const float *beit_hidden(const beit_model *m, int layer) {
+  if (!m->acts || layer < 0 || layer > m->cfg.depth) return NULL;
+  if (!m->with_grad && layer != m->last_blocks) return NULL;
+  return m->acts->resid[layer];
+}
 
 double beit_forward_flops(const beit_model *m, beit_task task, int B, int masked) {
   const beit_config *c = &m->cfg;

@@ -16,7 +16,8 @@
 #include "train/recipes.h"
 #include "train/train.h"
 
-/* Mean-pooled patch tokens of block output `layer` for every image: out [n, C]. */
+/* Mean-pooled patch tokens of block output `layer` for every image: out [n, C].
+ * Blocks after `layer` are not run, so a forward-only arena holds the output. */
 static int extract(beit_model *m, const beit_dataset *ds, int64_t n, int layer, float *out, int quiet) {
   int B = m->max_batch, S = m->cfg.image_size, C = m->cfg.dim;
   float *img = beit_alloc((size_t)B * ds->channels * S * S * sizeof(float), "probe images");
@@ -31,7 +32,10 @@ static int extract(beit_model *m, const beit_dataset *ds, int64_t n, int layer, 
       beit_free(img);
       return BEIT_ERR;
     }
-    beit_encode(m, img, k);
+    if (beit_encode_blocks(m, img, k, layer) != BEIT_OK) {
+      beit_free(img);
+      return BEIT_ERR;
+    }
     mean_pool_forward(out + (size_t)first * C, beit_hidden(m, layer), k, m->tokens, C, 1);
     beit_progress_update(&bar, k, NULL);
   }
@@ -82,7 +86,7 @@ int beit_linprobe(const beit_linprobe_opts *o) {
     beit_errorf("--layer %d: the encoder has %d blocks", layer, L);
     goto done;
   }
-  if (beit_model_reserve(&m, 256, 1) != BEIT_OK) goto done;
+  if (beit_model_reserve(&m, 256, 0) != BEIT_OK) goto done;
   int C = m.cfg.dim, K = train.num_classes, B = 256;
   int64_t ntr = o->subset > 0 && o->subset < train.n ? o->subset : train.n, nte = test.n;
   ftr = beit_alloc((size_t)ntr * C * sizeof(float), "train features");
