@@ -96,7 +96,8 @@ static void check_prepare_and_classify(beit_net *net, const char *ckpt) {
     }
     order_ok &= top[b * 4].index == logits_top1(l, K);
   }
-  CHECK_TRUE(order_ok, "entry r has r classes with a higher logit; entry 0 is logits_top1; names as beit_net_class_name");
+  CHECK_TRUE(order_ok, "entry r has r classes with a higher logit; entry 0 is logits_top1; names as "
+             "beit_net_class_name");
   CHECK_TRUE(prob_ok, "probabilities are the softmax of the logits (1e-6)");
   beit_class_prob all[K];
   CHECK_TRUE(beit_classify(net, x, 1, 1000, all) == K, "k above the classes gives every class (%d)", K);
@@ -127,9 +128,11 @@ static void check_blocks(beit_net *net, const char *ckpt) {
   for (int l = 0; l <= L; l++) {
     feat_ok &= beit_features(net, x, n, l, f) == BEIT_OK && same(f, beit_hidden(&m, l), (size_t)n * N * C);
     if (l > 0)
-      att_ok &= beit_attention_map(net, x, n, l, f) == BEIT_OK && same(f, beit_attention(&m, l - 1), (size_t)n * H * N * N);
+      att_ok &= beit_attention_map(net, x, n, l, f) == BEIT_OK &&
+                same(f, beit_attention(&m, l - 1), (size_t)n * H * N * N);
   }
-  CHECK_TRUE(feat_ok, "beit_features of blocks 0..%d for %d images = the training arena's hidden states, bit for bit", L, n);
+  CHECK_TRUE(feat_ok, "beit_features of blocks 0..%d for %d images = the training arena's hidden states, bit for bit",
+             L, n);
   CHECK_TRUE(att_ok, "beit_attention_map of blocks 1..%d = the training arena's attention, bit for bit", L);
   beit_model_free(&m);
 
@@ -158,8 +161,8 @@ static void check_misuse(beit_net *net, const char *mim) {
   beit_net *none = (beit_net *)1;
   char path[1000];
   snprintf(path, sizeof path, "%s/nonesuch.safetensors", g_dir);
-  CHECK_TRUE(beit_net_open(&none, path) == BEIT_ERR && none == NULL && strstr(beit_last_error(), "nonesuch.safetensors"),
-             "open a missing file: %s", beit_last_error());
+  CHECK_TRUE(beit_net_open(&none, path) == BEIT_ERR && none == NULL &&
+             strstr(beit_last_error(), "nonesuch.safetensors"), "open a missing file: %s", beit_last_error());
   CHECK_TRUE(beit_net_open(NULL, path) == BEIT_ERR, "NULL handle pointer: %s", beit_last_error());
   CHECK_TRUE(beit_features(net, x, 1, 5, f) == BEIT_ERR && strstr(beit_last_error(), "block 5"),
              "features of block 5 of 4: %s", beit_last_error());
@@ -192,7 +195,8 @@ static void check_nonfinite(beit_model *m) {
   beit_class_prob top[2];
   int ok = beit_net_open(&net, path) == BEIT_OK;
   CHECK_TRUE(ok && beit_classify(net, x, 1, 2, top) == BEIT_ERR && strstr(beit_last_error(), "not all finite") &&
-             strstr(beit_last_error(), "nan_head"), "a NaN in the head: BEIT_ERR naming the file: %s", beit_last_error());
+             strstr(beit_last_error(), "nan_head"), "a NaN in the head: BEIT_ERR naming the file: %s",
+             beit_last_error());
   beit_net_close(net);
 }
 

@@ -71,9 +71,9 @@ static void check_recipes(void) {
   beit_linprobe_opts lo = {.data = g_data, .model = "micro", .patch_size = 4, .epochs = 1, .lr = 4e-3f, .quiet = 1};
   setenv("BEIT_TEST_ALLOC_FAIL", "probe labels", 1);
   err = stderr_during(run_linprobe, &lo, &rc);
-  CHECK_TRUE(rc == BEIT_ERR && strstr(beit_last_error(), "out of memory") && strstr(beit_last_error(), "probe labels") &&
-             !strstr(err, "probe labels"), "beit_linprobe when its labels cannot be allocated: BEIT_ERR, '%s', nothing "
-             "printed", beit_last_error());
+  CHECK_TRUE(rc == BEIT_ERR && strstr(beit_last_error(), "out of memory") &&
+             strstr(beit_last_error(), "probe labels") && !strstr(err, "probe labels"),
+             "beit_linprobe when its labels cannot be allocated: BEIT_ERR, '%s', nothing printed", beit_last_error());
   free(err);
   unsetenv("BEIT_TEST_ALLOC_FAIL");
 }

@@ -86,13 +86,14 @@ int main(void) {
   char lib_so[400], lib_a[400];
   snprintf(lib_so, sizeof lib_so, "%s/p/lib/libbeit.so", g_tmp);
   snprintf(lib_a, sizeof lib_a, "%s/p/lib/libbeit.a", g_tmp);
-  CHECK_TRUE(rc == 0 && file_exists(lib_so) && file_exists(lib_a), "cmake --install --prefix: lib/libbeit.so, lib/libbeit.a%s%s",
-             rc ? ": " : "", rc ? out : "");
+  CHECK_TRUE(rc == 0 && file_exists(lib_so) && file_exists(lib_a),
+             "cmake --install --prefix: lib/libbeit.so, lib/libbeit.a%s%s", rc ? ": " : "", rc ? out : "");
   rc = shf(out, sizeof out, "readelf -d '%s' | sed -n 's/.*soname: //p'", lib_so);
   out[strcspn(out, "\n")] = 0;
   CHECK_TRUE(rc == 0 && !strcmp(out, "[libbeit.so.0]"), "versioned soname %s", out);
-  rc = shf(out, sizeof out, "grep -c '^#include' '%s/p/include/beit.h'; grep '^#include' '%s/p/include/beit.h' | tr '\\n' ' '",
-           g_tmp, g_tmp);
+  rc = shf(out, sizeof out,
+           "grep -c '^#include' '%s/p/include/beit.h'; grep '^#include' '%s/p/include/beit.h' | tr '\\n' ' '", g_tmp,
+           g_tmp);
   const char *incs = strchr(out, '\n') ? strchr(out, '\n') + 1 : "";
   CHECK_TRUE(rc == 0 && incs[0] && !strchr(incs, '"') && !strchr(incs, '/'),
              "include/beit.h includes only standard headers: %.200s", incs);
@@ -103,24 +104,25 @@ int main(void) {
   check_exports("libbeit.so", nm);
   snprintf(nm, sizeof nm, "nm -g --defined-only '%s'", lib_a);
   check_exports("libbeit.a", nm);
-  rc = shf(out, sizeof out, "nm -u '%s' '%s' | awk '{print $NF}' | grep -E '^(exit|_exit|MPI_.*|ompi_.*)$' | sort -u | tr '\\n' ' '",
+  rc = shf(out, sizeof out,
+           "nm -u '%s' '%s' | awk '{print $NF}' | grep -E '^(exit|_exit|MPI_.*|ompi_.*)$' | sort -u | tr '\\n' ' '",
            lib_so, lib_a);
-  CHECK_TRUE(file_exists(lib_so) && file_exists(lib_a) && !out[0], "neither library calls exit() or MPI (undefined: %s)",
-             out[0] ? out : "none of them");
-  rc = shf(out, sizeof out, "cd '%s' && cc -shared -o pic_check.so -Wl,--whole-archive '%s' -Wl,--no-whole-archive 2>&1",
-           g_tmp, lib_a);
+  CHECK_TRUE(file_exists(lib_so) && file_exists(lib_a) && !out[0],
+             "neither library calls exit() or MPI (undefined: %s)", out[0] ? out : "none of them");
+  rc = shf(out, sizeof out,
+           "cd '%s' && cc -shared -o pic_check.so -Wl,--whole-archive '%s' -Wl,--no-whole-archive 2>&1", g_tmp, lib_a);
   CHECK_TRUE(rc == 0, "libbeit.a links into a shared object (position-independent)%s%.300s", rc ? ": " : "", out);
 
   /* examples/classify.c out of the tree, with pkg-config's flags only */
   const char *san = CHILD_SANITIZED ? " -fsanitize=address,undefined" : "";  /* as the library was built */
   rc = shf(out, sizeof out,
            "cp '%s/examples/classify.c' '%s/' && cd '%s' && cp -r p ps && rm -f ps/lib/libbeit.so* && "
-           "cc -std=c11 -Wall -Wextra -Werror -pedantic%s classify.c $(PKG_CONFIG_PATH=p/lib/pkgconfig pkg-config --cflags "
-           "--libs beit) -o classify_shared && cc -std=c11%s classify.c $(PKG_CONFIG_PATH=ps/lib/pkgconfig pkg-config "
-           "--static --cflags --libs beit) -o classify_static 2>&1",
+           "cc -std=c11 -Wall -Wextra -Werror -pedantic%s classify.c $(PKG_CONFIG_PATH=p/lib/pkgconfig "
+           "pkg-config --cflags --libs beit) -o classify_shared && cc -std=c11%s classify.c "
+           "$(PKG_CONFIG_PATH=ps/lib/pkgconfig pkg-config --static --cflags --libs beit) -o classify_static 2>&1",
            fx_root(), g_tmp, g_tmp, san, san);
-  CHECK_TRUE(rc == 0, "cc classify.c $(pkg-config --cflags --libs beit): shared, and static (--static, only libbeit.a)%s%.2000s",
-             rc ? ":\n" : "", rc ? out : "");
+  CHECK_TRUE(rc == 0, "cc classify.c $(pkg-config --cflags --libs beit): shared, and static (--static, only "
+             "libbeit.a)%s%.2000s", rc ? ":\n" : "", rc ? out : "");
   rc = shf(out, sizeof out, "cd '%s' && LD_LIBRARY_PATH=p/lib ldd classify_shared | grep -c libbeit.so.0; "
            "LD_LIBRARY_PATH=p/lib ldd classify_shared classify_static | grep -ci mpi", g_tmp);
   CHECK_TRUE(atoi(out) == 1 && strchr(out, '\n') && atoi(strchr(out, '\n') + 1) == 0,
@@ -139,11 +141,13 @@ int main(void) {
   for (int k = 0; k < 2; k++) {
     rc = shf(out, sizeof out, "cd '%s' && %s LD_LIBRARY_PATH=p/lib ./classify_%s '%s' '%s' 2>&1", g_tmp, g_env, kind[k],
              ckpt, img);
-    CHECK_TRUE(rc == 0 && prc == 0 && !strcmp(out, want), "classify (%s link) prints the same top-5 as beit predict%s%s",
-               kind[k], strcmp(out, want) ? ":\n" : "", strcmp(out, want) ? out : "");
+    CHECK_TRUE(rc == 0 && prc == 0 && !strcmp(out, want),
+               "classify (%s link) prints the same top-5 as beit predict%s%s", kind[k], strcmp(out, want) ? ":\n" : "",
+               strcmp(out, want) ? out : "");
   }
-  rc = shf(out, sizeof out, "cd '%s' && LD_LIBRARY_PATH=p/lib ./classify_shared nonesuch.safetensors '%s' 2>&1; echo \"exit $?\"",
-           g_tmp, img);
+  rc = shf(out, sizeof out,
+           "cd '%s' && LD_LIBRARY_PATH=p/lib ./classify_shared nonesuch.safetensors '%s' 2>&1; echo \"exit $?\"", g_tmp,
+           img);
   CHECK_TRUE(strstr(out, "classify: ") && strstr(out, "nonesuch.safetensors") && strstr(out, "exit 1"),
              "a missing checkpoint: the library's message, exit 1: %.200s", out);
 

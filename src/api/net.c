@@ -26,7 +26,9 @@ struct beit_net {
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
-const char *beit_version(void) { return STR(BEIT_VERSION_MAJOR) "." STR(BEIT_VERSION_MINOR) "." STR(BEIT_VERSION_PATCH); }
+const char *beit_version(void) {
+  return STR(BEIT_VERSION_MAJOR) "." STR(BEIT_VERSION_MINOR) "." STR(BEIT_VERSION_PATCH);
+}
 
 int beit_net_open(beit_net **out, const char *path) {
   if (!out || !path) return beit_errorf("beit_net_open: %s is NULL", out ? "the path" : "the handle pointer");
@@ -164,8 +166,8 @@ int beit_classify(beit_net *net, const float *images, int n, int k, beit_class_p
 static int run_blocks(beit_net *net, const float *images, int n, int block, float *out, int attention) {
   int L = net->m.cfg.depth, lo = attention ? 1 : 0;
   if (block < lo || block > L)
-    return beit_errorf("%s: block %d: the network has blocks %d to %d", attention ? "beit_attention_map" : "beit_features",
-                       block, lo, L);
+    return beit_errorf("%s: block %d: the network has blocks %d to %d",
+                       attention ? "beit_attention_map" : "beit_features", block, lo, L);
   if (arena_for(net, n) != BEIT_OK) return BEIT_ERR;
   size_t one = beit_net_image_floats(net), N = (size_t)net->m.tokens;
   size_t floats = attention ? (size_t)net->m.cfg.heads * N * N : N * net->m.cfg.dim;
