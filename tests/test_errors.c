@@ -85,7 +85,7 @@ static void check_cli(void) {
   snprintf(out, sizeof out, "%s/errors/ft-cli", fx_dir());
   snprintf(errp, sizeof errp, "%s/errors/ft-cli.err", fx_dir());
   char *ft[] = {(char *)child_beit_bin(), "finetune", "--model", "micro", "--data", g_data, "--batch", "64",
-                "--epochs", "1", "--threads", "2", "--workers", "1", "--quiet", "--out", out, NULL};
+                "--epochs", "1", "--threads", "2", "--workers", "1", "--quiet", "--overwrite", "--out", out, NULL};
   child_opts co = {.env = {"BEIT_TEST_ALLOC_FAIL=class names of the checkpoint"}, .err_path = errp};
   int rc = child_run(ft, &co);
   char *err = slurp(errp);

@@ -108,9 +108,10 @@ static int data_inspect(int argc, char **argv) {
       {"split", ARG_STR, &split, "train or test (val)", 0, 0},
       {"limit", ARG_I64, &limit, "pixel statistics over the first N images (0 = all)", 0, 1e12},
       {"fatal", ARG_FLAG, &fatal, "stop at the first unreadable image instead of skipping it", 0, 0},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int rc = beit_args_parse("beit data inspect [options]", "Describe a dataset: size, classes, image shape, pixel statistics.",
-                           args, 4, argc, argv, NULL, NULL);
+                           args, (int)(sizeof args / sizeof args[0]), argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
   beit_dataset ds;
   if ((rc = open_dataset(&ds, spec, split, fatal))) return rc;
@@ -203,10 +204,11 @@ static int data_preview(int argc, char **argv) {
       {"scale", ARG_INT, &scale, "pixel upscaling (0 = so that a tile is at least 112 pixels)", 0, 64},
       {"crop-min", ARG_FLOAT, &crop_min, "smallest random-resized-crop area share (BEiT: 0.08)", 0.01, 1},
       {"fatal", ARG_FLAG, &fatal, "stop at an unreadable image instead of skipping it", 0, 0},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int rc = beit_args_parse("beit data preview --out grid.png [options]",
-                           "Draw pretraining samples as the model sees them, with the blockwise mask tinted.", args, 14,
-                           argc, argv, NULL, NULL);
+                           "Draw pretraining samples as the model sees them, with the blockwise mask tinted.", args,
+                           (int)(sizeof args / sizeof args[0]), argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
   if (!out) return fprintf(stderr, "beit data preview: --out is required\n"), 2;
   beit_dataset ds;

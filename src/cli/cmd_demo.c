@@ -22,7 +22,7 @@
 
 typedef struct {
   const char *out, *model, *tokenizer;
-  int threads, tok_steps, pt_epochs, ft_epochs, patch, batch;
+  int threads, tok_steps, pt_epochs, ft_epochs, patch, batch, overwrite;
   long long subset, ft_subset;
 } demo_opts;
 
@@ -39,6 +39,7 @@ static int step_tokenizer(const demo_opts *d, char *tok_path, size_t n) {
   tc.steps = d->tok_steps;
   tc.workers = 2;
   tc.km.patch = d->patch;
+  tc.overwrite = d->overwrite;
   tc.type = strcmp(d->tokenizer, "dvae") ? BEIT_TOK_KMEANS : BEIT_TOK_DVAE;
   if (tc.type == BEIT_TOK_KMEANS) printf("\n== 1/4 visual tokenizer: k-means, %d codes over %dx%d patches ==\n", tc.km.k, d->patch, d->patch);
   else printf("\n== 1/4 visual tokenizer: a dVAE, %lld steps ==\n", (long long)tc.steps);
@@ -55,7 +56,7 @@ static int step_pretrain(const demo_opts *d, const char *tok_path) {
   path_in(dir, sizeof dir, d->out, "pretrain");
   o.out = dir, o.model = d->model, o.tokenizer = tok_path, o.epochs = d->pt_epochs, o.subset = d->subset;
   o.threads = d->threads, o.crop_scale_min = 0.5f, o.warmup_epochs = 0.5f, o.batch = d->batch, o.log_every = 10;
-  o.patch_size = d->patch, o.color_jitter = 0;
+  o.patch_size = d->patch, o.color_jitter = 0, o.overwrite = d->overwrite;
   printf("\n== 2/4 masked image modeling: BEiT-%s, %d epoch(s) on %lld images ==\n", d->model, o.epochs, d->subset);
   fflush(stdout);
   return beit_pretrain(&o);
@@ -75,7 +76,7 @@ static int step_finetune(const demo_opts *d) {
    * layer decay 0.75, drop path 0.1, smoothing 0.1 (docs/training.md). */
   o.lr = 8e-3f, o.layer_decay = 0.9f, o.mixup = 0, o.cutmix = 0, o.crop_scale_min = 1.0f, o.warmup_epochs = 0.5f;
   o.drop_path = 0, o.label_smoothing = 0;
-  o.batch = d->batch, o.log_every = 20, o.patch_size = d->patch, o.color_jitter = 0;
+  o.batch = d->batch, o.log_every = 20, o.patch_size = d->patch, o.color_jitter = 0, o.overwrite = d->overwrite;
   printf("\n== 3/4 fine-tuning: %d epoch(s) on %lld training images ==\n", o.epochs, d->ft_subset);
   fflush(stdout);
   return beit_finetune(&o);
@@ -149,6 +150,7 @@ int cmd_demo(int argc, char **argv) {
       {"finetune-epochs", ARG_INT, &d.ft_epochs, "fine-tuning epochs", 1, 1e6},
       {"finetune-subset", ARG_I64, &d.ft_subset, "training images used for fine-tuning", 1, 1e9},
       {"threads", ARG_INT, &d.threads, "threads (0 = all cores)", 0, 1024},
+      {"overwrite", ARG_FLAG, &d.overwrite, "replace the runs of an earlier demo in --out (else refused)", 0, 0},
   };
   int rc = beit_args_parse("beit demo [options]",
                            "Tokenizer, masked image modeling, fine-tuning and pictures on Fashion-MNIST.", a,

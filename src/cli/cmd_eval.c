@@ -121,6 +121,7 @@ int cmd_eval(int argc, char **argv) {
       {"no-name-check", ARG_FLAG, &no_name_check, "evaluate even when the checkpoint's class names differ from the dataset's", 0, 0},
       {"batch", ARG_INT, &batch, "images per forward pass", 1, 65536},
       {"threads", ARG_INT, &threads, "threads (0 = all cores)", 0, 1024},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int rc = beit_args_parse("beit eval --checkpoint CKPT [options]",
                            "Top-1/top-5 accuracy and confusion matrix. Images are prepared as beit predict prepares "
@@ -171,7 +172,8 @@ int cmd_eval(int argc, char **argv) {
 
 static int image_tensor(const image_model *im, const char *file, float *x) {
   beit_image img = {0};
-  int rc = beit_image_load(file, &img) != BEIT_OK || beit_image_convert(&img, im->m.cfg.channels) != BEIT_OK ||
+  int side = beit_eval_resize_side(im->prep.size, im->prep.crop_pct);
+  int rc = beit_image_load_scaled(file, side, &img) != BEIT_OK || beit_image_convert(&img, im->m.cfg.channels) != BEIT_OK ||
            beit_aug_eval(&img, &im->prep, x) != BEIT_OK;
   beit_image_free(&img);
   return rc ? BEIT_ERR : BEIT_OK;
@@ -186,6 +188,7 @@ int cmd_predict(int argc, char **argv) {
       {"top", ARG_INT, &top, "classes to show per image", 1, 1000},
       {"crop-pct", ARG_FLOAT, &crop_pct, "centre-crop share (0 = the checkpoint's, else 0.875 from 65 to 383 px, 1 outside)", 0, 1},
       {"threads", ARG_INT, &threads, "threads (0 = all cores)", 0, 1024},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   char **files;
   int nfiles;
@@ -242,6 +245,7 @@ int cmd_attention(int argc, char **argv) {
       {"out", ARG_STR, &out, "PNG to write", 0, 0},
       {"crop-pct", ARG_FLOAT, &crop_pct, "centre-crop share (0 = the checkpoint's, else 0.875 from 65 to 383 px, 1 outside)", 0, 1},
       {"threads", ARG_INT, &threads, "threads (0 = all cores)", 0, 1024},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   char **files;
   int nfiles;

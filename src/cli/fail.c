@@ -6,6 +6,7 @@
 #include "core/core.h"
 #include "core/dist.h"
 #include "train/recipes.h"
+#include "train/train.h"
 #ifdef BEIT_HAVE_MPI
 #include "mpi/dist_mpi.h"
 #endif
@@ -25,6 +26,6 @@ int cli_fail(const char *cmd) {
 
 int cli_recipe_exit(const char *cmd, int status) {
   if (status == BEIT_OK) return 0;
-  if (status == BEIT_STOPPED) return 130;
+  if (status == BEIT_STOPPED) return beit_stop_exit_code();
   return cli_fail(cmd);
 }

@@ -12,6 +12,7 @@
 #include "core/core.h"
 
 #define CHUNK 4 /* samples a worker claims at once */
+#define KEEP_IMAGE_BYTES ((size_t)16 << 20) /* a decoding buffer larger than this is not kept between chunks */
 
 typedef struct {
   beit_batch b;
@@ -121,13 +122,13 @@ static void assign(beit_loader *L, slot *s, int64_t pos) {
 static int process_sample(const beit_loader *L, beit_batch *b, int k, beit_image *img) {
   const beit_loader_cfg *c = &L->cfg;
   int64_t idx = b->indices[k];
-  if (beit_dataset_get(L->ds, idx, img, &b->labels[k])) return BEIT_ERR;
+  beit_eval_prep prep = beit_eval_prep_make(c->image_size, c->crop_pct, c->mean, c->std);
+  /* only the eval transform knows the resolution it needs; training crops need the full image */
+  int side = c->mode == BEIT_LOAD_EVAL ? beit_eval_resize_side(prep.size, prep.crop_pct) : 0;
+  if (beit_dataset_get_scaled(L->ds, idx, side, img, &b->labels[k])) return BEIT_ERR;
   size_t va = (size_t)L->C * c->image_size * c->image_size;
   float *a = b->images + k * va;
-  if (c->mode == BEIT_LOAD_EVAL) {
-    beit_eval_prep prep = beit_eval_prep_make(c->image_size, c->crop_pct, c->mean, c->std);
-    return beit_aug_eval(img, &prep, a);
-  }
+  if (c->mode == BEIT_LOAD_EVAL) return beit_aug_eval(img, &prep, a);
   beit_rng rng;
   beit_rng_seed(&rng, c->seed, BEIT_RNG_AUGMENT, (uint64_t)b->epoch, (uint64_t)idx);
   if (c->mode == BEIT_LOAD_TRAIN) return beit_aug_train(&c->aug, img, &rng, c->image_size, c->mean, c->std, a, NULL);
@@ -142,6 +143,7 @@ static void run_samples(beit_loader *L, slot *s, int k0, int k1, beit_image *img
     if (process_sample(L, &s->b, k, img))
       snprintf(err, errn, "%s (batch %lld of epoch %lld, sample %lld)", beit_last_error(), (long long)s->b.step,
                (long long)s->b.epoch, (long long)s->b.indices[k]);
+  if (img->cap > KEEP_IMAGE_BYTES) beit_image_free(img);  /* one huge image does not stay with every worker */
 }
 
 /* ---- workers -------------------------------------------------------------------- */
@@ -358,7 +360,7 @@ int beit_eval_images(const beit_dataset *ds, int64_t first, int count, const bei
                      (long long)(first + count), (long long)ds->n);
   for (int k = 0; rc == BEIT_OK && k < count; k++) {
     int32_t label;
-    rc = beit_dataset_get(ds, first + k, &img, &label);
+    rc = beit_dataset_get_scaled(ds, first + k, beit_eval_resize_side(prep->size, prep->crop_pct), &img, &label);
     if (rc == BEIT_OK) rc = beit_aug_eval(&img, prep, out + k * per);
     if (labels && rc == BEIT_OK) labels[k] = label;
   }

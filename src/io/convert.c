@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "data/augment.h"
 #include "core/core.h"
@@ -172,16 +171,6 @@ static void detect_scheme(view *v) {
 }
 
 /* ------------------------------------------------------------------ files */
-static int is_dir(const char *p) {
-  struct stat s;
-  return stat(p, &s) == 0 && S_ISDIR(s.st_mode);
-}
-
-static int is_file(const char *p) {
-  struct stat s;
-  return stat(p, &s) == 0 && S_ISREG(s.st_mode);
-}
-
 static cJSON *read_json(const char *path) {
   uint8_t *buf;
   size_t n;
@@ -201,10 +190,10 @@ static cJSON *read_json(const char *path) {
 static int resolve_paths(const char *path, char *weights, char *config, char *preproc, size_t n) {
   char dir[1100];
   config[0] = preproc[0] = 0;
-  if (is_dir(path)) {
+  if (beit_is_dir(path)) {
     snprintf(dir, sizeof dir, "%.1000s", path);
     snprintf(weights, n, "%.1000s/model.safetensors", path);
-    if (!is_file(weights))
+    if (!beit_is_file(weights))
       return beit_errorf("%s: folder without model.safetensors (pytorch_model.bin is not read; see docs/checkpoints.md)",
                          path);
   } else {
@@ -215,8 +204,8 @@ static int resolve_paths(const char *path, char *weights, char *config, char *pr
   }
   snprintf(config, n, "%.1000s/config.json", dir);
   snprintf(preproc, n, "%.1000s/preprocessor_config.json", dir);
-  if (!is_file(config)) config[0] = 0;
-  if (!is_file(preproc)) preproc[0] = 0;
+  if (!beit_is_file(config)) config[0] = 0;
+  if (!beit_is_file(preproc)) preproc[0] = 0;
   return BEIT_OK;
 }
 

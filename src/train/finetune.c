@@ -29,6 +29,7 @@ void beit_recipe_defaults_finetune(beit_recipe_opts *o) {
   o->mixup = 0.8f;
   o->cutmix = 1.0f;
   o->crop_scale_min = 0.08f;
+  o->eval_every = 1;
 }
 
 /* Copies what the classifier shares with a pretraining checkpoint of any
@@ -105,18 +106,27 @@ static void mix_batch(float *images, float *soft, const int32_t *labels, const f
 #undef FLIPPED
 }
 
-static int evaluate_epoch(beit_trainer *t, const beit_dataset *test, int64_t epoch, double *acc) {
+/* Evaluates on the test split (or its first --eval-subset images), logs it and
+ * keeps best.safetensors. `record` = 0 for the evaluation that ends a run
+ * stopped by --max-steps where none was due: best.safetensors is written when
+ * it is the best so far, but the checkpoint's best is not raised, so a resumed
+ * run keeps the best.safetensors the epoch evaluations of an uninterrupted run keep. */
+static int evaluate(beit_trainer *t, const beit_dataset *test, int64_t epoch, int record, double *out) {
   beit_eval_result r;
   beit_eval_prep prep = trainer_eval_prep(t);  /* what best.safetensors will tell `beit eval` to use */
   if (beit_evaluate_ranks(&t->model, test, &prep, &r, 0) != BEIT_OK) return BEIT_ERR;
-  *acc = r.n ? (double)r.top1 / r.n : 0;
-  beit_run_log(&t->run, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"test_top1\": %.6f, \"test_top5\": %.6f, "
-               "\"test_loss\": %.6f}", t->st.step, epoch, *acc, r.n ? (double)r.top5 / r.n : 0, r.loss);
-  if (t->rank == 0)
-    fprintf(stderr, "%sfinetune: epoch %" PRId64 " test top-1 %.2f%% top-5 %.2f%% loss %.4f\n",
-            t->bar.enabled ? "\n" : "", epoch + 1, 100 * *acc, r.n ? 100.0 * r.top5 / r.n : 0, r.loss);
+  double acc = *out = r.n ? (double)r.top1 / r.n : 0;
   free(r.confusion);
-  return BEIT_OK;
+  if (beit_run_log(&t->run, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"test_top1\": %.6f, \"test_top5\": %.6f, "
+                   "\"test_loss\": %.6f}", t->st.step, epoch, acc, r.n ? (double)r.top5 / r.n : 0, r.loss) != BEIT_OK)
+    return BEIT_ERR;
+  if (t->rank == 0)
+    fprintf(stderr, "%sfinetune: %s %" PRId64 " test top-1 %.2f%% top-5 %.2f%% loss %.4f (%" PRId64 " images)\n",
+            beit_progress_eol(&t->bar), record ? "epoch" : "step", record ? epoch + 1 : t->st.step, 100 * acc,
+            r.n ? 100.0 * r.top5 / r.n : 0, r.loss, r.n);
+  if (acc <= t->st.best) return BEIT_OK;
+  if (record) t->st.best = acc;
+  return trainer_save_weights(t, "best.safetensors");
 }
 
 int beit_finetune(const beit_recipe_opts *o) {
@@ -129,6 +139,7 @@ int beit_finetune(const beit_recipe_opts *o) {
   int rc = BEIT_ERR;
   if (trainer_open_data(&t, o, "finetune", BEIT_LOAD_TRAIN, -1, 0, 0) != BEIT_OK) goto done;
   if (beit_dataset_open(&test, o->data, 0) != BEIT_OK) goto done;
+  if (o->eval_subset > 0 && o->eval_subset < test.n) test.n = o->eval_subset;
   const beit_loader_cfg *lc = beit_loader_config(t.loader);
   beit_config cfg;
   memset(&cfg, 0, sizeof cfg);
@@ -146,8 +157,10 @@ int beit_finetune(const beit_recipe_opts *o) {
   partner_labels = beit_alloc((size_t)o->batch * sizeof(int32_t), "mixup partner labels");
   if (!soft || !partner || !partner_labels) goto done;
   beit_batch b;
-  int64_t epoch_done = t.st.step / t.steps_per_epoch;
-  while (t.st.step < t.total_steps && !trainer_stopping(&t)) {
+  int64_t epoch_done = t.st.step / t.steps_per_epoch, evaluated_at = -1;
+  double acc = 0, extra_acc = 0;
+  int every = o->eval_every > 1 ? o->eval_every : 1;
+  while (t.st.step < t.end_step && !trainer_stopping(&t)) {
     int got = beit_loader_next(t.loader, &b);
     if (got < 0) goto done;
     if (got == 0) continue;
@@ -167,30 +180,25 @@ int beit_finetune(const beit_recipe_opts *o) {
     double loss = beit_forward(&t.model, BEIT_TASK_CLASSIFY, &in, 1, (uint64_t)o->seed, t.st.step, &s);
     if (isfinite(loss)) beit_backward(&t.model, &in);
     if (trainer_after_step(&t, &b, loss, &s) != BEIT_OK) goto done;
-    if (t.st.step % t.steps_per_epoch == 0) {  /* end of an epoch: evaluate, keep the best */
-      double acc;
-      if (evaluate_epoch(&t, &test, epoch_done, &acc) != BEIT_OK) goto done;
+    if (t.st.step % t.steps_per_epoch == 0) {  /* end of an epoch: evaluate (every --eval-every and the last) */
       epoch_done++;
-      if (acc > t.st.best) {
-        t.st.best = acc;
-        if (trainer_save_weights(&t, "best.safetensors") != BEIT_OK) goto done;
+      if (epoch_done % every == 0 || t.st.step == t.total_steps) {
+        if (evaluate(&t, &test, epoch_done - 1, 1, &acc) != BEIT_OK) goto done;
+        evaluated_at = t.st.step;
       }
       if (trainer_save(&t) != BEIT_OK) goto done;
     }
   }
-  rc = trainer_save(&t);
-  if (rc == BEIT_OK) {
-    beit_progress_finish(&t.bar);
-    t.bar.enabled = 0;
-    if (trainer_stopping(&t)) {
-      if (t.rank == 0)
-        fprintf(stderr, "finetune: stopped at step %lld; checkpoint saved in %s (continue with --resume)\n",
-                (long long)t.st.step, o->out);
-      rc = BEIT_STOPPED;
-    } else if (t.rank == 0) {
-      fprintf(stderr, "finetune: best test top-1 %.2f%%; weights in %s/best.safetensors\n", 100 * t.st.best, o->out);
-    }
-  }
+  /* --max-steps ended the run where no evaluation was due: one now, so the run has its numbers and
+     best.safetensors (one an uninterrupted run does not make, so it does not count in the checkpoint's best) */
+  if (t.st.step == t.end_step && t.end_step < t.total_steps && evaluated_at != t.st.step &&
+      evaluate(&t, &test, epoch_done, 0, &extra_acc) != BEIT_OK)
+    goto done;
+  int stopped = trainer_stopping(&t);
+  rc = trainer_finish(&t);
+  if (rc == BEIT_OK && !stopped && t.rank == 0)
+    fprintf(stderr, "finetune: best test top-1 %.2f%%; weights in %s/best.safetensors\n",
+            100 * (t.st.best > extra_acc ? t.st.best : extra_acc), o->out);
 done:
   beit_free(soft), beit_free(partner), beit_free(partner_labels);
   beit_dataset_close(&test);

@@ -65,7 +65,8 @@ int beit_linprobe(const beit_linprobe_opts *o) {
   beit_set_threads(o->threads);
   beit_model m;
   beit_dataset train, test;
-  memset(&train, 0, sizeof train), memset(&test, 0, sizeof test), memset(&m, 0, sizeof m);
+  beit_run run;
+  memset(&train, 0, sizeof train), memset(&test, 0, sizeof test), memset(&m, 0, sizeof m), memset(&run, 0, sizeof run);
   float *ftr = NULL, *fte = NULL, *mean = NULL, *rstd = NULL, *xb = NULL, *logits = NULL, *probs = NULL, *dlog = NULL;
   int32_t *yb = NULL, *order = NULL;
   beit_params p;
@@ -73,6 +74,7 @@ int beit_linprobe(const beit_linprobe_opts *o) {
   beit_optimizer opt;
   memset(&opt, 0, sizeof opt);
   int rc = BEIT_ERR;
+  if (o->out && beit_run_claim(&run, o->out, 0, o->overwrite, 0) != BEIT_OK) goto done;
   if (beit_dataset_open(&train, o->data, 1) != BEIT_OK || beit_dataset_open(&test, o->data, 0) != BEIT_OK) goto done;
   if (o->checkpoint) {
     if (beit_model_open(&m, o->checkpoint) != BEIT_OK) goto done;
@@ -149,7 +151,6 @@ int beit_linprobe(const beit_linprobe_opts *o) {
   printf("linear probe of %s, block %d of %d (%d features): train top-1 %.2f%%, test top-1 %.2f%%\n",
          o->checkpoint ? o->checkpoint : "a random encoder", layer, L, C, 100 * acc_tr, 100 * acc_te);
   if (o->out) {
-    beit_mkdir_p(o->out);
     char path[1100];
     snprintf(path, sizeof path, "%.1000s/probe.json", o->out);
     FILE *f = fopen(path, "w");
@@ -167,5 +168,6 @@ done:
   beit_free(xb), beit_free(logits), beit_free(probs), beit_free(dlog), beit_free(yb), beit_free(order);
   beit_model_free(&m);
   beit_dataset_close(&train), beit_dataset_close(&test);
+  beit_run_close(&run);
   return rc;
 }

@@ -89,7 +89,7 @@ int beit_pretrain(const beit_recipe_opts *o) {
   tokens = beit_alloc((size_t)o->batch * grid * grid * sizeof(int32_t), "visual tokens");
   if (!tokens) goto done;
   beit_batch b;
-  while (t.st.step < t.total_steps && !trainer_stopping(&t)) {
+  while (t.st.step < t.end_step && !trainer_stopping(&t)) {
     int got = beit_loader_next(t.loader, &b);
     if (got < 0) goto done;
     if (got == 0) continue;  /* epoch boundary */
@@ -102,14 +102,7 @@ int beit_pretrain(const beit_recipe_opts *o) {
     if (isfinite(loss)) beit_backward(&t.model, &in);
     if (trainer_after_step(&t, &b, loss, &s) != BEIT_OK) goto done;
   }
-  rc = trainer_save(&t);
-  if (rc == BEIT_OK && trainer_stopping(&t)) {
-    beit_progress_finish(&t.bar);
-    if (t.rank == 0)
-      fprintf(stderr, "pretrain: stopped at step %lld; checkpoint saved in %s (continue with --resume)\n",
-              (long long)t.st.step, o->out);
-    rc = BEIT_STOPPED;
-  }
+  rc = trainer_finish(&t);
 done:
   beit_free(tokens);
   trainer_close(&t);

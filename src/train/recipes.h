@@ -21,6 +21,10 @@ typedef struct {
   float color_jitter;      /* brightness/contrast/saturation strength (0 = off) */
   long long seed;
   int resume;              /* continue from out/checkpoint.safetensors */
+  int overwrite;           /* a fresh run into a folder holding a run: remove that run's files first */
+  int extend_epochs;       /* --resume may raise --epochs (checked by the command line, cli/args.h) */
+  long long max_steps;     /* stop after this many optimizer steps (0 = all); the schedule still spans --epochs */
+  const char *args_record; /* the command's flags as JSON (cli/args.h), kept in config.json; may be NULL */
   int recompute;           /* recompute block activations in the backward pass (less memory) */
   int save_every;          /* checkpoint every N steps (0 = each epoch only) */
   int keep;                /* checkpoints kept: checkpoint.safetensors + checkpoint-1 .. -(keep-1) */
@@ -35,13 +39,17 @@ typedef struct {
   const char *init;        /* pretraining checkpoint (NULL = from scratch) */
   float layer_decay, label_smoothing, mixup, cutmix;
   int use_cls;             /* classify from the CLS token instead of mean pooling */
+  int eval_every;          /* evaluate every N epochs (and after the last step); 0 or 1 = each epoch */
+  long long eval_subset;   /* evaluate on the first N test images (0 = all) */
 } beit_recipe_opts;
 
 void beit_recipe_defaults_pretrain(beit_recipe_opts *o);
 void beit_recipe_defaults_finetune(beit_recipe_opts *o);
-/* Each returns BEIT_OK, BEIT_ERR (the message in beit_last_error; nothing is
- * printed and, under MPI, the caller ends the other ranks: src/cli/fail.c), or
- * BEIT_STOPPED when Ctrl-C stopped it after saving a checkpoint. */
+/* Each returns BEIT_OK (also when --max-steps ended it), BEIT_ERR (the message
+ * in beit_last_error; nothing is printed and, under MPI, the caller ends the
+ * other ranks: src/cli/fail.c), or BEIT_STOPPED when SIGINT or SIGTERM stopped
+ * it after saving a checkpoint (the program exits 128 + the signal,
+ * beit_stop_exit_code). */
 enum { BEIT_STOPPED = 1 };
 int beit_pretrain(const beit_recipe_opts *o);
 int beit_finetune(const beit_recipe_opts *o);
@@ -50,6 +58,7 @@ typedef struct {
   const char *checkpoint;  /* any beit.c checkpoint; NULL = a randomly initialised --model */
   const char *data, *model, *out;
   int patch_size, image_size, layer, epochs, threads, quiet;  /* image_size 0 = the dataset's */
+  int overwrite;           /* replace a run already in `out` */
   long long subset, seed;
   float lr, weight_decay;
 } beit_linprobe_opts;

@@ -319,6 +319,7 @@ typedef struct {
   beit_optimizer opt;
   FILE *log;
   interval_stats iv;
+  beit_run run;  /* the claim on the folder (rank 0) */
 } dvae_run;
 
 static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
@@ -326,7 +327,7 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
   if (c->batch % world)
     return beit_errorf("--batch %d is not a multiple of the %d ranks (each rank takes an equal share of the batch)",
                        c->batch, world);
-  if (root && beit_mkdir_p(c->out)) return BEIT_ERR;
+  if (root && beit_run_claim(&r->run, c->out, 0, c->overwrite, 0)) return BEIT_ERR;
   if (beit_dataset_open(&r->train, c->data, 1) || beit_dataset_open(&r->test, c->data, 0)) return BEIT_ERR;
   if (c->dv.image_size <= 0) {
     if (r->train.height <= 0 || r->train.height != r->train.width)
@@ -366,6 +367,12 @@ static void close_run(dvae_run *r) {
   dvae_free(&r->d);
   beit_free(r->iv.hist), beit_free(r->iv.ever);
   beit_dataset_close(&r->train), beit_dataset_close(&r->test);
+  beit_run_close(&r->run);
+}
+
+/* The updates this run makes: --steps, or --max-steps when smaller (the schedules span --steps). */
+static int64_t dvae_end_step(const beit_tok_train_cfg *c) {
+  return c->max_steps > 0 && c->max_steps < c->steps ? c->max_steps : c->steps;
 }
 
 static int next_batch(dvae_run *r, beit_batch *b) {
@@ -424,12 +431,13 @@ static int train_step(dvae_run *r, const beit_tok_train_cfg *c, const float *ima
 static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
   const int V = c->dv.vocab, ntok = dvae_grid_side(&c->dv) * dvae_grid_side(&c->dv);
   const int root = beit_dist_is_root(), world = beit_dist_world();
+  const int64_t end = dvae_end_step(c);
   beit_progress bar;
-  beit_progress_start(&bar, "tokenizer", c->steps * c->batch);
+  beit_progress_start(&bar, "tokenizer", end * c->batch);
   bar.enabled = bar.enabled && root;
   r->iv.t0 = beit_now();
   int bad = 0, warned = 0;
-  for (int64_t step = 0; step < c->steps; step++) {
+  for (int64_t step = 0; step < end; step++) {
     beit_batch b;
     dvae_train_opts o;
     dvae_stats st;
@@ -437,20 +445,20 @@ static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
     if (next_batch(r, &b) || train_step(r, c, b.images, b.n, step, &o, &st, &gn)) return BEIT_ERR;
     if (!isfinite(gn)) {
       if (root)
-        fprintf(stderr, "\nbeit: warning: step %lld skipped: non-finite %s\n", (long long)step,
+        fprintf(stderr, "%sbeit: warning: step %lld skipped: non-finite %s\n", beit_progress_eol(&bar), (long long)step,
                 isfinite(st.loss) ? "gradient norm" : "loss");
       if (++bad >= 10) return beit_errorf("10 non-finite steps in a row at step %lld; lower --lr", (long long)step);
       continue;
     }
     bad = 0;
     interval_add(&r->iv, &st, gn, r->d.tokens, b.n * ntok);
-    if ((step + 1) % c->log_every == 0 || step + 1 == c->steps) {
+    if ((step + 1) % c->log_every == 0 || step + 1 == end) {
       double share = log_interval(r->log, &r->iv, step + 1, o.tau, o.beta, beit_lr_at(&r->opt.cfg, step), V, c->batch);
       if (step >= c->kl_warmup && root) warn_collapse(share, step + 1, V, &warned);
     }
     char extra[128];
-    snprintf(extra, sizeof extra, " loss %.4f recon %.4f kl %.3f tau %.3f codes %d", st.loss, st.recon, st.kl, o.tau,
-             st.codes_used);
+    snprintf(extra, sizeof extra, "step %lld/%lld, loss %.4f recon %.4f kl %.3f tau %.3f codes %d", (long long)step + 1,
+             (long long)c->steps, st.loss, st.recon, st.kl, o.tau, st.codes_used);
     beit_progress_update(&bar, (int64_t)b.n * world, extra);
   }
   beit_progress_finish(&bar);
@@ -496,7 +504,8 @@ static int finish_dvae(dvae_run *r, const beit_tok_train_cfg *c, double seconds)
   double mae, ppl;
   int rc = evaluate(&t, &r->test, n, &mae, &used, &ppl);
   char v[3][32], path[1200];
-  snprintf(v[0], sizeof v[0], "%lld", (long long)c->steps);
+  const long long steps = (long long)dvae_end_step(c);
+  snprintf(v[0], sizeof v[0], "%lld", steps);
   snprintf(v[1], sizeof v[1], "%.5f", mae);
   snprintf(v[2], sizeof v[2], "%d", used);
   const char *kv[] = {"steps", v[0], "test_mae", v[1], "test_codes_used", v[2], "data", c->data};
@@ -505,8 +514,8 @@ static int finish_dvae(dvae_run *r, const beit_tok_train_cfg *c, double seconds)
   if (bad >= 0) rc = beit_errorf("%s: dVAE parameter '%s' holds a NaN or infinity; not writing it", path, t.dv.params.t[bad].name);
   if (!rc) rc = dvae_save(&t.dv, path, kv, 4);
   if (!rc) {
-    printf("trained %lld steps (%lld images) in %.1f s (%.1f images/s)\n", (long long)c->steps,
-           (long long)(c->steps * c->batch), seconds, c->steps * c->batch / seconds);
+    printf("trained %lld steps (%lld images) in %.1f s (%.1f images/s)%s\n", steps, steps * c->batch, seconds,
+           steps * c->batch / seconds, steps < c->steps ? " (--max-steps; the schedules span --steps)" : "");
     print_eval(&t, n, mae, used, ppl);
     printf("saved %s\n", path);
   }
@@ -537,8 +546,10 @@ static int train_dvae(beit_tok_train_cfg *c) {
 }
 
 /* ---- training: k-means ---------------------------------------------------------- */
-static int open_kmeans(beit_tok_train_cfg *c, beit_dataset *train, beit_dataset *test, beit_tokenizer *t) {
-  if (beit_mkdir_p(c->out) || beit_dataset_open(train, c->data, 1) || beit_dataset_open(test, c->data, 0))
+static int open_kmeans(beit_tok_train_cfg *c, beit_run *run, beit_dataset *train, beit_dataset *test,
+                       beit_tokenizer *t) {
+  if (beit_run_claim(run, c->out, 0, c->overwrite, 0) || beit_dataset_open(train, c->data, 1) ||
+      beit_dataset_open(test, c->data, 0))
     return BEIT_ERR;
   if (c->km.image_size <= 0) {
     if (train->height <= 0 || train->height != train->width)
@@ -555,9 +566,10 @@ static int open_kmeans(beit_tok_train_cfg *c, beit_dataset *train, beit_dataset 
 static int train_kmeans(beit_tok_train_cfg *c) {
   beit_dataset train, test;
   beit_tokenizer t;
-  memset(&train, 0, sizeof train), memset(&test, 0, sizeof test), memset(&t, 0, sizeof t);
+  beit_run run;
+  memset(&train, 0, sizeof train), memset(&test, 0, sizeof test), memset(&t, 0, sizeof t), memset(&run, 0, sizeof run);
   float *x = NULL;
-  int rc = open_kmeans(c, &train, &test, &t);
+  int rc = open_kmeans(c, &run, &train, &test, &t);
   int n = c->km_images > 0 && c->km_images < train.n ? c->km_images : (int)train.n;
   size_t img = (size_t)t.channels * t.image_size * t.image_size, all = (size_t)n * t.grid * t.grid;
   if (!rc && !(x = beit_alloc((size_t)n * img * sizeof(float), "k-means images"))) rc = BEIT_ERR;
@@ -586,6 +598,7 @@ static int train_kmeans(beit_tok_train_cfg *c) {
   beit_free(x);
   beit_tokenizer_free(&t);
   beit_dataset_close(&train), beit_dataset_close(&test);
+  beit_run_close(&run);
   return rc;
 }
 

@@ -89,8 +89,8 @@ static int read_series(const char *run, const char *field, series *s) {
   char path[1100], key[64];
   snprintf(path, sizeof path, "%s/log.jsonl", run);
   snprintf(key, sizeof key, "\"%s\":", field);
-  FILE *f = fopen(path, "r");
-  if (!f) return beit_errorf("%s: cannot open", path);
+  FILE *f = beit_fopen_read(path);
+  if (!f) return BEIT_ERR;
   char line[4096];
   memset(s, 0, sizeof *s);
   while (fgets(line, sizeof line, f)) {
