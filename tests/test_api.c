@@ -282,6 +282,8 @@ static void test_views(void) {
   CHECK_TRUE(beit_logits(&m) == NULL && beit_attention(&m, 0) == NULL && beit_hidden(&m, 0) == NULL,
              "views of a model without an arena are NULL");
   BEIT_CHECK(beit_model_reserve(&m, B, 0) == BEIT_OK);
+  CHECK_TRUE(beit_hidden(&m, m.cfg.depth) == NULL, "a forward-only arena before any forward shows no hidden state");
+  BEIT_CHECK(beit_encode(&m, g_images, B) == BEIT_OK);
   CHECK_TRUE(beit_attention(&m, m.cfg.depth) == NULL && beit_hidden(&m, m.cfg.depth + 1) == NULL &&
                  beit_hidden(&m, -1) == NULL && beit_hidden(&m, m.cfg.depth) != NULL,
              "views of a layer outside 0..depth are NULL");

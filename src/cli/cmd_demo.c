@@ -11,6 +11,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/fail.h"
 #include "core/core.h"
 #include "data/loader.h"
 #include "io/convert.h"
@@ -65,7 +66,7 @@ static int step_pretrain(const demo_opts *d, const char *tok_path) {
   pretrain_opts(d, tok_path, dir, sizeof dir, &o);
   printf("\n== 2/4 masked image modeling: BEiT-%s, %d epoch(s) on %lld images ==\n", d->model, o.epochs, d->subset);
   fflush(stdout);
-  return beit_pretrain(&o) == 0 ? BEIT_OK : BEIT_ERR;
+  return beit_pretrain(&o);
 }
 
 /* The fine-tuning recipe of the demo (dir, init: buffers for its paths). */
@@ -92,7 +93,7 @@ static int step_finetune(const demo_opts *d) {
   finetune_opts(d, dir, init, sizeof dir, &o);
   printf("\n== 3/4 fine-tuning: %d epoch(s) on %lld training images ==\n", o.epochs, d->ft_subset);
   fflush(stdout);
-  return beit_finetune(&o) == 0 ? BEIT_OK : BEIT_ERR;
+  return beit_finetune(&o);
 }
 
 static int step_pictures(const demo_opts *d, const char *tok_path, double *top1) {
@@ -113,11 +114,11 @@ static int step_pictures(const demo_opts *d, const char *tok_path, double *top1)
   free(r.confusion);
   /* attention of the CLS token at the last layer, 8 test images */
   int n = 8, S = m.cfg.image_size;
-  float *imgs = malloc((size_t)n * S * S * test.channels * sizeof(float));
-  if (beit_eval_images(&test, 0, n, &prep, imgs, NULL) != BEIT_OK) return BEIT_ERR;
+  float *imgs = beit_alloc((size_t)n * S * S * test.channels * sizeof(float), "attention images");
+  if (!imgs || beit_eval_images(&test, 0, n, &prep, imgs, NULL) != BEIT_OK) return BEIT_ERR;
   path_in(path, sizeof path, d->out, "attention.png");
   if (beit_attention_png(&m, imgs, n, prep.mean, prep.std, path) != BEIT_OK) return BEIT_ERR;
-  free(imgs);
+  beit_free(imgs);
   path_in(path, sizeof path, d->out, "tokenizer-recon.png");
   double mae = -1;
   if (beit_tokenizer_load(&tok, tok_path) != BEIT_OK) return BEIT_ERR;
@@ -204,11 +205,12 @@ int cmd_demo(int argc, char **argv) {
   double t0 = beit_now(), top1 = 0;
   char tok[1100];
   printf("beit demo: %s; %d threads; writing into %s\n", beit_blas_describe(), beit_get_threads(), d.out);
-  if (beit_mkdir_p(d.out) != BEIT_OK || step_tokenizer(&d, tok, sizeof tok) != BEIT_OK ||
-      step_pretrain(&d, tok) != BEIT_OK || step_finetune(&d) != BEIT_OK || step_pictures(&d, tok, &top1) != BEIT_OK) {
-    fprintf(stderr, "beit demo: %s\n", beit_last_error());
-    return 1;
-  }
+  rc = beit_mkdir_p(d.out);
+  if (rc == BEIT_OK) rc = step_tokenizer(&d, tok, sizeof tok);
+  if (rc == BEIT_OK) rc = step_pretrain(&d, tok);  /* BEIT_STOPPED by Ctrl-C: ends the demo too */
+  if (rc == BEIT_OK) rc = step_finetune(&d);
+  if (rc == BEIT_OK) rc = step_pictures(&d, tok, &top1);
+  if (rc != BEIT_OK) return cli_recipe_exit("beit demo", rc);
   double minutes = (beit_now() - t0) / 60;
   char path[1100];
   path_in(path, sizeof path, d.out, "summary.json");

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/topk.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/core.h"
@@ -221,9 +222,15 @@ int cmd_predict(int argc, char **argv) {
     return rc;
   }
   int S = im.m.cfg.image_size, C = im.m.cfg.channels, K = im.m.cfg.num_classes, failures = 0;
+  if (top > K) top = K;
   fprintf(stderr, "predict: class names from %s\n", im.info.names_from);
-  float *x = malloc((size_t)C * S * S * sizeof(float)), *p = malloc((size_t)K * sizeof(float));
-  for (int f = 0; f < nfiles; f++) {
+  float *x = malloc((size_t)C * S * S * sizeof(float)), *prob = malloc((size_t)top * sizeof(float));
+  int *idx = malloc((size_t)top * sizeof(int));
+  if (!x || !prob || !idx) {
+    fprintf(stderr, "beit predict: out of memory for a %dx%d image\n", S, S);
+    failures = nfiles;
+  }
+  for (int f = 0; f < nfiles && x && prob && idx; f++) {
     if (image_tensor(&im, files[f], x) != BEIT_OK) {
       fprintf(stderr, "beit predict: %s\n", beit_last_error());
       failures++;
@@ -235,27 +242,17 @@ int cmd_predict(int argc, char **argv) {
       failures++;
       break;
     }
-    const float *logits = beit_logits(&im.m);
-    int finite = 1;
-    for (int k = 0; k < K; k++) finite &= isfinite(logits[k]) != 0;
-    if (!finite) {  /* the same weights fail every image: one line, then stop */
+    if (beit_logits_topk(beit_logits(&im.m), K, top, idx, prob) != BEIT_OK) {
+      /* the same weights fail every image: one line, then stop */
       fprintf(stderr, "beit predict: %s: non-finite logits for %s (a NaN or infinity in the weights, or weights so "
               "large that the logits overflow)\n", ckpt, files[f]);
       failures++;
       break;
     }
-    float mx = logits[0], sum = 0;
-    for (int k = 1; k < K; k++) mx = fmaxf(mx, logits[k]);
-    for (int k = 0; k < K; k++) sum += p[k] = expf(logits[k] - mx);
     printf("%s\n", files[f]);
-    for (int r = 0; r < top && r < K; r++) {
-      int best = -1;
-      for (int k = 0; k < K; k++) if (p[k] >= 0 && (best < 0 || p[k] > p[best])) best = k;
-      printf("  %6.2f%%  %s\n", 100 * p[best] / sum, im.info.class_names[best]);
-      p[best] = -1;
-    }
+    for (int r = 0; r < top; r++) printf("  %6.2f%%  %s\n", 100 * prob[r], im.info.class_names[idx[r]]);
   }
-  free(x), free(p), free(files);
+  free(x), free(prob), free(idx), free(files);
   close_image_model(&im);
   return failures ? 1 : 0;
 }
@@ -289,11 +286,12 @@ int cmd_attention(int argc, char **argv) {
   size_t one = (size_t)im.m.cfg.channels * im.m.cfg.image_size * im.m.cfg.image_size;
   float *x = malloc((size_t)nfiles * one * sizeof(float));
   int n = 0;
-  for (int f = 0; f < nfiles; f++) {
+  for (int f = 0; f < nfiles && x; f++) {
     if (image_tensor(&im, files[f], x + (size_t)n * one) == BEIT_OK) n++;
     else fprintf(stderr, "beit attention: %s (skipped)\n", beit_last_error());
   }
-  rc = n > 0 ? beit_attention_png(&im.m, x, n, im.prep.mean, im.prep.std, out) : beit_errorf("no image could be read");
+  rc = !x ? beit_errorf("out of memory for %d images", nfiles)
+       : n > 0 ? beit_attention_png(&im.m, x, n, im.prep.mean, im.prep.std, out) : beit_errorf("no image could be read");
   if (rc == BEIT_OK) printf("attention of %d image%s (%d heads + average): %s\n", n, n > 1 ? "s" : "", im.m.cfg.heads, out);
   else fprintf(stderr, "beit attention: %s\n", beit_last_error());
   free(x), free(files);
@@ -324,6 +322,7 @@ int cmd_plot(int argc, char **argv) {
   int drawn = 0;
   if (readable && beit_mkdir_p(out) != BEIT_OK) { fprintf(stderr, "beit plot: %s\n", beit_last_error()); readable = 0; }
   char *list = strdup(fields), *save = NULL;
+  if (!list) { fprintf(stderr, "beit plot: out of memory\n"); free(runs); return 1; }
   for (char *f = readable ? strtok_r(list, ",", &save) : NULL; f; f = strtok_r(NULL, ",", &save)) {
     char path[1200];
     snprintf(path, sizeof path, "%.1000s/%s.png", out, f);

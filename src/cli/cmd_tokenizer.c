@@ -8,12 +8,14 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/fail.h"
 #include "core/core.h"
 #include "train/tokenizer.h"
 
 static int fail(const char *sub) {
-  fprintf(stderr, "beit tokenizer %s: %s\n", sub, beit_last_error());
-  return 1;
+  char cmd[64];
+  snprintf(cmd, sizeof cmd, "beit tokenizer %s", sub);
+  return cli_fail(cmd);
 }
 
 static int parse_choice(const char *flag, const char *val, const char *a, const char *b, int *out) {

@@ -6,6 +6,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/fail.h"
 #include "core/core.h"
 #include "core/dist.h"
 #include "train/recipes.h"
@@ -75,16 +76,14 @@ static int run_recipe(const char *cmd, const beit_arg *a, int n, beit_recipe_opt
     fprintf(stderr, "beit %s: --extend-epochs goes with --resume\n", cmd);
     return 2;
   }
-  if (o->resume && beit_dist_is_root() && beit_args_check_resume(cmd, a, n, o->out) != BEIT_OK) {
-    fprintf(stderr, "beit %s: %s\n", cmd, beit_last_error());
-    if (beit_dist_world() > 1) beit_dist_abort(1);
-    return 1;
-  }
+  char full[64];
+  snprintf(full, sizeof full, "beit %s", cmd);
+  if (o->resume && beit_dist_is_root() && beit_args_check_resume(cmd, a, n, o->out) != BEIT_OK) return cli_fail(full);
   char *record = beit_args_record(cmd, a, n);
   o->args_record = record;
   int rc = recipe(o);
   free(record);
-  return rc;
+  return cli_recipe_exit(full, rc);
 }
 
 int cmd_pretrain(int argc, char **argv) {
@@ -152,5 +151,5 @@ int cmd_linprobe(int argc, char **argv) {
                            "Linear probe: frozen encoder, mean-pooled patch tokens of one block, a linear classifier.",
                            a, (int)(sizeof a / sizeof a[0]), argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
-  return beit_linprobe(&o);
+  return cli_recipe_exit("beit linprobe", beit_linprobe(&o));
 }

@@ -57,12 +57,23 @@ void beit_check_failed(const char *expr, const char *file, int line) {
 /* ---- memory ---- */
 #define BEIT_ALLOC_CHECKED ((size_t)64 << 20)
 
+static int out_of_memory(size_t bytes, const char *what) {
+  if (bytes < ((size_t)1 << 20)) return beit_errorf("out of memory allocating %zu bytes for %s", bytes, what);
+  return beit_errorf("out of memory allocating %.1f MiB for %s", bytes / 1048576.0, what);
+}
+
+/* BEIT_TEST_ALLOC_FAIL (core.h): this allocation fails on purpose. */
+static int injected_failure(const char *what) {
+  const char *v = getenv("BEIT_TEST_ALLOC_FAIL");
+  return v && *v && what && strstr(what, v);
+}
+
 void *beit_alloc(size_t bytes, const char *what) {
   void *p = NULL;
   size_t rounded = (bytes + 63) & ~(size_t)63;
   if (bytes >= BEIT_ALLOC_CHECKED && beit_memory_check((double)bytes, what) != BEIT_OK) return NULL;
-  if (rounded < bytes || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
-    beit_errorf("out of memory allocating %.1f MiB for %s", bytes / 1048576.0, what);
+  if (rounded < bytes || injected_failure(what) || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
+    out_of_memory(bytes, what);
     return NULL;
   }
   return p;
@@ -72,6 +83,12 @@ void *beit_calloc(size_t bytes, const char *what) {
   void *p = beit_alloc(bytes, what);
   if (p) memset(p, 0, bytes);
   return p;
+}
+
+void *beit_realloc(void *p, size_t bytes, const char *what) {
+  void *q = injected_failure(what) ? NULL : realloc(p, bytes ? bytes : 1);
+  if (!q) out_of_memory(bytes, what);
+  return q;
 }
 
 void beit_free(void *p) { free(p); }

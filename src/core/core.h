@@ -8,15 +8,18 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* The public API (BEIT_OK, BEIT_ERR, beit_last_error, beit_set_threads, BEIT_API
+ * marking what libbeit exports; everything else is hidden). */
+#include <beit.h>
+
 /* ---- errors ------------------------------------------------------------
  * Library functions that can fail on input return BEIT_OK (0) or BEIT_ERR (-1)
  * and leave a one-line message (naming the file/flag and the problem) that
- * beit_last_error() returns. Nothing in the library calls exit(). */
-enum { BEIT_OK = 0, BEIT_ERR = -1 };
+ * beit_last_error() returns. Nothing in the library calls exit() or prints an
+ * error: only the program (src/cli) chooses exit codes. */
 int beit_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prefix the current message with context: "ctx: <old message>". Returns BEIT_ERR. */
 int beit_error_context(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-const char *beit_last_error(void);
 
 /* Always-on invariant check for programming errors (not for bad input). */
 #define BEIT_CHECK(cond)                                                              \
@@ -26,9 +29,15 @@ const char *beit_last_error(void);
 void beit_check_failed(const char *expr, const char *file, int line) __attribute__((noreturn));
 
 /* ---- memory -------------------------------------------------------------
- * 64-byte aligned; on failure sets an error naming `what` and the size. */
+ * 64-byte aligned; on failure sets an error naming `what` and the size. Test
+ * hook (docs/reliability.md): with BEIT_TEST_ALLOC_FAIL=TEXT in the environment,
+ * every allocation whose `what` contains TEXT fails as if memory ran out. */
 void *beit_alloc(size_t bytes, const char *what);
 void *beit_calloc(size_t bytes, const char *what);
+/* realloc for tables (alignment as malloc's, not 64 bytes): grows p, or
+ * allocates when p is NULL; on failure p is untouched and NULL comes back with
+ * the error set. Free with beit_free. */
+void *beit_realloc(void *p, size_t bytes, const char *what);
 void beit_free(void *p);
 /* Overflow-checked a*b; returns 0 and sets an error on overflow. */
 int beit_mul_size(size_t a, size_t b, size_t *out);
@@ -63,9 +72,8 @@ float beit_rng_trunc_normal(beit_rng *r, float std, float lo, float hi);
 
 /* ---- time and threads ---------------------------------------------------- */
 double beit_now(void);              /* monotonic seconds */
-/* Sets OpenMP and BLAS threads together so the two never oversubscribe. */
-void beit_set_threads(int n);
-int beit_get_threads(void);
+/* beit_set_threads (beit.h) sets OpenMP and BLAS threads together so the two
+ * never oversubscribe. */
 /* Peak resident set size of this process in MiB (from /proc/self/status). */
 double beit_peak_rss_mib(void);
 

@@ -173,7 +173,7 @@ double beit_config_param_count(const beit_config *cfg) {
   set_geometry(&m, cfg);
   beit_params_init(&m.params);
   build_table(&m);
-  double n = (double)m.params.total;
+  double n = m.params.failed ? beit_errorf("out of memory building the parameter table") : (double)m.params.total;
   beit_params_free(&m.params);
   return n;
 }
@@ -400,8 +400,9 @@ static void add_pos_embed(float *x, const float *pos, int B, int N, int C) {
     for (size_t i = 0; i < (size_t)N * C; i++) x[(size_t)b * N * C + i] += pos[i];
 }
 
+/* Embeddings, then blocks 0 .. blocks-1 (all of them but for beit_encode_blocks). */
 static void encoder_forward(beit_model *m, const beit_input *bt, int use_mask, int train, uint64_t seed,
-                            int64_t step) {
+                            int64_t step, int blocks) {
   const beit_config *c = &m->cfg;
   beit_acts *a = m->acts;
   const beit_params *p = &m->params;
@@ -416,7 +417,8 @@ static void encoder_forward(beit_model *m, const beit_input *bt, int use_mask, i
     relpos_bias_forward(a->relbias, beit_params_get(p, "rel_pos_bias.relative_position_bias_table"),
                         m->relpos_index, m->tokens, c->heads);
   sample_drop_path(m, bt, train, seed, step);
-  for (int l = 0; l < c->depth; l++) {
+  m->last_blocks = blocks;
+  for (int l = 0; l < blocks; l++) {
     if (!c->shared_rel_pos && !c->no_rel_pos)
       relpos_bias_forward(relbias_of(m, l), block_at(p, p->data, l).table, m->relpos_index, m->tokens, c->heads);
     block_forward(m, l, B, relbias_of(m, l), keep_of(m, l, 0, B), keep_of(m, l, 1, B));
@@ -557,7 +559,7 @@ int beit_forward(beit_model *m, beit_task task, const beit_input *bt, int train,
     return BEIT_ERR;
   m->task = task;
   m->last_B = bt->B;
-  encoder_forward(m, bt, task != BEIT_TASK_CLASSIFY, train, seed, step);
+  encoder_forward(m, bt, task != BEIT_TASK_CLASSIFY, train, seed, step, m->cfg.depth);
   beit_stats local;
   if (!st) st = &local;
   memset(st, 0, sizeof *st);
@@ -568,8 +570,17 @@ int beit_forward(beit_model *m, beit_task task, const beit_input *bt, int train,
 int beit_encode(beit_model *m, const float *images, int B) {
   if (check_batch(m, images, B, "beit_encode") != BEIT_OK) return BEIT_ERR;
   beit_input in = {.B = B, .images = images};
-  encoder_forward(m, &in, 0, 0, 0, 0);
+  encoder_forward(m, &in, 0, 0, 0, 0, m->cfg.depth);
   m->last_B = 0;  /* the head's values are gone: nothing for beit_backward to replay */
+  return BEIT_OK;
+}
+
+int beit_encode_blocks(beit_model *m, const float *images, int B, int blocks) {
+  if (check_batch(m, images, B, "beit_encode_blocks") != BEIT_OK) return BEIT_ERR;
+  if (blocks < 0 || blocks > m->cfg.depth) return beit_errorf("beit_encode_blocks: block %d: the model has blocks 0 to %d", blocks, m->cfg.depth);
+  beit_input in = {.B = B, .images = images};
+  encoder_forward(m, &in, 0, 0, 0, 0, blocks);
+  m->last_B = 0;
   return BEIT_OK;
 }
 
@@ -705,11 +716,17 @@ int beit_backward(beit_model *m, const beit_input *bt) {
 
 /* ---------------------------------------------------------------- views */
 const float *beit_logits(const beit_model *m) { return m && m->acts ? m->acts->logits : NULL; }
+/* A forward-only arena shares one set of buffers across blocks (the hidden
+ * states alternate between two): only what the last block run wrote is there. */
 const float *beit_attention(const beit_model *m, int layer) {
-  return m && m->acts && layer >= 0 && layer < m->cfg.depth ? m->acts->att[layer] : NULL;
+  if (!m || !m->acts || layer < 0 || layer >= m->cfg.depth) return NULL;
+  if (m->with_grad != BEIT_GRAD_KEEP && layer != m->last_blocks - 1) return NULL;
+  return m->acts->att[layer];
 }
 const float *beit_hidden(const beit_model *m, int layer) {
-  return m && m->acts && layer >= 0 && layer <= m->cfg.depth ? m->acts->resid[layer] : NULL;
+  if (!m || !m->acts || layer < 0 || layer > m->cfg.depth) return NULL;
+  if (!m->with_grad && layer != m->last_blocks) return NULL;
+  return m->acts->resid[layer];
 }
 
 double beit_forward_flops(const beit_model *m, beit_task task, int B, int masked) {

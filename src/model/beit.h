@@ -71,6 +71,7 @@ typedef struct {
   /* what the last forward did (backward replays it) */
   beit_task task;
   int last_B, last_masked;
+  int last_blocks;                 /* blocks it ran (depth, but for beit_encode_blocks) */
 } beit_model;
 
 int beit_model_init(beit_model *m, const beit_config *cfg);
@@ -108,15 +109,22 @@ int beit_forward(beit_model *m, beit_task task, const beit_input *batch, int tra
  * beit_hidden returns. Works for any checkpoint, with or without a head.
  * BEIT_ERR as beit_forward for a missing arena or a batch outside 1..max_batch. */
 int beit_encode(beit_model *m, const float *images, int B);
+/* The embeddings and the first `blocks` blocks only (0..depth), so that in a
+ * forward-only arena beit_hidden(m, blocks) and beit_attention(m, blocks - 1)
+ * hold that block's values. BEIT_ERR for a batch above the arena's or a block
+ * out of range. */
+int beit_encode_blocks(beit_model *m, const float *images, int B, int blocks);
 /* Backward of the last beit_forward (once): accumulates into m->params.grad.
  * BEIT_ERR for an arena without gradients, no forward to replay, or a batch
  * other than the forward's. */
 int beit_backward(beit_model *m, const beit_input *batch);
 
 /* Views into the arena after a forward; NULL without an arena or for a layer
- * outside the model. */
+ * outside the model. A forward-only arena keeps only the block it ran last
+ * (beit_encode_blocks picks it): beit_hidden and beit_attention return NULL for
+ * any other block, never overwritten data. */
 const float *beit_logits(const beit_model *m);            /* classify: [B, K]; MIM: [masked, V] (until beit_backward) */
-const float *beit_attention(const beit_model *m, int layer); /* 0..depth-1: [B, H, N, N] (forward-only arena: last layer only) */
+const float *beit_attention(const beit_model *m, int layer); /* 0..depth-1: [B, H, N, N] of block `layer` */
 const float *beit_hidden(const beit_model *m, int layer);    /* 0..depth: block input of `layer` (depth = final), [B, N, C] */
 
 /* Builds a model from a checkpoint: a beit.c file (its "config" metadata gives

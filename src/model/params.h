@@ -24,6 +24,7 @@ typedef struct {
 
 typedef struct {
   int n, cap;
+  int failed;      /* a beit_params_add ran out of memory: the allocations below refuse */
   beit_tensor_info *t;
   size_t total;    /* floats */
   float *data;     /* parameters */
@@ -31,7 +32,10 @@ typedef struct {
 } beit_params;
 
 void beit_params_init(beit_params *p);
-/* Appends a tensor to the table (before beit_params_alloc). Returns its index. */
+/* Appends a tensor to the table (before beit_params_alloc). Returns its index,
+ * or -1 when the table cannot grow: the table then remembers it, and
+ * beit_params_alloc* return BEIT_ERR with the message, so callers that build a
+ * whole table check once, at the allocation. */
 int beit_params_add(beit_params *p, const char *name, int ndim, const int64_t *shape,
                     int layer_id, int decay);
 /* Allocates data and grad (zeroed); or each alone (grad: once, when missing), so a

@@ -63,7 +63,7 @@ int beit_evaluate_ranks(beit_model *m, const beit_dataset *ds, const beit_eval_p
                         int show_progress) {
   int rank = beit_dist_rank(), world = beit_dist_world();
   int rc = evaluate_batches(m, ds, prep, r, show_progress && rank == 0, rank, world);
-  if (rc != BEIT_OK) return rc;  /* the caller ends every rank (trainer_report_error) */
+  if (rc != BEIT_OK) return rc;  /* the program ends every rank (src/cli/fail.c) */
   if (world > 1) {
     int64_t counts[4] = {r->n, r->top1, r->top5, r->no_pred};
     beit_dist_sum_i64(counts, 4);

@@ -229,10 +229,9 @@ int beit_finetune(const beit_recipe_opts *o) {
     fprintf(stderr, "finetune: best test top-1 %.2f%%; weights in %s/best.safetensors\n",
             100 * (t.st.best > extra_acc ? t.st.best : extra_acc), o->out);
 done:
-  if (rc == BEIT_ERR) trainer_report_error(&t, "beit finetune");
   beit_free(soft), beit_free(partner), beit_free(partner_labels);
   beit_dataset_close(&test);
   beit_model_free(&init);
   trainer_close(&t);
-  return rc == BEIT_ERR ? 1 : rc;
+  return rc;
 }

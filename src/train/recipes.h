@@ -60,9 +60,12 @@ int beit_recipe_check(const beit_recipe_opts *o, const char *kind);
  * the flags. */
 int beit_check_sizes(int image_size, int patch_size, const beit_dataset *ds, int *S, int *P);
 int beit_recipe_check_data(const beit_recipe_opts *o, const char *kind, const beit_dataset *ds);
-/* Each returns 0 on success (also when --max-steps ended it), 1 on a runtime
- * error (message printed), 128 + the signal when stopped by SIGINT (130) or
- * SIGTERM (143) after saving a checkpoint. */
+/* Each returns BEIT_OK (also when --max-steps ended it), BEIT_ERR (the message
+ * in beit_last_error; nothing is printed and, under MPI, the caller ends the
+ * other ranks: src/cli/fail.c), or BEIT_STOPPED when SIGINT or SIGTERM stopped
+ * it after saving a checkpoint (the program exits 128 + the signal,
+ * beit_stop_exit_code). */
+enum { BEIT_STOPPED = 1 };
 int beit_pretrain(const beit_recipe_opts *o);
 int beit_finetune(const beit_recipe_opts *o);
 
@@ -74,6 +77,7 @@ typedef struct {
   long long subset, seed;
   float lr, weight_decay;
 } beit_linprobe_opts;
+/* Prints the accuracies on stdout; BEIT_OK or BEIT_ERR (message in beit_last_error). */
 int beit_linprobe(const beit_linprobe_opts *o);
 
 #endif

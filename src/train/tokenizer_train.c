@@ -692,11 +692,6 @@ int beit_tokenizer_train(const beit_tok_train_cfg *cfg) {
     beit_dist_bcast(&ok, sizeof ok, 0);  /* the others wait for rank 0's file */
     return root || ok ? rc : beit_errorf("k-means training failed on rank 0");
   }
-  int rc = c.type == BEIT_TOK_KMEANS ? train_kmeans(&c) : train_dvae(&c);
-  if (rc && c.type == BEIT_TOK_DVAE && beit_dist_world() > 1) {  /* a rank left in a collective would hang */
-    fprintf(stderr, "beit tokenizer train (rank %d of %d): %s\n", beit_dist_rank(), beit_dist_world(),
-            beit_last_error());
-    beit_dist_abort(1);
-  }
-  return rc;
+  /* a failing rank returns BEIT_ERR like any other; the program ends the job (src/cli/fail.c) */
+  return c.type == BEIT_TOK_KMEANS ? train_kmeans(&c) : train_dvae(&c);
 }

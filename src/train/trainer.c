@@ -50,9 +50,14 @@ int trainer_open_data(beit_trainer *t, const beit_recipe_opts *o, const char *ki
 char *trainer_config_json(const beit_trainer *t) {
   const beit_recipe_opts *o = t->o;
   char *model_json = beit_config_to_json(&t->model.cfg);
-  cJSON *j = cJSON_Parse(model_json);
+  cJSON *j = model_json ? cJSON_Parse(model_json) : NULL;
   free(model_json);
-  cJSON *a = cJSON_CreateObject();
+  cJSON *a = j ? cJSON_CreateObject() : NULL;
+  if (!a) {
+    cJSON_Delete(j);
+    beit_errorf("out of memory writing the run's config.json");
+    return NULL;
+  }
   cJSON_AddStringToObject(a, "command", t->kind);
   cJSON_AddStringToObject(a, "data", o->data);
   cJSON_AddStringToObject(a, "model", o->model);
@@ -87,6 +92,7 @@ char *trainer_config_json(const beit_trainer *t) {
   if (record) cJSON_AddItemToObject(j, "beit_args", record);
   char *s = cJSON_Print(j);
   cJSON_Delete(j);
+  if (!s) beit_errorf("out of memory writing the run's config.json");
   return s;
 }
 
@@ -144,6 +150,7 @@ int trainer_open_model(beit_trainer *t, const beit_config *cfg, float layer_deca
   }
   if (root) {
     char *json = trainer_config_json(t);
+    if (!json) return BEIT_ERR;
     int rc = beit_run_open(&t->run, json, resume_step);
     free(json);
     if (rc != BEIT_OK) return BEIT_ERR;
@@ -214,13 +221,19 @@ beit_eval_prep trainer_eval_prep(const beit_trainer *t) {
  * the command, the class names (newline-separated) and the eval preprocessing
  * (trainer_eval_prep), so `beit predict` and `beit eval` need nothing but the
  * file and see the images as fine-tuning's evaluation did. Returns the number of
- * pairs. */
+ * pairs, or BEIT_ERR when out of memory (*json and *names are then freed or NULL). */
 static int trainer_meta(const beit_trainer *t, const char **kv, char **json, char **names, char *norm, size_t nn,
                         char *crop, size_t nc) {
   *json = beit_config_to_json(&t->model.cfg);
   size_t len = 1;
   for (int k = 0; k < t->ds.num_classes; k++) len += strlen(t->ds.class_names[k]) + 1;
-  *names = calloc(len, 1);
+  *names = beit_calloc(len, "the class names of the checkpoint's metadata");
+  if (!*json || !*names) {
+    if (!*json) beit_errorf("out of memory writing the checkpoint's config metadata");
+    free(*json), beit_free(*names);
+    *json = *names = NULL;
+    return BEIT_ERR;
+  }
   for (int k = 0; k < t->ds.num_classes; k++) {
     if (k) strcat(*names, "\n");
     strcat(*names, t->ds.class_names[k]);
@@ -238,12 +251,13 @@ int trainer_save_weights(beit_trainer *t, const char *name) {
   char path[1100], *json, *names, norm[128], crop[32];
   const char *kv[10];
   int n = trainer_meta(t, kv, &json, &names, norm, sizeof norm, crop, sizeof crop);
+  if (n < 0) return BEIT_ERR;
   beit_run_path(&t->run, name, path, sizeof path);
   int bad = beit_params_first_nonfinite(&t->model.params, t->model.params.data);
   int rc = bad < 0 ? beit_params_save(&t->model.params, path, kv, n)
                    : beit_errorf("%s: parameter '%s' holds a NaN or infinity; not writing it (the previous file is kept)",
                                  path, t->model.params.t[bad].name);
-  free(json), free(names);
+  free(json), beit_free(names);
   return rc;
 }
 
@@ -254,8 +268,9 @@ int trainer_save(beit_trainer *t) {
   char *json, *names, norm[128], crop[32];
   const char *kv[10];
   int n = trainer_meta(t, kv, &json, &names, norm, sizeof norm, crop, sizeof crop);
+  if (n < 0) return BEIT_ERR;
   int rc = beit_checkpoint_save_kept(t->run.dir, t->o->keep, &t->model.params, &t->opt, &t->st, kv, n);
-  free(json), free(names);
+  free(json), beit_free(names);
   return rc == BEIT_OK ? trainer_save_weights(t, "model.safetensors") : rc;
 }
 
@@ -285,22 +300,13 @@ int trainer_finish(beit_trainer *t) {
     if (t->rank == 0)
       fprintf(stderr, "%s: stopped by %s at step %" PRId64 "; checkpoint saved in %s (continue with --resume)\n",
               t->kind, beit_stop_exit_code() == 128 + SIGINT ? "SIGINT" : "SIGTERM", t->st.step, t->o->out);
-    return beit_stop_exit_code();
+    return BEIT_STOPPED;
   }
   if (t->st.step < t->total_steps && t->rank == 0)
     fprintf(stderr, "%s: stopped after step %" PRId64 " of %" PRId64 " (--max-steps); checkpoint saved in %s "
             "(continue with --resume, with a larger --max-steps or none)\n", t->kind, t->st.step, t->total_steps,
             t->o->out);
   return BEIT_OK;
-}
-
-void trainer_report_error(beit_trainer *t, const char *command) {
-  beit_progress_finish(&t->bar);
-  if (beit_dist_world() > 1) {  /* not t->world: the error may come before the trainer knew it */
-    fprintf(stderr, "%s (rank %d of %d): %s\n", command, beit_dist_rank(), beit_dist_world(), beit_last_error());
-    beit_dist_abort(1);
-  }
-  fprintf(stderr, "%s: %s\n", command, beit_last_error());
 }
 
 int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const beit_stats *s_local) {

@@ -58,11 +58,8 @@ int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const 
 int trainer_stopping(const beit_trainer *t);
 /* After the loop: the final checkpoint (trainer_save), the progress bar ended,
  * and what happened said on stderr. Returns BEIT_OK (the end, or --max-steps),
- * BEIT_ERR, or the exit code of a stop by a signal (beit_stop_exit_code). */
+ * BEIT_ERR, or BEIT_STOPPED after a stop by a signal. */
 int trainer_finish(beit_trainer *t);
-/* Prints the error (naming the rank under MPI) and, with several ranks, ends
- * them all: a rank left waiting in a collective would hang forever. */
-void trainer_report_error(beit_trainer *t, const char *command);
 /* checkpoint.safetensors (resumable) and model.safetensors (weights + config);
  * collective under MPI, written by rank 0. */
 int trainer_save(beit_trainer *t);

@@ -20,15 +20,13 @@ static void heat(float t, uint8_t rgb[3]) {
   rgb[2] = (uint8_t)(255 * fmaxf(0, 3 * t - 2));
 }
 
-/* Draws the image (de-normalised) and, if att != NULL, blends the patch
- * attention map [g*g] over it, normalised to its own maximum. */
+/* Draws the image (de-normalised, through tmp: [C, S, S] scratch) and, if att
+ * != NULL, blends the patch attention map [g*g] over it, normalised to its own maximum. */
 static void draw_cell(beit_canvas *cv, int x, int y, int side, const float *img, int C, int S, const float mean[3],
-                      const float std[3], const float *att, int g) {
-  float *tmp = malloc((size_t)C * S * S * sizeof(float));
+                      const float std[3], const float *att, int g, float *tmp) {
   for (int c = 0; c < C; c++)
     for (int i = 0; i < S * S; i++) tmp[(size_t)c * S * S + i] = img[(size_t)c * S * S + i] * std[c] + mean[c];
   beit_canvas_blit_f32(cv, x, y, side, side, tmp, S, S, C, 0, 1);
-  free(tmp);
   if (!att) return;
   float mx = 1e-12f;
   for (int q = 0; q < g * g; q++) mx = fmaxf(mx, att[q]);
@@ -56,7 +54,13 @@ int beit_attention_png(beit_model *m, const float *images, int n, const float me
   beit_canvas cv;
   const uint8_t bg[3] = {255, 255, 255};
   if (beit_canvas_init(&cv, w, h, bg) != BEIT_OK) return BEIT_ERR;
-  float *row = malloc((size_t)(H + 1) * g * g * sizeof(float));
+  float *row = beit_alloc((size_t)(H + 1) * g * g * sizeof(float), "attention maps");
+  float *tmp = beit_alloc((size_t)C * S * S * sizeof(float), "an image to draw");
+  if (!row || !tmp) {
+    beit_free(row), beit_free(tmp);
+    beit_canvas_free(&cv);
+    return BEIT_ERR;
+  }
   for (int b = 0; b < n; b++) {
     float *avg = row + (size_t)H * g * g;
     memset(avg, 0, (size_t)g * g * sizeof(float));
@@ -71,10 +75,10 @@ int beit_attention_png(beit_model *m, const float *images, int n, const float me
     for (int k = 0; k < H + 2; k++) {
       int x, y;
       beit_grid_cell(&grid, b * (H + 2) + k, &x, &y);
-      draw_cell(&cv, x, y, side, img, C, S, mean, std, k == 0 ? NULL : row + (size_t)(k - 1) * g * g, g);
+      draw_cell(&cv, x, y, side, img, C, S, mean, std, k == 0 ? NULL : row + (size_t)(k - 1) * g * g, g, tmp);
     }
   }
-  free(row);
+  beit_free(row), beit_free(tmp);
   int rc = beit_canvas_save_png(&cv, path);
   beit_canvas_free(&cv);
   return rc;
