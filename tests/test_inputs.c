@@ -11,7 +11,7 @@
 #include <zlib.h>
 
 #include "child.h"
-#include "io/convert.h"
+#include "model/convert.h"
 #include "model/beit.h"
 #include "test.h"
 #include "test_data_fixtures.h"

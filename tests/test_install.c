@@ -12,7 +12,7 @@
 
 #include "child.h"
 #include "fixture.h"
-#include "io/convert.h"
+#include "model/convert.h"
 #include "io/image.h"
 #include "test.h"
 

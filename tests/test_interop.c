@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
-#include "io/convert.h"
+#include "model/convert.h"
 #include "io/image.h"
 #include "model/pos_resize.h"
 #include "test.h"

@@ -12,7 +12,7 @@
 
 #include "data/augment.h"
 #include "fixture.h"
-#include "io/convert.h"
+#include "model/convert.h"
 #include "io/image.h"
 #include "model/beit.h"
 #include "ops/ops.h"

@@ -1,5 +1,5 @@
 /* net.c - the handle API of include/beit.h over the library's own paths: the
- * checkpoint opener of io/convert.c, the eval preprocessing that `beit predict`
+ * checkpoint opener of model/convert.c, the eval preprocessing that `beit predict`
  * uses (beit_checkpoint_eval_prep + beit_aug_eval), a forward-only arena, and
  * beit_logits_topk for the classes. Batches go through the arena in chunks of at
  * most CHUNK images, so memory stays that of CHUNK images whatever n is. */
@@ -10,7 +10,7 @@
 #include "api/topk.h"
 #include "core/core.h"
 #include "data/augment.h"
-#include "io/convert.h"
+#include "model/convert.h"
 #include "io/image.h"
 #include "model/beit.h"
 

@@ -14,7 +14,7 @@
 #include "cli/fail.h"
 #include "core/core.h"
 #include "data/loader.h"
-#include "io/convert.h"
+#include "model/convert.h"
 #include "train/evaluate.h"
 #include "train/recipes.h"
 #include "train/tokenizer.h"

@@ -1,7 +1,7 @@
 /* cmd_eval.c - `beit eval` (top-1, top-5, confusion matrix as text and PNG),
  * `beit predict IMAGE...` (top-k classes with probabilities) and `beit attention
  * IMAGE...` (attention maps) for a checkpoint of beit.c or of timm, unilm or
- * Hugging Face (io/convert.h). */
+ * Hugging Face (model/convert.h). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -14,14 +14,14 @@
 #include "cli/commands.h"
 #include "core/core.h"
 #include "data/augment.h"
-#include "io/convert.h"
+#include "model/convert.h"
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "model/beit.h"
 #include "train/evaluate.h"
 #include "train/visualize.h"
 
-/* A checkpoint of any scheme (beit.c, timm, unilm, Hugging Face; io/convert.h)
+/* A checkpoint of any scheme (beit.c, timm, unilm, Hugging Face; model/convert.h)
  * with its class names and its eval preprocessing: the shorter side to
  * S / crop_pct (bicubic), centre crop S x S, the checkpoint's mean/std (spec 7.3).
  * eval, predict and attention all prepare images through `prep`. */

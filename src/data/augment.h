@@ -59,7 +59,7 @@ int beit_aug_train(const beit_aug_cfg *cfg, const beit_image *img, beit_rng *rng
                    const float std[3], float *out, beit_aug_params *drawn);
 /* The eval preprocessing of a model (spec 7.3): what `beit eval`, `predict`,
  * `attention` and fine-tuning's evaluation all feed the model, taken from the
- * checkpoint (beit_checkpoint_eval_prep in io/convert.h). */
+ * checkpoint (beit_checkpoint_eval_prep in model/convert.h). */
 typedef struct {
   int size;              /* model input side S */
   float crop_pct;        /* centre-crop share: the shorter side goes to floor(S / crop_pct) */

@@ -129,7 +129,7 @@ const float *beit_hidden(const beit_model *m, int layer);    /* 0..depth: block 
 
 /* Builds a model from a checkpoint: a beit.c file (its "config" metadata gives
  * the architecture; optimizer state is ignored) or a timm / unilm / Hugging Face
- * one, whose architecture is inferred (io/convert.h, docs/checkpoints.md). */
+ * one, whose architecture is inferred (model/convert.h, docs/checkpoints.md). */
 int beit_model_open(beit_model *m, const char *path);
 
 /* FLOPs of one forward for a batch (matmuls + attention), for benchmarks. */

@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BEIT_MAX_DIMS 4
-#define BEIT_NAME_MAX 96
+#include "io/safetensors.h"
+
 
 typedef struct {
   char name[BEIT_NAME_MAX];
@@ -55,5 +55,16 @@ void beit_params_zero_grad(beit_params *p);
 int beit_params_first_nonfinite(const beit_params *p, const float *buf);
 /* Shape as text, e.g. "[768, 3, 16, 16]". */
 void beit_shape_str(const beit_tensor_info *t, char *buf, size_t n);
+
+/* ---- files (model/params_io.c): safetensors in, safetensors out ----------- */
+/* Every tensor of the table as F32, keys = table names, in table order. */
+int beit_params_save(const beit_params *p, const char *path, const char *const *meta_kv,
+                     int n_meta);
+/* Fills p->data (allocated) from the file: every table entry must be present with
+ * exactly its shape (any float dtype). strict=1 also refuses keys the table does
+ * not have; keys ending in "relative_position_index" are always ignored.
+ * Nothing is written into p unless the whole file matches. */
+int beit_params_load(beit_params *p, const char *path, int strict);
+int beit_params_load_from(beit_params *p, const beit_safetensors *st, int strict);
 
 #endif

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "core/dist.h"
-#include "io/convert.h"
+#include "model/convert.h"
 #include "io/safetensors.h"
 #include "ops/ops.h"
 #include "train/evaluate.h"

@@ -2,7 +2,7 @@
  * tensor names (timm's) to the file's name(s); the architecture is inferred
  * through the view, the model built, and every tensor read through it, so a
  * key missing or of the wrong shape is reported under the file's own name. */
-#include "io/convert.h"
+#include "model/convert.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -857,3 +857,5 @@ int beit_checkpoint_load_pretrained(beit_model *dst, const char *path, beit_tran
   beit_model_free(&src);
   return rc;
 }
+
+int beit_model_open(beit_model *m, const char *path) { return beit_checkpoint_open(m, path, NULL); }
