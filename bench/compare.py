@@ -49,7 +49,7 @@ ROWS = [
     ("finetune mini 32x32x3 p4 b256", "--workload finetune " + MINI32, "ref"),
     ("pretrain tiny --recompute", "--workload pretrain --recompute " + TINY, "ref"),
     ("pretrain small --recompute", "--workload pretrain --recompute " + SMALL, "ref"),
-    ("pretrain base 224x224x3 p16 b8", f"--workload pretrain {BASE} --batch 8", "base-224"),
+    ("pretrain base 224x224x3 p16 b8", f"--workload pretrain {BASE} --batch 8 --masked 75", "base-224"),
     ("infer base 224x224x3 p16 b8", f"--workload infer {BASE} --batch 8 --classes 1000", "base-224"),
     ("infer base 224x224x3 p16 b1", f"--workload infer {BASE} --batch 1 --classes 1000", "base-224"),
     ("tokenize dVAE small 28x28x1 b64", "--workload tokenize --model small --image-size 28 --channels 1 --batch 64",

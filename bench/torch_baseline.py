@@ -34,7 +34,7 @@ def config_of(a):
     dim, depth, heads = PRESETS[a.model]
     n = (a.image_size // a.patch_size) ** 2
     return dict(img_size=a.image_size, in_chans=a.channels, patch_size=a.patch_size, dim=dim, depth=depth,
-                num_heads=heads, vocab_size=a.vocab, num_mask=int(0.4 * n + 0.5), num_classes=a.classes,
+                num_heads=heads, vocab_size=a.vocab, num_mask=a.masked or int(0.4 * n + 0.5), num_classes=a.classes,
                 batch_size=a.batch)
 
 
@@ -75,7 +75,7 @@ def main():
     ap.add_argument("--model", default="tiny", choices=sorted(PRESETS))
     ap.add_argument("--config", default=None, help="the shared config this workload is (beit_ref.CONFIGS)")
     for k, d in [("image-size", 28), ("channels", 1), ("patch-size", 4), ("batch", 64), ("threads", 2),
-                 ("steps", 5), ("warmup", 2), ("vocab", 8192), ("classes", 10)]:
+                 ("steps", 5), ("warmup", 2), ("vocab", 8192), ("classes", 10), ("masked", 0)]:
         ap.add_argument(f"--{k}", type=int, default=d)
     a = ap.parse_args()
     sys.path.insert(0, os.path.abspath(a.shared))

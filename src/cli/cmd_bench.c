@@ -20,7 +20,7 @@
 
 typedef struct {
   const char *workload, *model;
-  int image, channels, patch, batch, threads, steps, vocab, classes, recompute;
+  int image, channels, patch, batch, threads, steps, vocab, classes, recompute, masked;
 } bench_opts;
 
 static double bench_sgemm(int threads) {
@@ -160,7 +160,12 @@ static int bench_beit(const bench_opts *o) {
   }
   beit_model_init_weights(&m, 1, 0.001f);
   int Np = m.num_patches, batch = o->batch;
-  int masked_per_image = (int)(0.4 * Np + 0.5);
+  int masked_per_image = o->masked ? o->masked : (int)(0.4 * Np + 0.5);  /* BEiT-B's paper setting: 75 of 196 */
+  if (masked_per_image > Np) {
+    fprintf(stderr, "beit bench: --masked %d is more than the %d patches of an image\n", o->masked, Np);
+    beit_model_free(&m);
+    return 2;
+  }
   float *images = beit_alloc((size_t)batch * o->channels * o->image * o->image * sizeof(float), "images");
   uint8_t *mask = beit_calloc((size_t)batch * Np, "mask");
   int32_t *tokens = beit_alloc((size_t)batch * Np * sizeof(int32_t), "tokens");
@@ -217,6 +222,7 @@ int cmd_bench(int argc, char **argv) {
       {"threads", ARG_INT, &o.threads, "threads (OpenMP and BLAS together)", 1, 1024},
       {"steps", ARG_INT, &o.steps, "timed steps (after one warm-up step)", 1, 100000},
       {"vocab", ARG_INT, &o.vocab, "visual token vocabulary (pretrain)", 2, 1 << 20},
+      {"masked", ARG_INT, &o.masked, "masked patches per image (pretrain; 0 = 40% of the patches)", 0, 1 << 20},
       {"classes", ARG_INT, &o.classes, "classes (finetune, infer)", 2, 1 << 20},
       {"recompute", ARG_FLAG, &o.recompute, "training: recompute each block's forward in the backward pass "
                                             "(less memory; GFLOP/s still counts the model's 3 forwards)", 0, 0},
