@@ -63,7 +63,7 @@ static void do_train_step(void *p) {
   dvae_stats s;
   beit_params_zero_grad(&c->d->params);
   if (dvae_forward_train(c->d, c->x, c->B, &o, &s)) return;
-  dvae_backward(c->d, &o);
+  if (dvae_backward(c->d, &o)) return;
   beit_optimizer_step(c->opt);
 }
 

@@ -3,13 +3,19 @@ reference dVAE encoder (tests/ref/dvae_ref.py) timed on the same workload as
 `beit bench`, printing the same last line (without the FLOP rate).
 
 usage: ref_bench.py --workload pretrain|finetune|infer|tokenize --model tiny --image-size 28
-                    --channels 1 --patch-size 4 --batch 64 --threads 2 --steps 10 [--recompute]
+                    --channels 1 --patch-size 4 --batch 64 --threads 2 --steps 10 [--warmup 2]
+                    [--recompute] [--json]
 For tokenize, --model names the dVAE (small, dalle) and --image-size / --channels
 default to its own; weights are random (DALL-E's init), float32, no autograd.
+Timing as ../shared/bench/bench_torch.py's: --warmup untimed steps, then the median of
+the timed steps' times; --json adds its 'RESULT {json}' line (images_per_s, peak_rss_mib,
+step_times_s, ...), which bench/compare.py reads.
 """
 import argparse
+import json
 import os
 import resource
+import statistics
 import sys
 import time
 
@@ -76,9 +82,10 @@ def main():
     ap.add_argument("--workload", default="pretrain")
     ap.add_argument("--model", default=None)
     for k, d in [("image-size", 0), ("channels", 0), ("patch-size", 4), ("batch", 64), ("threads", 2),
-                 ("steps", 10), ("vocab", 8192), ("classes", 10)]:
+                 ("steps", 10), ("warmup", 2), ("vocab", 8192), ("classes", 10)]:
         ap.add_argument(f"--{k}", type=int, default=d)
     ap.add_argument("--recompute", action="store_true")
+    ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if a.workload == "tokenize":
         a.model = a.model or "small"
@@ -87,15 +94,22 @@ def main():
         a.model, a.image_size, a.channels = a.model or "tiny", a.image_size or 28, a.channels or 1
         step = beit_step(a)
     torch.set_num_threads(a.threads)
-    step()
-    t = time.perf_counter()
-    for _ in range(a.steps):
+    times = []
+    for i in range(a.warmup + a.steps):
+        t = time.perf_counter()
         step()
-    secs = time.perf_counter() - t
+        if i >= a.warmup:
+            times.append(time.perf_counter() - t)
+    med = statistics.median(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
-    print(f"{1e3 * secs / a.steps:.1f} ms/step over {a.steps} steps")
-    print(f"{a.workload} {a.model}: {a.steps * a.batch / secs:.1f} img/s, peak RSS {rss:.0f} MiB")
+    print(f"{1e3 * med:.1f} ms/step, median of {a.steps} steps after {a.warmup} warm-up steps")
+    if a.json:
+        print("RESULT " + json.dumps(dict(workload=a.workload, model=a.model, batch=a.batch, warmup=a.warmup,
+                                          steps=a.steps, step_times_s=times, median_step_s=med,
+                                          images_per_s=a.batch / med, peak_rss_mib=rss,
+                                          torch_threads=torch.get_num_threads())), flush=True)
+    print(f"{a.workload} {a.model}: {a.batch / med:.1f} img/s, peak RSS {rss:.0f} MiB")
 
 
 if __name__ == "__main__":

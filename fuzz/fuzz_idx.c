@@ -1,8 +1,7 @@
 /* fuzz_idx.c - IDX datasets (src/data/idx.c), plain or gzip'd. The input is
  * split into an images file and a labels file (4-byte length prefix, see
  * fuzz_split); the first byte of the labels part picks the flavour. Either file
- * may be gzip (detected by its magic, as the reader does). Also feeds the whole
- * input to beit_read_maybe_gz. */
+ * may be gzip (detected by its magic, as the reader does). */
 #include "data/dataset.h"
 #include "fuzz_common.h"
 
@@ -22,10 +21,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char spec[600];
   snprintf(spec, sizeof spec, "%s:%s", flavour, fuzz_dir());
   fuzz_dataset(spec, check_idx);
-
-  uint8_t *plain = NULL;
-  size_t n = 0;
-  fuzz_write(path, "whole", data, size);
-  if (beit_read_maybe_gz(path, &plain, &n) == BEIT_OK) beit_free(plain);
   return 0;
 }

@@ -1,7 +1,9 @@
 /* fuzz_image.c - PNG and JPEG decoding through our wrapper (src/io/image.c):
  * beit_image_decode from memory, beit_image_probe and beit_image_load from a
- * file, and channel conversion of whatever decodes. Probe and decode must agree
- * on the size of an image both accept. */
+ * file, the scaled decoding of the eval path (beit_image_decode_scaled: JPEG DCT
+ * scaling, PNG rows into box averages) and channel conversion of whatever decodes.
+ * Probe and decode must agree on the size of an image both accept; a scaled
+ * decode is never larger than the full one and has its channels. */
 #include "fuzz_common.h"
 #include "io/image.h"
 
@@ -19,6 +21,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_write(path, "img", data, size);
   int h, w, c;
   if (beit_image_probe(path, &h, &w, &c) == BEIT_OK && ok) FUZZ_ASSERT(h == img.h && w == img.w);
+  beit_image small = {0};
+  if (beit_image_decode_scaled(data, size, "fuzz.img", 1 + (size ? data[size - 1] % 8 : 0), &small) == BEIT_OK && ok)
+    FUZZ_ASSERT(small.h >= 1 && small.h <= img.h && small.w >= 1 && small.w <= img.w && small.c == img.c);
+  beit_image_free(&small);
   if (ok) {
     int c0 = img.c;
     FUZZ_ASSERT(beit_image_convert(&img, c0 == 1 ? 3 : 1) == BEIT_OK);

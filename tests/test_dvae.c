@@ -83,7 +83,7 @@ static void train_case(const char *tag, const dvae_config *c, int B, float tau, 
     snprintf(what, sizeof what, "%s: encoder logits", tag);
     close_scaled(what, d.enc_act[d.n_enc - 1].out, logits, nlat, 1e-5);
     beit_params_zero_grad(&d.params);
-    dvae_backward(&d, &o);
+    CHECK_TRUE(dvae_backward(&d, &o) == BEIT_OK, "%s: backward", tag);
     int nbad = 0;
     for (int i = 0; i < d.params.n; i++) {
       const beit_tensor_info *t = &d.params.t[i];
@@ -229,7 +229,7 @@ static void train_smoke(void) {
   beit_tok_train_defaults(&c);
   char out[1024], path[1100];
   snprintf(out, sizeof out, "%s/tok_run", fixtures());
-  c.out = out, c.steps = 3, c.batch = 8, c.log_every = 2, c.eval_images = 16, c.kl_warmup = 1, c.workers = 0;
+  c.out = out, c.overwrite = 1, c.steps = 3, c.batch = 8, c.log_every = 2, c.eval_images = 16, c.kl_warmup = 1, c.workers = 0;
   c.dv.n_hid = 8, c.dv.n_init = 8, c.dv.vocab = 32;
   double t0 = beit_now();
   int ok = beit_tokenizer_train(&c) == BEIT_OK;

@@ -15,7 +15,7 @@
 #include "data/augment.h"
 #include "data/dataset.h"
 #include "fixture.h"
-#include "io/convert.h"
+#include "model/convert.h"
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "ops/ops.h"

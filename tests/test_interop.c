@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
-#include "io/convert.h"
+#include "model/convert.h"
 #include "io/image.h"
 #include "model/pos_resize.h"
 #include "test.h"
@@ -50,7 +50,7 @@ static float *our_logits(beit_model *m, const beit_safetensors *ref, size_t *cou
   beit_model_reserve(m, B, 0);
   beit_input in = {.B = B, .images = images, .mask = mask, .tokens = tokens};
   int classify = m->cfg.num_classes > 0;
-  beit_forward(m, classify ? BEIT_TASK_CLASSIFY : BEIT_TASK_MIM, &in, 0, 0, 0, NULL);
+  BEIT_CHECK(beit_forward(m, classify ? BEIT_TASK_CLASSIFY : BEIT_TASK_MIM, &in, 0, 0, 0, NULL) == BEIT_OK);
   size_t rows = (size_t)B;
   if (!classify) {
     rows = 0;

@@ -68,8 +68,9 @@ static void check_recompute(beit_model *m, beit_task task, const beit_input *b, 
   for (int mode = 0; mode < 2; mode++) {
     BEIT_CHECK(beit_model_reserve(m, b->B, mode ? BEIT_GRAD_RECOMPUTE : BEIT_GRAD_KEEP) == BEIT_OK);
     beit_params_zero_grad(&m->params);
-    loss[mode] = (float)beit_forward(m, task, b, 1, 11, 3, NULL);
-    beit_backward(m, b);
+    beit_stats s;
+    BEIT_CHECK(beit_forward(m, task, b, 1, 11, 3, &s) == BEIT_OK && beit_backward(m, b) == BEIT_OK);
+    loss[mode] = (float)s.loss;
     if (!mode) memcpy(kept, m->params.grad, n * sizeof(float));
   }
   char what[96];
@@ -107,9 +108,11 @@ static void run_case(const char *task_name) {
   beit_input b = {.B = 3, .images = fx_f32(&st, "in.images", 0), .mask = fx_u8(&st, "in.mask", 0),
                   .tokens = fx_i32(&st, "in.tokens", 0), .labels = fx_i32(&st, "in.labels", 0)};
   if (!strcmp(task_name, "classify_soft")) b.soft_labels = fx_f32(&st, "in.soft_labels", 0);
-  float loss = (float)beit_forward(&m, task, &b, 1, 0, 0, NULL), *ref_loss = fx_f32(&st, "out.loss", 0);
+  beit_stats s;
+  CHECK_TRUE(beit_forward(&m, task, &b, 1, 0, 0, &s) == BEIT_OK, "forward: %s", beit_last_error());
+  float loss = (float)s.loss, *ref_loss = fx_f32(&st, "out.loss", 0);
   check_close("loss", &loss, ref_loss, 1, 1e-5, 1e-5);
-  beit_backward(&m, &b);
+  CHECK_TRUE(beit_backward(&m, &b) == BEIT_OK, "backward: %s", beit_last_error());
   compare_params(&m, &st, "grad.", m.params.grad, 1e-5, 1e-4, 0);
   check_recompute(&m, task, &b, 0.0f);
   check_recompute(&m, task, &b, 0.3f);
@@ -123,8 +126,9 @@ static void run_case(const char *task_name) {
   float losses[5];
   for (int s = 0; s < 5; s++) {
     beit_params_zero_grad(&m.params);
-    losses[s] = (float)beit_forward(&m, task, &b, 1, 0, s, NULL);
-    beit_backward(&m, &b);
+    beit_stats bs;
+    BEIT_CHECK(beit_forward(&m, task, &b, 1, 0, s, &bs) == BEIT_OK && beit_backward(&m, &b) == BEIT_OK);
+    losses[s] = (float)bs.loss;
     beit_optimizer_step(&opt);
   }
   float *ref_losses = fx_f32(&st, "out.losses", 0);

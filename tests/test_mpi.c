@@ -401,7 +401,7 @@ static int make_fixtures(void) {
   run_path(tokdir, sizeof tokdir, "tok");
   snprintf(g_tok, sizeof g_tok, "%s/tokenizer.safetensors", tokdir);
   snprintf(cmd, sizeof cmd, "'%s' tokenizer train --type kmeans --data '%s' --vocab 64 --iters 5 --eval-images 100 "
-           "--threads 1 --out '%s' >/dev/null 2>&1", g_bin, g_data, tokdir);
+           "--threads 1 --overwrite --out '%s' >/dev/null 2>&1", g_bin, g_data, tokdir);
   if (system(cmd) != 0) return printf("  FAIL could not train the fixture tokenizer: %s\n", cmd), 0;
   return 1;
 }

@@ -1,6 +1,9 @@
 /* test_ops.c - every CPU kernel against the PyTorch reference (tests/ref/ops_ref.py),
- * by central finite differences, and the accumulate-gradient rule of ops.h. */
+ * by central finite differences, and the accumulate-gradient rule of ops.h. The
+ * kernels that exist once per vector ISA (src/ops/simd.h) are checked on every ISA
+ * this CPU runs, and each path against the generic one, bit for bit. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "fixture.h"
@@ -51,6 +54,16 @@ static void test_layernorm(const beit_safetensors *st) {
   check_close("layernorm dx", dx, fx_f32(st, "ln.dx", 0), M * C, BWD_TOL);
   check_close("layernorm dw", dw, fx_f32(st, "ln.dw", 0), C, BWD_TOL);
   check_close("layernorm db", db, fx_f32(st, "ln.db", 0), C, BWD_TOL);
+  /* rows of 100 (a partial vector at the end) around a mean of 40 */
+  int Cw = 100, Mw = 5;
+  x = fx_f32(st, "ln_wide.x", 0), w = fx_f32(st, "ln_wide.w", 0), b = fx_f32(st, "ln_wide.b", 0);
+  out = zeros(Mw * Cw), dx = zeros(Mw * Cw), dw = zeros(Cw), db = zeros(Cw);
+  layernorm_forward(out, mean, rstd, x, w, b, Mw, Cw, 1e-6f);
+  check_close("layernorm forward, C 100, mean 40", out, fx_f32(st, "ln_wide.out", 0), Mw * Cw, FWD_TOL);
+  layernorm_backward(dx, dw, db, fx_f32(st, "ln_wide.dout", 0), x, w, mean, rstd, Mw, Cw);
+  check_close("layernorm dx, C 100", dx, fx_f32(st, "ln_wide.dx", 0), Mw * Cw, BWD_TOL);
+  check_close("layernorm dw, C 100", dw, fx_f32(st, "ln_wide.dw", 0), Cw, BWD_TOL);
+  check_close("layernorm db, C 100", db, fx_f32(st, "ln_wide.db", 0), Cw, BWD_TOL);
 }
 
 static void test_gelu(const beit_safetensors *st) {
@@ -60,6 +73,12 @@ static void test_gelu(const beit_safetensors *st) {
   check_close("gelu forward", out, fx_f32(st, "gelu.out", 0), n, FWD_TOL);
   gelu_backward(dx, fx_f32(st, "gelu.dout", 0), x, n);
   check_close("gelu dx", dx, fx_f32(st, "gelu.dx", 0), n, BWD_TOL);
+  n = 1000; /* -12..12, then 0, -0 and 1e-30 */
+  x = fx_f32(st, "gelu_wide.x", 0), out = zeros(n), dx = zeros(n);
+  gelu_forward(out, x, n);
+  check_close("gelu forward, -12..12", out, fx_f32(st, "gelu_wide.out", 0), n, FWD_TOL);
+  gelu_backward(dx, fx_f32(st, "gelu_wide.dout", 0), x, n);
+  check_close("gelu dx, -12..12", dx, fx_f32(st, "gelu_wide.dx", 0), n, BWD_TOL);
 }
 
 static void test_attention(const beit_safetensors *st) {
@@ -136,6 +155,17 @@ static void test_losses(const beit_safetensors *st) {
   check_close("mse loss", &loss, fx_f32(st, "mse.loss", 0), 1, FWD_TOL);
   mse_backward(dp, pred, tgt, M * C, 1.0f);
   check_close("mse dpred", dp, fx_f32(st, "mse.dpred", 0), M * C, BWD_TOL);
+  /* 1005 classes, logits spread 30: many probabilities below e^-87, flushed to 0 */
+  int Mw = 7, Kw = 1005;
+  logits = fx_f32(st, "xent_wide.logits", 0), target = fx_i32(st, "xent_wide.target", 0);
+  probs = zeros(Mw * Kw), d = zeros(Mw * Kw);
+  loss = (float)softmax_xent_forward(probs, logits, target, Mw, Kw);
+  check_close("cross-entropy loss, 1005 classes", &loss, fx_f32(st, "xent_wide.loss", 0), 1, FWD_TOL);
+  check_close("softmax, 1005 classes", probs, fx_f32(st, "xent_wide.probs", 0), Mw * Kw, FWD_TOL);
+  loss_only = (float)softmax_xent_loss(logits, target, Mw, Kw);
+  check_close("log-sum-exp loss, 1005 classes", &loss_only, fx_f32(st, "xent_wide.loss", 0), 1, FWD_TOL);
+  softmax_xent_backward(d, probs, target, Mw, Kw, 1.0f);
+  check_close("cross-entropy dlogits, 1005 classes", d, fx_f32(st, "xent_wide.dlogits", 0), Mw * Kw, BWD_TOL);
 }
 
 static void test_adamw(const beit_safetensors *st) {
@@ -226,23 +256,154 @@ static void test_finite_differences(void) {
   fd_check("gelu dx", gelu_loss, xg, dg, n, &gc, 1e-2f, 2e-2);
 }
 
+/* The kernels that add up over threads give the same bits in every run with a given
+ * thread count: 4 threads on this 2-core machine finish in a varying order. */
+static void test_repeatable(void) {
+  beit_set_threads(4);
+  int M = 3000, C = 192, K = 50, rows = M * C / K;
+  float *x = zeros((size_t)M * C), *dy = zeros((size_t)M * C), *w = zeros(C), *b = zeros(C), *y = zeros((size_t)M * C);
+  float *mean = zeros(M), *rstd = zeros(M), dw[192], first[192];
+  int32_t *target = test_keep(calloc((size_t)rows, sizeof(int32_t)));
+  fill(x, (size_t)M * C, 1.0f, 30), fill(dy, (size_t)M * C, 1.0f, 31), fill(w, C, 1.0f, 32);
+  layernorm_forward(y, mean, rstd, x, w, b, M, C, 1e-6f);
+  double ss = sum_squares(x, (size_t)M * C), loss = softmax_xent_loss(x, target, rows, K);
+  int ln_differ = 0, ss_differ = 0, loss_differ = 0;
+  for (int r = 0; r < 40; r++) {
+    for (int c = 0; c < C; c++) dw[c] = 0.1f * c;  /* a gradient that already holds something */
+    layernorm_backward(NULL, dw, NULL, dy, x, w, mean, rstd, M, C);
+    if (r == 0) memcpy(first, dw, sizeof dw);
+    ln_differ += memcmp(first, dw, sizeof dw) != 0;
+    ss_differ += sum_squares(x, (size_t)M * C) != ss;
+    loss_differ += softmax_xent_loss(x, target, rows, K) != loss;
+  }
+  CHECK_TRUE(!ln_differ && !ss_differ && !loss_differ, "40 repeats on 4 threads give the same bits: layernorm dweight "
+             "(%d differ), sum of squares (%d), cross-entropy loss (%d)", ln_differ, ss_differ, loss_differ);
+  beit_set_threads(2);
+}
+
+/* ---- the ISA paths: the outputs of every kernel of simd.h on inputs that reach
+ * its corners (partial vectors, exp's cut-off at -87, zeros of both signs). The
+ * paths with FMA (AVX2, AVX-512) must agree bit for bit, and with the generic one
+ * to rounding; AdamW has no fused operation, so all paths agree on it exactly. */
+enum { PN = 16 * 500 + 13, PM = 37, PC = 205, PK = 1005, PR = 6, NPATH = 10 }; /* PN >= PM * PC */
+static const char *const PATH_OUT[NPATH] = {"gelu forward", "gelu dx", "layernorm forward", "layernorm mean, rstd",
+                                            "layernorm dx", "layernorm dw, db", "softmax rows", "log-sum-exp loss",
+                                            "attention probabilities", "AdamW 2 steps"};
+
+static void path_outputs(float *out[NPATH], size_t len[NPATH]) {
+  size_t sizes[NPATH] = {PN, PN, PM * PC, 2 * PM, PM * PC, 2 * PC, PR * PK, 1, 2 * 3 * 33 * 33, 3 * PN};
+  for (int i = 0; i < NPATH; i++) out[i] = zeros(len[i] = sizes[i]);
+  float *x = zeros(PN), *g = zeros(PN), *w = zeros(PC), *b = zeros(PC), *lg = zeros(PR * PK);
+  fill(x, PN, 6.0f, 20), fill(g, PN, 1.0f, 21), fill(w, PC, 1.0f, 22), fill(b, PC, 1.0f, 23);
+  fill(lg, PR * PK, 30.0f, 24);
+  const float special[] = {0.0f, -0.0f, 30.0f, -30.0f, 13.3f, -13.3f, 1e-30f, -1e-30f, 88.0f, -88.0f};
+  memcpy(x, special, sizeof special);
+  gelu_forward(out[0], x, PN);
+  gelu_backward(out[1], g, x, PN);
+  layernorm_forward(out[2], out[3], out[3] + PM, x, w, b, PM, PC, 1e-6f);
+  layernorm_backward(out[4], out[5], out[5] + PC, g, x, w, out[3], out[3] + PM, PM, PC);
+  int32_t target[PR] = {0, 1, 500, 1003, 1004, 7};
+  softmax_xent_forward(out[6], lg, target, PR, PK);
+  out[7][0] = (float)softmax_xent_loss(lg, target, PR, PK);
+  float *qkv = zeros(2 * 33 * 72);  /* B 2, N 33, C 24, H 3: rows of 33 */
+  fill(qkv, 2 * 33 * 72, 3.0f, 25);
+  attention_forward(zeros(2 * 33 * 24), out[8], qkv, NULL, 2, 33, 24, 3);
+  float *p = out[9], *m = p + PN, *v = m + PN;
+  memcpy(p, x, PN * sizeof(float));
+  for (int t = 1; t <= 2; t++) adamw_update(p, g, m, v, PN, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.05f, t);
+}
+
+static void same_bits(const char *what, const char *isa, const char *ref_isa, const float *got, const float *ref,
+                      size_t n) {
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < n; i++)
+    if (memcmp(got + i, ref + i, sizeof(float)) && !bad++) first = i;
+  CHECK_TRUE(bad == 0, "%-24s %s == %s bit for bit (n=%zu)%s", what, isa, ref_isa, n, bad ? ", differs" : "");
+  if (bad) printf("       %zu differ; first at %zu: %.9g vs %.9g\n", bad, first, got[first], ref[first]);
+}
+
+/* The kernel tests above on each ISA path, and the paths against each other. */
+static void test_isa_paths(const beit_safetensors *st) {
+  float *generic[NPATH], *fused[NPATH], *got[NPATH];
+  size_t len[NPATH];
+  int paths = 0;
+  beit_isa first_fused = BEIT_ISA_COUNT;
+  for (int i = 0; i < BEIT_ISA_COUNT; i++) {
+    beit_isa isa = (beit_isa)i;
+    if (!beit_isa_supported(isa)) {
+      printf("  skip the %s kernels: this CPU does not run them\n", beit_isa_name(isa));
+      continue;
+    }
+    CHECK_TRUE(beit_isa_set(isa) == BEIT_OK && beit_isa_active() == isa, "the %s kernels selected", beit_isa_name(isa));
+    paths++;
+    test_layernorm(st);
+    test_gelu(st);
+    test_attention(st);
+    test_losses(st);
+    test_adamw(st);
+    test_finite_differences();
+    if (isa == BEIT_ISA_GENERIC) {
+      path_outputs(generic, len);
+      continue;
+    }
+    if (first_fused == BEIT_ISA_COUNT) first_fused = isa;
+    path_outputs(isa == first_fused ? fused : got, len);
+    const char *name = beit_isa_name(isa);
+    for (int k = 0; k < NPATH; k++) {
+      char what[96];
+      snprintf(what, sizeof what, "%s: %s (FMA) vs generic", PATH_OUT[k], name);
+      if (k == NPATH - 1) same_bits(PATH_OUT[k], name, "generic", fused[k], generic[k], len[k]);
+      else check_close(what, isa == first_fused ? fused[k] : got[k], generic[k], len[k], 1e-6, 1e-5);
+      if (isa != first_fused) same_bits(PATH_OUT[k], name, beit_isa_name(first_fused), got[k], fused[k], len[k]);
+    }
+  }
+  CHECK_TRUE(paths >= 1 + beit_isa_supported(BEIT_ISA_AVX2), "%d ISA paths checked", paths);
+  CHECK_TRUE(beit_isa_set(BEIT_ISA_COUNT) == BEIT_ERR, "an ISA that does not exist is refused: %s", beit_last_error());
+}
+
+/* BEIT_ISA is read at the first kernel call; `beit version` names the choice, and a
+ * value it cannot honour gets a warning. */
+static void test_isa_env(void) {
+  CHECK_TRUE(beit_isa_active() == BEIT_ISA_GENERIC, "BEIT_ISA=generic from the environment picks the generic kernels "
+             "(%s)", beit_isa_describe());
+  const char *bin = getenv("BEIT_BIN");
+  if (!bin) {
+    printf("  skip beit version: BEIT_BIN not set (run through tests/run.sh)\n");
+    return;
+  }
+  char cmd[1200], out[2048];
+  const char *best = beit_isa_name(beit_isa_supported(BEIT_ISA_AVX512) ? BEIT_ISA_AVX512
+                                   : beit_isa_supported(BEIT_ISA_AVX2) ? BEIT_ISA_AVX2 : BEIT_ISA_GENERIC);
+  const char *cases[][2] = {{"auto", best}, {"generic", "generic"}, {"bogus", best}};
+  for (int i = 0; i < 3; i++) {
+    TEST_PATHF(cmd, "BEIT_ISA=%s '%s' version 2>&1", cases[i][0], bin);
+    FILE *f = popen(cmd, "r");
+    size_t got = f ? fread(out, 1, sizeof out - 1, f) : 0;
+    if (f) pclose(f);
+    out[got] = 0;
+    char want[64];
+    snprintf(want, sizeof want, "\nISA: %s (", cases[i][1]);
+    int warned = strstr(out, "beit: warning: BEIT_ISA=bogus ignored") != NULL;
+    CHECK_TRUE(strstr(out, want) && warned == (i == 2), "BEIT_ISA=%s: beit version says ISA %s%s", cases[i][0],
+               cases[i][1], i == 2 ? ", with a warning" : "");
+  }
+}
+
 int main(void) {
   TEST_BEGIN("test_ops");
+  setenv("BEIT_ISA", "generic", 1);  /* before the first kernel call (test_isa_env) */
   beit_set_threads(2);
   beit_safetensors st;
   if (fx_generate(&st, "ops_ref.py", "ops_ref.safetensors", NULL) != 0) {
     test_failed_++;
     return TEST_END();
   }
+  test_isa_env();
   test_linear(&st);
-  test_layernorm(&st);
-  test_gelu(&st);
-  test_attention(&st);
   test_residual(&st);
   test_pool(&st);
-  test_losses(&st);
-  test_adamw(&st);
-  test_finite_differences();
+  test_repeatable();
+  test_isa_paths(&st);
   beit_st_close(&st);
   return TEST_END();
 }

@@ -32,8 +32,9 @@ static int sh(const char *fmt, ...) {
   return system(cmd);
 }
 
-/* A tiny pretraining into dir (fresh, or resumed with resume = 1); extra args
- * after the common ones; stderr into dir.err. Returns the exit code. */
+/* A tiny pretraining into dir (fresh, or resumed with resume = 1, which may
+ * raise --epochs); extra args after the common ones; stderr into dir.err.
+ * Returns the exit code. */
 static int pretrain(const char *dir, int epochs, int resume, const child_opts *base, const char *const *extra) {
   char ep[16], err[1100];
   snprintf(ep, sizeof ep, "%d", epochs);
@@ -42,7 +43,7 @@ static int pretrain(const char *dir, int epochs, int resume, const child_opts *b
                     "--epochs", ep, "--threads", "2", "--workers", "1", "--log-every", "1", "--save-every", "3",
                     "--keep", "3", "--quiet", "--tokenizer", "pixel", "--out", (char *)dir, NULL};
   int n = 25;
-  if (resume) args[n++] = "--resume";
+  if (resume) args[n++] = "--resume", args[n++] = "--extend-epochs";
   for (int i = 0; extra && extra[i] && n < 46; i++) args[n++] = (char *)extra[i];
   args[n] = NULL;
   child_opts co = base ? *base : (child_opts){0};
@@ -225,7 +226,7 @@ static void test_full_tmpfs(const char *base, const char *saved) {
   /* room for what is there plus ~100 KB: the next 330 KB checkpoint does not fit */
   int rc = sh("unshare -m --propagation private sh -c 'mount -t tmpfs -o size=560k tmpfs \"%s\" && cd \"%s\" && "
               "cp -a checkpoint.safetensors model.safetensors log.jsonl config.json \"%s\"/ && \"%s\" pretrain --model micro --data \"%s\" --batch 32 --epochs 2 --threads 2 "
-              "--workers 1 --log-every 1 --save-every 3 --keep 3 --quiet --tokenizer pixel --out \"%s\" --resume "
+              "--workers 1 --log-every 1 --save-every 3 --keep 3 --quiet --tokenizer pixel --out \"%s\" --resume --extend-epochs "
               "2>\"%s.err\"; echo $? > \"%s.rc\"; cp -a \"%s\"/. \"%s\"/'",
               mnt, base, mnt, child_beit_bin(), g_data, mnt, dir, dir, mnt, dir);
   char rcpath[1120];
@@ -255,7 +256,7 @@ static void test_read_only(const char *base, const char *saved) {
   if (can_mount()) {  /* root ignores permission bits: a read-only bind mount in a private namespace */
     char args[2048];
     TEST_PATHF(args, "'%s' pretrain --model micro --data '%s' --batch 32 --epochs 2 --threads 2 --workers 1 "
-             "--log-every 1 --save-every 3 --keep 3 --quiet --tokenizer pixel --out '%s' --resume 2>'%s.err'",
+             "--log-every 1 --save-every 3 --keep 3 --quiet --tokenizer pixel --out '%s' --resume --extend-epochs 2>'%s.err'",
              child_beit_bin(), g_data, dir, dir);
     int s = sh("unshare -m --propagation private sh -c \"mount --bind '%s' '%s' && mount -o remount,bind,ro '%s' && "
                "%s; echo \\$? > '%s.rc'\"", dir, dir, dir, args, dir);

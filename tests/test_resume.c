@@ -197,13 +197,14 @@ static void kill_and_resume(const char *command, int kills, int epochs, beit_rng
   kill_stats ks = {0};
   int finished = 0, had_ckpt = 0, all_loaded = 1;
   for (int attempt = 0; attempt < kills + 3 && !finished; attempt++) {
-    args[n] = any_checkpoint(run) ? "--resume" : NULL;
+    args[n] = any_checkpoint(run) ? "--resume" : "--overwrite";  /* killed before its first checkpoint: start over */
     args[n + 1] = NULL;
     int killing = ks.kills < kills;
     moment m = killing ? (moment)(ks.kills % NMOMENTS) : NMOMENTS;
     long long target = m == AT_STEP ? last_logged_step(run) + beit_rng_randint(r, 1, 5) : 0;
     if (target >= total_steps) target = total_steps - 1;
-    if (m == IN_LOG_TRIM && !args[n]) m = AT_STEP, target = beit_rng_randint(r, 1, 5);  /* nothing to resume yet */
+    if (m == IN_LOG_TRIM && strcmp(args[n], "--resume"))  /* nothing to resume yet */
+      m = AT_STEP, target = beit_rng_randint(r, 1, 5);
     if (killing) ks.planned[m]++;
     rc = run_until(args, run, m, target, r);
     if (rc == -SIGKILL) {

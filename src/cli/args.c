@@ -1,20 +1,61 @@
 /* args.c - see args.h. */
 #include "cli/args.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "core/core.h"
+
+/* The flag's current value as text (NULL for an unset string); floats in the
+ * shortest form that reads back as the same float. */
+static const char *format_value(const beit_arg *a, char *buf, size_t n) {
+  switch (a->type) {
+    case ARG_INT: snprintf(buf, n, "%d", *(int *)a->dest); break;
+    case ARG_I64: snprintf(buf, n, "%lld", *(long long *)a->dest); break;
+    case ARG_FLOAT: {
+      float x = *(float *)a->dest;
+      for (int digits = 6; digits <= 9; digits++) {
+        snprintf(buf, n, "%.*g", digits, x);
+        if (strtof(buf, NULL) == x) break;
+      }
+      break;
+    }
+    case ARG_STR: return *(const char **)a->dest;
+    case ARG_FLAG: snprintf(buf, n, "%s", *(int *)a->dest ? "on" : "off"); break;
+  }
+  return buf;
+}
+
+long long beit_arg_max_image_pixels = BEIT_IMAGE_DEFAULT_MAX_PIXELS;
 
 static void print_default(const beit_arg *a) {
-  switch (a->type) {
-    case ARG_INT: printf("%d", *(int *)a->dest); break;
-    case ARG_I64: printf("%lld", *(long long *)a->dest); break;
-    case ARG_FLOAT: printf("%g", *(float *)a->dest); break;
-    case ARG_STR: printf("%s", *(const char **)a->dest ? *(const char **)a->dest : "(none)"); break;
-    case ARG_FLAG: printf("%s", *(int *)a->dest ? "on" : "off"); break;
-  }
+  char buf[64];
+  const char *v = format_value(a, buf, sizeof buf);
+  printf("%s", v ? v : "(none)");
+}
+
+static const beit_arg *find_arg(const beit_arg *args, int nargs, const char *name) {
+  for (int k = 0; k < nargs; k++)
+    if (!strcmp(args[k].name, name)) return &args[k];
+  return NULL;
+}
+
+/* A command that can resume says in --help which flags may change then. */
+static void print_resume_rules(const beit_arg *args, int nargs) {
+  if (!find_arg(args, nargs, "resume")) return;
+  printf("\nWith --resume every option must be as the run had it (its config.json records them), except:");
+  for (int i = 0, first = 1; i < nargs; i++)
+    if (args[i].resume == ARG_RESUME_SAFE) printf("%s--%s", first ? " " : ", ", args[i].name), first = 0;
+  printf(".\n");
+  for (int i = 0; i < nargs; i++)
+    if (args[i].resume == ARG_RESUME_GROWS)
+      printf("--%s may grow with --extend-%s: the schedule then spans the new --%s from the checkpoint on.\n",
+             args[i].name, args[i].name, args[i].name);
 }
 
 static void print_help(const char *usage, const char *summary, const beit_arg *args, int nargs) {
@@ -30,6 +71,7 @@ static void print_help(const char *usage, const char *summary, const beit_arg *a
     printf(")\n");
   }
   printf("  %-24s show this help\n", "--help");
+  print_resume_rules(args, nargs);
 }
 
 static int in_range(const beit_arg *a, double x) {
@@ -117,7 +159,80 @@ int beit_args_parse(const char *usage, const char *summary, const beit_arg *args
     }
     if (set_value(a, cmd, val) != ARGS_OK) return ARGS_ERROR;
   }
+  beit_image_set_max_pixels(beit_arg_max_image_pixels);
   return ARGS_OK;
+}
+
+/* ---- the record of a run's flags, and --resume ------------------------------- */
+char *beit_args_record(const char *command, const beit_arg *args, int nargs) {
+  cJSON *j = cJSON_CreateObject();
+  cJSON_AddStringToObject(j, "command", command);
+  for (int i = 0; i < nargs; i++) {
+    char buf[64];
+    const char *v = format_value(&args[i], buf, sizeof buf);
+    if (v) cJSON_AddStringToObject(j, args[i].name, v);
+    else cJSON_AddNullToObject(j, args[i].name);
+  }
+  char *s = cJSON_PrintUnformatted(j);
+  cJSON_Delete(j);
+  return s;
+}
+
+/* One flag against the run's value `old` (NULL: unset). */
+static int check_flag(const beit_arg *args, int nargs, const beit_arg *a, const char *old, const char *path) {
+  char buf[64];
+  const char *now = format_value(a, buf, sizeof buf);
+  if (a->resume == ARG_RESUME_SAFE || (!now && !old) || (now && old && !strcmp(now, old))) return BEIT_OK;
+  const char *shown = now ? now : "(none)", *was = old ? old : "(none)";
+  if (a->type == ARG_FLAG)
+    return beit_errorf("--resume: --%s is %s, but %s in the run (%s)", a->name, shown, was, path);
+  if (a->resume != ARG_RESUME_GROWS || !now || !old)
+    return beit_errorf("--resume: --%s %s differs from the run's %s (%s)", a->name, shown, was, path);
+  char extend[80];
+  snprintf(extend, sizeof extend, "extend-%s", a->name);
+  const beit_arg *e = find_arg(args, nargs, extend);
+  if (strtod(now, NULL) < strtod(old, NULL))
+    return beit_errorf("--resume: --%s %s is below the run's %s (%s): a run cannot be shortened (--max-steps stops it "
+                       "early and keeps its schedule)", a->name, now, old, path);
+  if (!e || !*(int *)e->dest)
+    return beit_errorf("--resume: --%s %s differs from the run's %s (%s); to train longer add --%s (the schedule then "
+                       "spans the new --%s from the checkpoint on)", a->name, now, old, path, extend, a->name);
+  fprintf(stderr, "resume: --%s %s (the run had %s) with --%s: the schedule spans the new --%s from the checkpoint on\n",
+          a->name, now, old, extend, a->name);
+  return BEIT_OK;
+}
+
+int beit_args_check_resume(const char *command, const beit_arg *args, int nargs, const char *dir) {
+  char path[1100];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  if (access(path, F_OK) != 0) {
+    if (access(dir, F_OK) == 0)
+      fprintf(stderr, "resume: %s not found; the flags are not checked against the run's\n", path);
+    return BEIT_OK;  /* no folder: the resume itself says there is nothing to resume */
+  }
+  uint8_t *text;
+  size_t size;
+  if (beit_read_file(path, &text, &size) != BEIT_OK) return beit_error_context("--resume");
+  cJSON *j = cJSON_Parse((const char *)text);
+  beit_free(text);
+  if (!j) return beit_errorf("--resume: %s is not valid JSON (the run's settings cannot be checked)", path);
+  const cJSON *rec = cJSON_GetObjectItemCaseSensitive(j, "beit_args");
+  int rc = BEIT_OK;
+  if (!cJSON_IsObject(rec)) {
+    fprintf(stderr, "resume: %s has no record of the run's flags (written by an older beit); they are not checked\n",
+            path);
+  } else {
+    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(rec, "command");
+    if (cJSON_IsString(cmd) && strcmp(cmd->valuestring, command))
+      rc = beit_errorf("--resume: %s holds a %s run (%s), not a %s one", dir, cmd->valuestring, path, command);
+    for (int i = 0; i < nargs && rc == BEIT_OK; i++) {
+      const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, args[i].name);
+      if (v && (cJSON_IsString(v) || cJSON_IsNull(v)))  /* a flag the run's beit did not have is not checked */
+        rc = check_flag(args, nargs, &args[i], cJSON_IsString(v) ? v->valuestring : NULL, path);
+    }
+  }
+  cJSON_Delete(j);
+  return rc;
 }
 
 static void subcommand_usage(FILE *f, const char *group, const beit_subcommand *subs, int nsubs) {

@@ -15,11 +15,12 @@
 #include "core/core.h"
 #include "model/beit.h"
 #include "model/dvae.h"
+#include "train/recipes.h"
 #include "train/train.h"
 
 typedef struct {
   const char *workload, *model;
-  int image, channels, patch, batch, threads, steps, vocab, classes, recompute;
+  int image, channels, patch, batch, threads, steps, vocab, classes, recompute, masked;
 } bench_opts;
 
 static double bench_sgemm(int threads) {
@@ -123,6 +124,18 @@ static void fill_synthetic(const bench_opts *o, int Np, int masked_per_image, fl
   }
 }
 
+/* Everything the run will hold (model, arena, AdamW moments, the synthetic
+ * batch), checked before any of it is allocated. */
+static int check_memory(const bench_opts *o, const beit_config *cfg, int grad) {
+  double need = beit_model_memory_bytes(cfg, o->batch, grad, grad != 0);
+  if (need < 0) return BEIT_ERR;
+  need += (double)o->batch * (cfg->channels * (double)o->image * o->image * sizeof(float) + 8);
+  char what[160];
+  snprintf(what, sizeof what, "%s of --model %s at --batch %d (%dx%d px)", o->workload, o->model, o->batch, o->image,
+           o->image);
+  return beit_memory_check(need, what);
+}
+
 static int bench_beit(const bench_opts *o) {
   int pretrain = !strcmp(o->workload, "pretrain"), infer = !strcmp(o->workload, "infer");
   beit_config cfg = {0};
@@ -136,14 +149,23 @@ static int bench_beit(const bench_opts *o) {
   cfg.rel_pos = pretrain ? BEIT_RELPOS_SHARED : BEIT_RELPOS_PER_BLOCK;
   cfg.use_mean_pooling = 1;
   beit_model m;
-  int grad = infer ? 0 : o->recompute ? BEIT_GRAD_RECOMPUTE : BEIT_GRAD_KEEP;
+  int grad = infer ? 0 : o->recompute ? BEIT_GRAD_RECOMPUTE : BEIT_GRAD_KEEP, S, P;
+  if (beit_check_sizes(o->image, o->patch, NULL, &S, &P) != BEIT_OK || check_memory(o, &cfg, grad) != BEIT_OK) {
+    fprintf(stderr, "beit bench: %s\n", beit_last_error());
+    return 1;
+  }
   if (beit_model_init(&m, &cfg) != BEIT_OK || beit_model_reserve(&m, o->batch, grad) != BEIT_OK) {
     fprintf(stderr, "beit bench: %s\n", beit_last_error());
     return 1;
   }
   beit_model_init_weights(&m, 1, 0.001f);
   int Np = m.num_patches, batch = o->batch;
-  int masked_per_image = (int)(0.4 * Np + 0.5);
+  int masked_per_image = o->masked ? o->masked : (int)(0.4 * Np + 0.5);  /* BEiT-B's paper setting: 75 of 196 */
+  if (masked_per_image > Np) {
+    fprintf(stderr, "beit bench: --masked %d is more than the %d patches of an image\n", o->masked, Np);
+    beit_model_free(&m);
+    return 2;
+  }
   float *images = beit_alloc((size_t)batch * o->channels * o->image * o->image * sizeof(float), "images");
   uint8_t *mask = beit_calloc((size_t)batch * Np, "mask");
   int32_t *tokens = beit_alloc((size_t)batch * Np * sizeof(int32_t), "tokens");
@@ -159,26 +181,31 @@ static int bench_beit(const bench_opts *o) {
   }
   beit_task task = pretrain ? BEIT_TASK_MIM : BEIT_TASK_CLASSIFY;
   double t0 = 0;
-  for (int s = 0; s <= o->steps; s++) {
+  int rc = BEIT_OK;
+  for (int s = 0; s <= o->steps && rc == BEIT_OK; s++) {
     if (s == 1) t0 = beit_now();  /* step 0 warms caches and thread pools */
     if (infer) {
-      beit_forward(&m, task, &bt, 0, 0, s, NULL);
+      rc = beit_forward(&m, task, &bt, 0, 0, s, NULL);
       continue;
     }
     beit_params_zero_grad(&m.params);
-    beit_forward(&m, task, &bt, 1, 1, s, NULL);
-    beit_backward(&m, &bt);
-    beit_optimizer_step(&opt);
+    rc = beit_forward(&m, task, &bt, 1, 1, s, NULL);
+    if (rc == BEIT_OK) rc = beit_backward(&m, &bt);
+    if (rc == BEIT_OK) beit_optimizer_step(&opt);
   }
   double secs = beit_now() - t0;
   double flops = beit_forward_flops(&m, task, batch, masked_per_image * batch) * (infer ? 1 : 3);
-  printf("model %s: %d tokens, dim %d, depth %d, %.1f M parameters, activations %.0f MiB\n", o->model, m.tokens,
-         cfg.dim, cfg.depth, m.params.total / 1e6, beit_model_arena_bytes(&m) / 1048576.0);
-  print_result(o, secs, flops);
+  if (rc != BEIT_OK) {
+    fprintf(stderr, "beit bench: %s\n", beit_last_error());
+  } else {
+    printf("model %s: %d tokens, dim %d, depth %d, %.1f M parameters, activations %.0f MiB\n", o->model, m.tokens,
+           cfg.dim, cfg.depth, m.params.total / 1e6, beit_model_arena_bytes(&m) / 1048576.0);
+    print_result(o, secs, flops);
+  }
   if (!infer) beit_optimizer_free(&opt);
   beit_model_free(&m);
   beit_free(images), beit_free(mask), beit_free(tokens), beit_free(labels);
-  return 0;
+  return rc == BEIT_OK ? 0 : 1;
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -195,6 +222,7 @@ int cmd_bench(int argc, char **argv) {
       {"threads", ARG_INT, &o.threads, "threads (OpenMP and BLAS together)", 1, 1024},
       {"steps", ARG_INT, &o.steps, "timed steps (after one warm-up step)", 1, 100000},
       {"vocab", ARG_INT, &o.vocab, "visual token vocabulary (pretrain)", 2, 1 << 20},
+      {"masked", ARG_INT, &o.masked, "masked patches per image (pretrain; 0 = 40% of the patches)", 0, 1 << 20},
       {"classes", ARG_INT, &o.classes, "classes (finetune, infer)", 2, 1 << 20},
       {"recompute", ARG_FLAG, &o.recompute, "training: recompute each block's forward in the backward pass "
                                             "(less memory; GFLOP/s still counts the model's 3 forwards)", 0, 0},

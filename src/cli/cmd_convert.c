@@ -8,7 +8,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/core.h"
-#include "io/convert.h"
+#include "model/convert.h"
 
 static void describe(const char *path, const beit_model *m, const beit_checkpoint_info *info) {
   const beit_config *c = &m->cfg;

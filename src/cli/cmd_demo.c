@@ -11,9 +11,10 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/fail.h"
 #include "core/core.h"
 #include "data/loader.h"
-#include "io/convert.h"
+#include "model/convert.h"
 #include "train/evaluate.h"
 #include "train/recipes.h"
 #include "train/tokenizer.h"
@@ -21,7 +22,7 @@
 
 typedef struct {
   const char *out, *model, *tokenizer;
-  int threads, tok_steps, pt_epochs, ft_epochs, patch, batch;
+  int threads, tok_steps, pt_epochs, ft_epochs, patch, batch, overwrite;
   long long subset, ft_subset;
 } demo_opts;
 
@@ -38,6 +39,7 @@ static int step_tokenizer(const demo_opts *d, char *tok_path, size_t n) {
   tc.steps = d->tok_steps;
   tc.workers = 2;
   tc.km.patch = d->patch;
+  tc.overwrite = d->overwrite;
   tc.type = strcmp(d->tokenizer, "dvae") ? BEIT_TOK_KMEANS : BEIT_TOK_DVAE;
   if (tc.type == BEIT_TOK_KMEANS) printf("\n== 1/4 visual tokenizer: k-means, %d codes over %dx%d patches ==\n", tc.km.k, d->patch, d->patch);
   else printf("\n== 1/4 visual tokenizer: a dVAE, %lld steps ==\n", (long long)tc.steps);
@@ -47,37 +49,51 @@ static int step_tokenizer(const demo_opts *d, char *tok_path, size_t n) {
   return BEIT_OK;
 }
 
-static int step_pretrain(const demo_opts *d, const char *tok_path) {
-  beit_recipe_opts o;
-  beit_recipe_defaults_pretrain(&o);
-  char dir[1100];
-  path_in(dir, sizeof dir, d->out, "pretrain");
-  o.out = dir, o.model = d->model, o.tokenizer = tok_path, o.epochs = d->pt_epochs, o.subset = d->subset;
-  o.threads = d->threads, o.crop_scale_min = 0.5f, o.warmup_epochs = 0.5f, o.batch = d->batch, o.log_every = 10;
-  o.patch_size = d->patch, o.color_jitter = 0;
-  printf("\n== 2/4 masked image modeling: BEiT-%s, %d epoch(s) on %lld images ==\n", d->model, o.epochs, d->subset);
-  fflush(stdout);
-  return beit_pretrain(&o) == 0 ? BEIT_OK : BEIT_ERR;
+#define DEMO_SIDE 28  /* Fashion-MNIST */
+
+/* The pretraining recipe of the demo (out: a buffer for the run folder). */
+static void pretrain_opts(const demo_opts *d, const char *tok_path, char *dir, size_t n, beit_recipe_opts *o) {
+  beit_recipe_defaults_pretrain(o);
+  path_in(dir, n, d->out, "pretrain");
+  o->out = dir, o->model = d->model, o->tokenizer = tok_path, o->epochs = d->pt_epochs, o->subset = d->subset;
+  o->threads = d->threads, o->crop_scale_min = 0.5f, o->warmup_epochs = 0.5f, o->batch = d->batch, o->log_every = 10;
+  o->image_size = DEMO_SIDE, o->patch_size = d->patch, o->color_jitter = 0, o->overwrite = d->overwrite;
 }
 
-static int step_finetune(const demo_opts *d) {
+static int step_pretrain(const demo_opts *d, const char *tok_path) {
   beit_recipe_opts o;
-  beit_recipe_defaults_finetune(&o);
-  char dir[1100], init[1100];
-  path_in(dir, sizeof dir, d->out, "finetune");
-  path_in(init, sizeof init, d->out, "pretrain/model.safetensors");
-  o.out = dir, o.model = d->model, o.init = init, o.epochs = d->ft_epochs, o.subset = d->ft_subset, o.threads = d->threads;
+  char dir[1100];
+  pretrain_opts(d, tok_path, dir, sizeof dir, &o);
+  printf("\n== 2/4 masked image modeling: BEiT-%s, %d epoch(s) on %lld images ==\n", d->model, o.epochs, d->subset);
+  fflush(stdout);
+  return beit_pretrain(&o);
+}
+
+/* The fine-tuning recipe of the demo (dir, init: buffers for its paths). */
+static void finetune_opts(const demo_opts *d, char *dir, char *init, size_t n, beit_recipe_opts *o) {
+  beit_recipe_defaults_finetune(o);
+  path_in(dir, n, d->out, "finetune");
+  path_in(init, n, d->out, "pretrain/model.safetensors");
+  o->out = dir, o->model = d->model, o->init = init, o->epochs = d->ft_epochs, o->subset = d->ft_subset;
+  o->threads = d->threads;
   /* A short schedule underfits, so regularisation only slows it down: measured over
    * 3 epochs from the same pretrained encoder, no crop (flip only) gave +5 points
    * after the first epoch, and lr 8e-3 with layer decay 0.9, no drop path and no
    * label smoothing +1.7 points at the end, over crop [0.8, 1] with lr 4e-3,
    * layer decay 0.75, drop path 0.1, smoothing 0.1 (docs/training.md). */
-  o.lr = 8e-3f, o.layer_decay = 0.9f, o.mixup = 0, o.cutmix = 0, o.crop_scale_min = 1.0f, o.warmup_epochs = 0.5f;
-  o.drop_path = 0, o.label_smoothing = 0;
-  o.batch = d->batch, o.log_every = 20, o.patch_size = d->patch, o.color_jitter = 0;
+  o->lr = 8e-3f, o->layer_decay = 0.9f, o->mixup = 0, o->cutmix = 0, o->crop_scale_min = 1.0f, o->warmup_epochs = 0.5f;
+  o->drop_path = 0, o->label_smoothing = 0;
+  o->batch = d->batch, o->log_every = 20, o->image_size = DEMO_SIDE, o->patch_size = d->patch, o->color_jitter = 0;
+  o->overwrite = d->overwrite;
+}
+
+static int step_finetune(const demo_opts *d) {
+  beit_recipe_opts o;
+  char dir[1100], init[1100];
+  finetune_opts(d, dir, init, sizeof dir, &o);
   printf("\n== 3/4 fine-tuning: %d epoch(s) on %lld training images ==\n", o.epochs, d->ft_subset);
   fflush(stdout);
-  return beit_finetune(&o) == 0 ? BEIT_OK : BEIT_ERR;
+  return beit_finetune(&o);
 }
 
 static int step_pictures(const demo_opts *d, const char *tok_path, double *top1) {
@@ -98,11 +114,11 @@ static int step_pictures(const demo_opts *d, const char *tok_path, double *top1)
   free(r.confusion);
   /* attention of the CLS token at the last layer, 8 test images */
   int n = 8, S = m.cfg.image_size;
-  float *imgs = malloc((size_t)n * S * S * test.channels * sizeof(float));
-  if (beit_eval_images(&test, 0, n, &prep, imgs, NULL) != BEIT_OK) return BEIT_ERR;
+  float *imgs = beit_alloc((size_t)n * S * S * test.channels * sizeof(float), "attention images");
+  if (!imgs || beit_eval_images(&test, 0, n, &prep, imgs, NULL) != BEIT_OK) return BEIT_ERR;
   path_in(path, sizeof path, d->out, "attention.png");
   if (beit_attention_png(&m, imgs, n, prep.mean, prep.std, path) != BEIT_OK) return BEIT_ERR;
-  free(imgs);
+  beit_free(imgs);
   path_in(path, sizeof path, d->out, "tokenizer-recon.png");
   double mae = -1;
   if (beit_tokenizer_load(&tok, tok_path) != BEIT_OK) return BEIT_ERR;
@@ -112,8 +128,9 @@ static int step_pictures(const demo_opts *d, const char *tok_path, double *top1)
   path_in(path, sizeof path, d->out, "mask-preview.png");
   char patch[16];
   snprintf(patch, sizeof patch, "%d", d->patch);
-  char *argv[] = {"data", "preview", "--data", "fashion-mnist", "--patch", patch, "--crop-min", "0.5", "--out", path, NULL};
-  if (cmd_data(10, argv) != 0) return beit_errorf("mask preview failed");
+  char *argv[] = {"data", "preview", "--data", "fashion-mnist", "--patch-size", patch, "--tokenizer", (char *)tok_path,
+                  "--crop-min", "0.5", "--out", path, NULL};
+  if (cmd_data(12, argv) != 0) return beit_errorf("mask preview failed");
   char pt[1100], ft[1100], tk[1100];
   path_in(pt, sizeof pt, d->out, "pretrain");
   path_in(ft, sizeof ft, d->out, "finetune");
@@ -133,6 +150,35 @@ static int step_pictures(const demo_opts *d, const char *tok_path, double *top1)
   return BEIT_OK;
 }
 
+/* Every flag and the tokenizer's grid against the patch size, before minutes of
+ * tokenizer training: returns 2 (usage) or 1 (a recipe refused) with the message. */
+static int check_demo(const demo_opts *d) {
+  if (strcmp(d->tokenizer, "kmeans") && strcmp(d->tokenizer, "dvae"))
+    return fprintf(stderr, "beit demo: --tokenizer expects kmeans or dvae, got '%s'\n", d->tokenizer), 2;
+  if (DEMO_SIDE % d->patch)
+    return fprintf(stderr, "beit demo: --patch-size %d does not divide the %d px of Fashion-MNIST\n", d->patch,
+                   DEMO_SIDE), 2;
+  dvae_config dv;
+  dvae_config_small(&dv);
+  if (!strcmp(d->tokenizer, "dvae") && dvae_grid_side(&dv) != DEMO_SIDE / d->patch)
+    return fprintf(stderr, "beit demo: --tokenizer dvae gives %dx%d tokens, --patch-size %d a %dx%d patch grid: pass "
+                   "--patch-size %d\n", dvae_grid_side(&dv), dvae_grid_side(&dv), d->patch, DEMO_SIDE / d->patch,
+                   DEMO_SIDE / d->patch, DEMO_SIDE / dvae_grid_side(&dv)), 2;
+  if (d->subset < d->batch || d->ft_subset < d->batch)
+    return fprintf(stderr, "beit demo: --%s %lld is smaller than --batch %d: not one full batch per epoch\n",
+                   d->subset < d->batch ? "pretrain-subset" : "finetune-subset",
+                   d->subset < d->batch ? d->subset : d->ft_subset, d->batch), 2;
+  beit_recipe_opts pt, ft;
+  char dir[1100], init[1100];
+  pretrain_opts(d, "pixel", dir, sizeof dir, &pt);
+  if (beit_recipe_check(&pt, "pretrain") != BEIT_OK)
+    return fprintf(stderr, "beit demo: %s\n", beit_last_error()), 1;
+  finetune_opts(d, dir, init, sizeof dir, &ft);
+  if (beit_recipe_check(&ft, "finetune") != BEIT_OK)
+    return fprintf(stderr, "beit demo: %s\n", beit_last_error()), 1;
+  return 0;
+}
+
 int cmd_demo(int argc, char **argv) {
   demo_opts d = {.out = "runs/demo", .model = "mini", .tokenizer = "kmeans", .threads = 0, .tok_steps = 1500,
                  .pt_epochs = 3, .ft_epochs = 14, .patch = 7, .batch = 256, .subset = 60000, .ft_subset = 60000};
@@ -148,20 +194,23 @@ int cmd_demo(int argc, char **argv) {
       {"finetune-epochs", ARG_INT, &d.ft_epochs, "fine-tuning epochs", 1, 1e6},
       {"finetune-subset", ARG_I64, &d.ft_subset, "training images used for fine-tuning", 1, 1e9},
       {"threads", ARG_INT, &d.threads, "threads (0 = all cores)", 0, 1024},
+      {"overwrite", ARG_FLAG, &d.overwrite, "replace the runs of an earlier demo in --out (else refused)", 0, 0},
   };
   int rc = beit_args_parse("beit demo [options]",
                            "Tokenizer, masked image modeling, fine-tuning and pictures on Fashion-MNIST.", a,
                            (int)(sizeof a / sizeof a[0]), argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
+  if ((rc = check_demo(&d))) return rc;
   beit_set_threads(d.threads);
   double t0 = beit_now(), top1 = 0;
   char tok[1100];
   printf("beit demo: %s; %d threads; writing into %s\n", beit_blas_describe(), beit_get_threads(), d.out);
-  if (beit_mkdir_p(d.out) != BEIT_OK || step_tokenizer(&d, tok, sizeof tok) != BEIT_OK ||
-      step_pretrain(&d, tok) != BEIT_OK || step_finetune(&d) != BEIT_OK || step_pictures(&d, tok, &top1) != BEIT_OK) {
-    fprintf(stderr, "beit demo: %s\n", beit_last_error());
-    return 1;
-  }
+  rc = beit_mkdir_p(d.out);
+  if (rc == BEIT_OK) rc = step_tokenizer(&d, tok, sizeof tok);
+  if (rc == BEIT_OK) rc = step_pretrain(&d, tok);  /* BEIT_STOPPED by Ctrl-C: ends the demo too */
+  if (rc == BEIT_OK) rc = step_finetune(&d);
+  if (rc == BEIT_OK) rc = step_pictures(&d, tok, &top1);
+  if (rc != BEIT_OK) return cli_recipe_exit("beit demo", rc);
   double minutes = (beit_now() - t0) / 60;
   char path[1100];
   path_in(path, sizeof path, d.out, "summary.json");

@@ -1,24 +1,27 @@
 /* cmd_eval.c - `beit eval` (top-1, top-5, confusion matrix as text and PNG),
  * `beit predict IMAGE...` (top-k classes with probabilities) and `beit attention
  * IMAGE...` (attention maps) for a checkpoint of beit.c or of timm, unilm or
- * Hugging Face (io/convert.h). */
+ * Hugging Face (model/convert.h). */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "api/topk.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/core.h"
 #include "data/augment.h"
-#include "io/convert.h"
+#include "model/convert.h"
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "model/beit.h"
 #include "train/evaluate.h"
 #include "train/visualize.h"
 
-/* A checkpoint of any scheme (beit.c, timm, unilm, Hugging Face; io/convert.h)
+/* A checkpoint of any scheme (beit.c, timm, unilm, Hugging Face; model/convert.h)
  * with its class names and its eval preprocessing: the shorter side to
  * S / crop_pct (bicubic), centre crop S x S, the checkpoint's mean/std (spec 7.3).
  * eval, predict and attention all prepare images through `prep`. */
@@ -86,6 +89,17 @@ static int check_names(const image_model *im, const char *ckpt, const beit_datas
   return BEIT_OK;
 }
 
+/* The folder of an output file is writable, checked before the work that
+ * produces the file starts (an evaluation can take an hour). */
+static int check_output(const char *flag, const char *path) {
+  char dir[1100];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  const char *folder = !slash ? "." : slash == dir ? "/" : (*slash = 0, dir);
+  if (access(folder, W_OK) != 0) return beit_errorf("--%s %s: folder %s: %s", flag, path, folder, strerror(errno));
+  return BEIT_OK;
+}
+
 /* Confusion matrix as a heat map: row = true class, column = prediction,
  * each row scaled by its count (white = 0, dark blue = all). */
 static int confusion_png(const int64_t *conf, int K, const char *path) {
@@ -120,6 +134,7 @@ int cmd_eval(int argc, char **argv) {
       {"no-name-check", ARG_FLAG, &no_name_check, "evaluate even when the checkpoint's class names differ from the dataset's", 0, 0},
       {"batch", ARG_INT, &batch, "images per forward pass", 1, 65536},
       {"threads", ARG_INT, &threads, "threads (0 = all cores)", 0, 1024},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int rc = beit_args_parse("beit eval --checkpoint CKPT [options]",
                            "Top-1/top-5 accuracy and confusion matrix. Images are prepared as beit predict prepares "
@@ -128,6 +143,10 @@ int cmd_eval(int argc, char **argv) {
                            a, (int)(sizeof a / sizeof a[0]), argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
   if (!ckpt) { fprintf(stderr, "beit eval: --checkpoint is required\n"); return 2; }
+  if (png && check_output("confusion-png", png) != BEIT_OK) {
+    fprintf(stderr, "beit eval: %s\n", beit_last_error());
+    return 1;
+  }
   beit_set_threads(threads);
   image_model im;
   beit_dataset ds;
@@ -170,7 +189,8 @@ int cmd_eval(int argc, char **argv) {
 
 static int image_tensor(const image_model *im, const char *file, float *x) {
   beit_image img = {0};
-  int rc = beit_image_load(file, &img) != BEIT_OK || beit_image_convert(&img, im->m.cfg.channels) != BEIT_OK ||
+  int side = beit_eval_resize_side(im->prep.size, im->prep.crop_pct);
+  int rc = beit_image_load_scaled(file, side, &img) != BEIT_OK || beit_image_convert(&img, im->m.cfg.channels) != BEIT_OK ||
            beit_aug_eval(&img, &im->prep, x) != BEIT_OK;
   beit_image_free(&img);
   return rc ? BEIT_ERR : BEIT_OK;
@@ -185,6 +205,7 @@ int cmd_predict(int argc, char **argv) {
       {"top", ARG_INT, &top, "classes to show per image", 1, 1000},
       {"crop-pct", ARG_FLOAT, &crop_pct, "centre-crop share (0 = the checkpoint's, else 0.875 from 65 to 383 px, 1 outside)", 0, 1},
       {"threads", ARG_INT, &threads, "threads (0 = all cores)", 0, 1024},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   char **files;
   int nfiles;
@@ -201,37 +222,37 @@ int cmd_predict(int argc, char **argv) {
     return rc;
   }
   int S = im.m.cfg.image_size, C = im.m.cfg.channels, K = im.m.cfg.num_classes, failures = 0;
+  if (top > K) top = K;
   fprintf(stderr, "predict: class names from %s\n", im.info.names_from);
-  float *x = malloc((size_t)C * S * S * sizeof(float)), *p = malloc((size_t)K * sizeof(float));
-  for (int f = 0; f < nfiles; f++) {
+  float *x = malloc((size_t)C * S * S * sizeof(float)), *prob = malloc((size_t)top * sizeof(float));
+  int *idx = malloc((size_t)top * sizeof(int));
+  if (!x || !prob || !idx) {
+    fprintf(stderr, "beit predict: out of memory for a %dx%d image\n", S, S);
+    failures = nfiles;
+  }
+  for (int f = 0; f < nfiles && x && prob && idx; f++) {
     if (image_tensor(&im, files[f], x) != BEIT_OK) {
       fprintf(stderr, "beit predict: %s\n", beit_last_error());
       failures++;
       continue;
     }
     beit_input in = {.B = 1, .images = x};
-    beit_forward(&im.m, BEIT_TASK_CLASSIFY, &in, 0, 0, 0, NULL);
-    const float *logits = beit_logits(&im.m);
-    int finite = 1;
-    for (int k = 0; k < K; k++) finite &= isfinite(logits[k]) != 0;
-    if (!finite) {  /* the same weights fail every image: one line, then stop */
+    if (beit_forward(&im.m, BEIT_TASK_CLASSIFY, &in, 0, 0, 0, NULL) != BEIT_OK) {
+      fprintf(stderr, "beit predict: %s\n", beit_last_error());
+      failures++;
+      break;
+    }
+    if (beit_logits_topk(beit_logits(&im.m), K, top, idx, prob) != BEIT_OK) {
+      /* the same weights fail every image: one line, then stop */
       fprintf(stderr, "beit predict: %s: non-finite logits for %s (a NaN or infinity in the weights, or weights so "
               "large that the logits overflow)\n", ckpt, files[f]);
       failures++;
       break;
     }
-    float mx = logits[0], sum = 0;
-    for (int k = 1; k < K; k++) mx = fmaxf(mx, logits[k]);
-    for (int k = 0; k < K; k++) sum += p[k] = expf(logits[k] - mx);
     printf("%s\n", files[f]);
-    for (int r = 0; r < top && r < K; r++) {
-      int best = -1;
-      for (int k = 0; k < K; k++) if (p[k] >= 0 && (best < 0 || p[k] > p[best])) best = k;
-      printf("  %6.2f%%  %s\n", 100 * p[best] / sum, im.info.class_names[best]);
-      p[best] = -1;
-    }
+    for (int r = 0; r < top; r++) printf("  %6.2f%%  %s\n", 100 * prob[r], im.info.class_names[idx[r]]);
   }
-  free(x), free(p), free(files);
+  free(x), free(prob), free(idx), free(files);
   close_image_model(&im);
   return failures ? 1 : 0;
 }
@@ -245,6 +266,7 @@ int cmd_attention(int argc, char **argv) {
       {"out", ARG_STR, &out, "PNG to write", 0, 0},
       {"crop-pct", ARG_FLOAT, &crop_pct, "centre-crop share (0 = the checkpoint's, else 0.875 from 65 to 383 px, 1 outside)", 0, 1},
       {"threads", ARG_INT, &threads, "threads (0 = all cores)", 0, 1024},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   char **files;
   int nfiles;
@@ -264,11 +286,12 @@ int cmd_attention(int argc, char **argv) {
   size_t one = (size_t)im.m.cfg.channels * im.m.cfg.image_size * im.m.cfg.image_size;
   float *x = malloc((size_t)nfiles * one * sizeof(float));
   int n = 0;
-  for (int f = 0; f < nfiles; f++) {
+  for (int f = 0; f < nfiles && x; f++) {
     if (image_tensor(&im, files[f], x + (size_t)n * one) == BEIT_OK) n++;
     else fprintf(stderr, "beit attention: %s (skipped)\n", beit_last_error());
   }
-  rc = n > 0 ? beit_attention_png(&im.m, x, n, im.prep.mean, im.prep.std, out) : beit_errorf("no image could be read");
+  rc = !x ? beit_errorf("out of memory for %d images", nfiles)
+       : n > 0 ? beit_attention_png(&im.m, x, n, im.prep.mean, im.prep.std, out) : beit_errorf("no image could be read");
   if (rc == BEIT_OK) printf("attention of %d image%s (%d heads + average): %s\n", n, n > 1 ? "s" : "", im.m.cfg.heads, out);
   else fprintf(stderr, "beit attention: %s\n", beit_last_error());
   free(x), free(files);
@@ -284,20 +307,29 @@ int cmd_plot(int argc, char **argv) {
   };
   char **runs;
   int nruns;
-  int rc = beit_args_parse("beit plot RUN... [options]", "Training curves of run folders, overlaid, as PNG.", a,
+  int rc = beit_args_parse("beit plot RUN... [options]",
+                           "Training curves of run folders, overlaid, as PNG: one chart per field, with axes, tick "
+                           "values and a legend naming each run. A run whose log.jsonl cannot be read is reported "
+                           "once and left out; the exit status is then 1.", a,
                            (int)(sizeof a / sizeof a[0]), argc, argv, &runs, &nruns);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
   if (nruns == 0) { fprintf(stderr, "beit plot: name at least one run folder\n"); return 2; }
-  if (beit_mkdir_p(out) != BEIT_OK) { fprintf(stderr, "beit plot: %s\n", beit_last_error()); return 1; }
-  char *list = strdup(fields), *save = NULL;
+  int readable = 0;
+  for (int r = 0; r < nruns; r++) {  /* one message per unreadable run, not one per chart */
+    if (beit_plot_run_readable(runs[r]) == BEIT_OK) runs[readable++] = runs[r];
+    else fprintf(stderr, "beit plot: %s (left out)\n", beit_last_error());
+  }
   int drawn = 0;
-  for (char *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+  if (readable && beit_mkdir_p(out) != BEIT_OK) { fprintf(stderr, "beit plot: %s\n", beit_last_error()); readable = 0; }
+  char *list = strdup(fields), *save = NULL;
+  if (!list) { fprintf(stderr, "beit plot: out of memory\n"); free(runs); return 1; }
+  for (char *f = readable ? strtok_r(list, ",", &save) : NULL; f; f = strtok_r(NULL, ",", &save)) {
     char path[1200];
     snprintf(path, sizeof path, "%.1000s/%s.png", out, f);
-    if (beit_plot_png((const char *const *)runs, nruns, f, path) != BEIT_OK) fprintf(stderr, "beit plot: %s (skipped)\n", beit_last_error());
+    if (beit_plot_png((const char *const *)runs, readable, f, path) != BEIT_OK) fprintf(stderr, "beit plot: %s (skipped)\n", beit_last_error());
     else drawn++;
   }
   free(list);
   free(runs);
-  return drawn ? 0 : 1;
+  return drawn && readable == nruns ? 0 : 1;
 }

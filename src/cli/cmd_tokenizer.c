@@ -8,12 +8,14 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/fail.h"
 #include "core/core.h"
 #include "train/tokenizer.h"
 
 static int fail(const char *sub) {
-  fprintf(stderr, "beit tokenizer %s: %s\n", sub, beit_last_error());
-  return 1;
+  char cmd[64];
+  snprintf(cmd, sizeof cmd, "beit tokenizer %s", sub);
+  return cli_fail(cmd);
 }
 
 static int parse_choice(const char *flag, const char *val, const char *a, const char *b, int *out) {
@@ -29,7 +31,7 @@ static int tok_train(int argc, char **argv) {
   beit_tok_train_defaults(&c);
   const char *type = "dvae", *recon = "laplace", *norm = "patch";
   long long steps = c.steps, warmup = c.warmup, tau_steps = c.tau_steps, kl_warmup = c.kl_warmup, seed = 0;
-  long long max_patches = c.km_max_patches;
+  long long max_patches = c.km_max_patches, max_steps = 0;
   int threads = 0, vocab = c.dv.vocab;
   const beit_arg args[] = {
       {"data", ARG_STR, &c.data, "dataset spec (fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR)", 0, 0},
@@ -42,7 +44,10 @@ static int tok_train(int argc, char **argv) {
       {"groups", ARG_INT, &c.dv.n_groups, "dVAE groups (downsampling 2^(groups-1))", 1, 6},
       {"blocks", ARG_INT, &c.dv.n_blk_per_group, "dVAE residual blocks per group", 1, 8},
       {"recon", ARG_STR, &recon, "reconstruction loss: laplace (DALL-E) or mse", 0, 0},
-      {"steps", ARG_I64, &steps, "dVAE updates", 1, 1e12},
+      {"steps", ARG_I64, &steps, "dVAE updates (the lr, temperature and KL schedules span them)", 1, 1e12},
+      {"max-steps", ARG_I64, &max_steps, "dVAE: stop after N updates, the schedules still for all --steps (0 = --steps)",
+       0, 1e12},
+      {"overwrite", ARG_FLAG, &c.overwrite, "the run folder holds a run: delete its files and start over", 0, 0},
       {"batch", ARG_INT, &c.batch, "images per update (under mpirun: of all ranks together)", 1, 65536},
       {"lr", ARG_FLOAT, &c.lr, "peak AdamW learning rate", 0, 1},
       {"min-lr", ARG_FLOAT, &c.min_lr, "cosine floor of the learning rate", 0, 1},
@@ -66,6 +71,7 @@ static int tok_train(int argc, char **argv) {
       {"images", ARG_INT, &c.km_images, "kmeans: training images (0 = all)", 0, 100000000},
       {"max-patches", ARG_I64, &max_patches, "kmeans: patches sampled for fitting (0 = all)", 0, 1e12},
       {"norm", ARG_STR, &norm, "kmeans: patch normalisation, patch or none", 0, 0},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int rc = beit_args_parse("beit tokenizer train [options]",
                            "Train a visual tokenizer: the DALL-E dVAE (Gumbel-softmax, cosine temperature and KL "
@@ -81,7 +87,12 @@ static int tok_train(int argc, char **argv) {
   c.dv.vocab = c.km.k = vocab;
   c.km.image_size = c.dv.image_size;
   c.km.normalize = no_norm ? KMEANS_NORM_NONE : KMEANS_NORM_PATCH;
-  c.steps = steps, c.warmup = warmup, c.tau_steps = tau_steps, c.kl_warmup = kl_warmup, c.seed = (uint64_t)seed;
+  if (max_steps && is_kmeans) {
+    fprintf(stderr, "beit tokenizer train: --max-steps counts dVAE updates (k-means has --iters)\n");
+    return 2;
+  }
+  c.steps = steps, c.max_steps = max_steps, c.warmup = warmup, c.tau_steps = tau_steps, c.kl_warmup = kl_warmup;
+  c.seed = (uint64_t)seed;
   c.km_max_patches = max_patches;
   beit_set_threads(threads);
   return beit_tokenizer_train(&c) ? fail("train") : 0;
@@ -113,6 +124,7 @@ static int tok_encode(int argc, char **argv) {
       {"out", ARG_STR, &out, "token file (format: docs/tokenizer.md)", 0, 0},
       {"batch", ARG_INT, &batch, "images per encoder call", 1, 65536},
       {"threads", ARG_INT, &threads, "compute threads (0 = all cores)", 0, 1024},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int rc = beit_args_parse("beit tokenizer encode --tokenizer CKPT [options]",
                            "Write the token grid of every image of a dataset split to a token file.", args,
@@ -142,6 +154,7 @@ static int tok_reconstruct(int argc, char **argv) {
       {"n", ARG_INT, &n, "images to reconstruct (the MAE covers all of them)", 1, 10000000},
       {"out", ARG_STR, &out, "PNG: each original beside its reconstruction (at most 256)", 0, 0},
       {"threads", ARG_INT, &threads, "compute threads (0 = all cores)", 0, 1024},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int rc = beit_args_parse("beit tokenizer reconstruct --tokenizer CKPT [options]",
                            "Encode images to tokens, decode them back, save originals beside reconstructions and "

@@ -1,10 +1,14 @@
 /* cmd_train.c - `beit pretrain` and `beit finetune`: flags onto beit_recipe_opts
  * (one table for the flags both share), then the recipe in src/train/. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/fail.h"
+#include "core/core.h"
+#include "core/dist.h"
 #include "train/recipes.h"
 
 #define MAX_ARGS 48
@@ -13,11 +17,14 @@
 static int common_args(beit_arg *a, beit_recipe_opts *o) {
   beit_arg common[] = {
       {"data", ARG_STR, &o->data, "dataset: fashion-mnist, mnist:DIR, cifar10:DIR, cifar100:DIR, folder:ROOT", 0, 0},
-      {"out", ARG_STR, &o->out, "run folder (config.json, log.jsonl, checkpoints)", 0, 0},
+      {"out", ARG_STR, &o->out, "run folder (config.json, log.jsonl, checkpoints)", 0, 0, ARG_RESUME_SAFE},
       {"model", ARG_STR, &o->model, "preset: micro mini demo tiny small base large", 0, 0},
       {"image-size", ARG_INT, &o->image_size, "input side (0 = the dataset's)", 0, 4096},
       {"patch-size", ARG_INT, &o->patch_size, "patch side (0 = 4 below 64 px, else 16)", 0, 256},
-      {"epochs", ARG_INT, &o->epochs, "epochs", 1, 100000},
+      {"epochs", ARG_INT, &o->epochs, "epochs (the learning-rate schedule spans them all)", 1, 100000, ARG_RESUME_GROWS},
+      {"max-steps", ARG_I64, &o->max_steps, "stop after N optimizer steps, a complete run with its files, the schedule "
+                                            "still for all --epochs (0 = no limit; continue with --resume)", 0, 1e15,
+       ARG_RESUME_SAFE},
       {"batch", ARG_INT, &o->batch, "images per step (under mpirun: of all ranks together)", 1, 65536},
       {"subset", ARG_I64, &o->subset, "use only the first N training images (0 = all)", 0, 1e12},
       {"lr", ARG_FLOAT, &o->lr, "peak learning rate", 1e-9, 10},
@@ -31,20 +38,52 @@ static int common_args(beit_arg *a, beit_recipe_opts *o) {
       {"crop-scale-min", ARG_FLOAT, &o->crop_scale_min, "random resized crop: smallest area share", 0.01, 1},
       {"color-jitter", ARG_FLOAT, &o->color_jitter, "brightness/contrast/saturation jitter (0 = off)", 0, 1},
       {"seed", ARG_I64, &o->seed, "seed of every random choice", 0, 9.2e18},
-      {"threads", ARG_INT, &o->threads, "threads (0 = all cores; under mpirun, shared by the ranks of a machine)", 0, 1024},
-      {"workers", ARG_INT, &o->workers, "data loading threads", 0, 256},
-      {"resume", ARG_FLAG, &o->resume, "continue from the run folder's checkpoint", 0, 0},
+      {"threads", ARG_INT, &o->threads, "threads (0 = all cores; under mpirun, shared by the ranks of a machine; "
+                                        "another count on --resume rounds sums differently)", 0, 1024, ARG_RESUME_SAFE},
+      {"workers", ARG_INT, &o->workers, "data loading threads", 0, 256, ARG_RESUME_SAFE},
+      {"resume", ARG_FLAG, &o->resume, "continue from the run folder's checkpoint, with the run's options (see below)",
+       0, 0, ARG_RESUME_SAFE},
+      {"extend-epochs", ARG_FLAG, &o->extend_epochs, "with --resume: allow a larger --epochs (the schedule changes)",
+       0, 0, ARG_RESUME_SAFE},
+      {"overwrite", ARG_FLAG, &o->overwrite, "the run folder holds a run: delete its files and start over", 0, 0,
+       ARG_RESUME_SAFE},
       {"recompute", ARG_FLAG, &o->recompute, "keep only each block's input, recompute the rest in the backward pass "
-                                             "(about a third of the memory, about 25% slower)", 0, 0},
-      {"save-every", ARG_INT, &o->save_every, "also checkpoint every N steps (0 = per epoch / at the end)", 0, 1e9},
-      {"keep", ARG_INT, &o->keep, "checkpoints kept: checkpoint.safetensors and checkpoint-1..-(N-1) (docs/reliability.md)", 1, 99},
-      {"skip-nonfinite", ARG_FLAG, &o->skip_nonfinite, "skip a step whose loss or gradient is NaN/inf (at most 10 in a row) instead of stopping", 0, 0},
-      {"log-every", ARG_INT, &o->log_every, "log.jsonl line every N steps", 1, 1e9},
-      {"quiet", ARG_FLAG, &o->quiet, "no progress bar", 0, 0},
+                                             "(about a third of the memory, about 25% slower)", 0, 0, ARG_RESUME_SAFE},
+      {"save-every", ARG_INT, &o->save_every, "also checkpoint every N steps (0 = per epoch / at the end)", 0, 1e9,
+       ARG_RESUME_SAFE},
+      {"keep", ARG_INT, &o->keep, "checkpoints kept: checkpoint.safetensors and checkpoint-1..-(N-1) (docs/reliability.md)",
+       1, 99, ARG_RESUME_SAFE},
+      {"skip-nonfinite", ARG_FLAG, &o->skip_nonfinite,
+       "skip a step whose loss or gradient is NaN/inf (at most 10 in a row) instead of stopping", 0, 0, ARG_RESUME_SAFE},
+      {"log-every", ARG_INT, &o->log_every, "log.jsonl line every N steps", 1, 1e9, ARG_RESUME_SAFE},
+      {"quiet", ARG_FLAG, &o->quiet, "no progress (the bar on a terminal, else a line every 30 s)", 0, 0, ARG_RESUME_SAFE},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int n = (int)(sizeof common / sizeof common[0]);
   memcpy(a, common, sizeof common);
   return n;
+}
+
+/* The checks --resume and --overwrite need before the recipe runs (rank 0 reads
+ * the run's config.json), and the record of the flags for config.json. */
+static int run_recipe(const char *cmd, const beit_arg *a, int n, beit_recipe_opts *o,
+                      int (*recipe)(const beit_recipe_opts *)) {
+  if (o->resume && o->overwrite) {
+    fprintf(stderr, "beit %s: --resume and --overwrite exclude each other\n", cmd);
+    return 2;
+  }
+  if (o->extend_epochs && !o->resume) {
+    fprintf(stderr, "beit %s: --extend-epochs goes with --resume\n", cmd);
+    return 2;
+  }
+  char full[64];
+  snprintf(full, sizeof full, "beit %s", cmd);
+  if (o->resume && beit_dist_is_root() && beit_args_check_resume(cmd, a, n, o->out) != BEIT_OK) return cli_fail(full);
+  char *record = beit_args_record(cmd, a, n);
+  o->args_record = record;
+  int rc = recipe(o);
+  free(record);
+  return cli_recipe_exit(full, rc);
 }
 
 int cmd_pretrain(int argc, char **argv) {
@@ -63,7 +102,7 @@ int cmd_pretrain(int argc, char **argv) {
     fprintf(stderr, "beit pretrain: --tokenizer is required (train one with 'beit tokenizer train', or pass 'pixel')\n");
     return 2;
   }
-  return beit_pretrain(&o);
+  return run_recipe("pretrain", a, n, &o, beit_pretrain);
 }
 
 int cmd_finetune(int argc, char **argv) {
@@ -77,11 +116,14 @@ int cmd_finetune(int argc, char **argv) {
   a[n++] = (beit_arg){"mixup", ARG_FLOAT, &o.mixup, "mixup alpha (0 = off)", 0, 100};
   a[n++] = (beit_arg){"cutmix", ARG_FLOAT, &o.cutmix, "cutmix alpha (0 = off)", 0, 100};
   a[n++] = (beit_arg){"use-cls", ARG_FLAG, &o.use_cls, "classify from the CLS token instead of mean pooling", 0, 0};
+  a[n++] = (beit_arg){"eval-every", ARG_INT, &o.eval_every, "evaluate every N epochs (and at the end)", 1, 1e6,
+                      ARG_RESUME_SAFE};
+  a[n++] = (beit_arg){"eval-subset", ARG_I64, &o.eval_subset, "evaluate on the first N test images (0 = all)", 0, 1e12};
   int rc = beit_args_parse("beit finetune [--init PRETRAINED.safetensors] [options]",
                            "Fine-tune a BEiT classifier and evaluate it on the test split every epoch.", a, n, argc,
                            argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
-  return beit_finetune(&o);
+  return run_recipe("finetune", a, n, &o, beit_finetune);
 }
 
 int cmd_linprobe(int argc, char **argv) {
@@ -101,11 +143,13 @@ int cmd_linprobe(int argc, char **argv) {
       {"seed", ARG_I64, &o.seed, "seed", 0, 9.2e18},
       {"threads", ARG_INT, &o.threads, "threads (0 = all cores)", 0, 1024},
       {"out", ARG_STR, &o.out, "folder for probe.json", 0, 0},
+      {"overwrite", ARG_FLAG, &o.overwrite, "the folder holds a run: delete its files first", 0, 0},
       {"quiet", ARG_FLAG, &o.quiet, "no progress bar", 0, 0},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int rc = beit_args_parse("beit linprobe [--checkpoint CKPT] [options]",
                            "Linear probe: frozen encoder, mean-pooled patch tokens of one block, a linear classifier.",
                            a, (int)(sizeof a / sizeof a[0]), argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
-  return beit_linprobe(&o);
+  return cli_recipe_exit("beit linprobe", beit_linprobe(&o));
 }

@@ -57,12 +57,23 @@ void beit_check_failed(const char *expr, const char *file, int line) {
 /* ---- memory ---- */
 #define BEIT_ALLOC_CHECKED ((size_t)64 << 20)
 
+static int out_of_memory(size_t bytes, const char *what) {
+  if (bytes < ((size_t)1 << 20)) return beit_errorf("out of memory allocating %zu bytes for %s", bytes, what);
+  return beit_errorf("out of memory allocating %.1f MiB for %s", bytes / 1048576.0, what);
+}
+
+/* BEIT_TEST_ALLOC_FAIL (core.h): this allocation fails on purpose. */
+static int injected_failure(const char *what) {
+  const char *v = getenv("BEIT_TEST_ALLOC_FAIL");
+  return v && *v && what && strstr(what, v);
+}
+
 void *beit_alloc(size_t bytes, const char *what) {
   void *p = NULL;
   size_t rounded = (bytes + 63) & ~(size_t)63;
   if (bytes >= BEIT_ALLOC_CHECKED && beit_memory_check((double)bytes, what) != BEIT_OK) return NULL;
-  if (rounded < bytes || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
-    beit_errorf("out of memory allocating %.1f MiB for %s", bytes / 1048576.0, what);
+  if (rounded < bytes || injected_failure(what) || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
+    out_of_memory(bytes, what);
     return NULL;
   }
   return p;
@@ -72,6 +83,12 @@ void *beit_calloc(size_t bytes, const char *what) {
   void *p = beit_alloc(bytes, what);
   if (p) memset(p, 0, bytes);
   return p;
+}
+
+void *beit_realloc(void *p, size_t bytes, const char *what) {
+  void *q = injected_failure(what) ? NULL : realloc(p, bytes ? bytes : 1);
+  if (!q) out_of_memory(bytes, what);
+  return q;
 }
 
 void beit_free(void *p) { free(p); }
@@ -268,7 +285,7 @@ static void format_duration(double s, char *buf, size_t n) {
 
 static void progress_draw(beit_progress *p, int final) {
   double el = beit_now() - p->t_start;
-  double rate = el > 0 ? p->done / el : 0;
+  double rate = el > 0 ? (p->done - p->done0) / el : 0;
   double frac = p->total > 0 ? (double)p->done / p->total : 0;
   if (frac > 1) frac = 1;
   char bar[32], eta[32], ela[32];
@@ -277,8 +294,15 @@ static void progress_draw(beit_progress *p, int final) {
   bar[w] = 0;
   format_duration(rate > 0 ? (p->total - p->done) / rate : -1, eta, sizeof eta);
   format_duration(el, ela, sizeof ela);
-  fprintf(stderr, "\r%s [%s] %3.0f%% %lld/%lld  %.1f img/s  %s<%s %s%s", p->label, bar, 100 * frac,
-          (long long)p->done, (long long)p->total, rate, ela, eta, p->extra, final ? "\n" : "");
+  if (p->in_place) {
+    fprintf(stderr, "\r%s [%s] %3.0f%% %lld/%lld  %.1f img/s  %s<%s  %s%s", p->label, bar, 100 * frac,
+            (long long)p->done, (long long)p->total, rate, ela, eta, p->extra, final ? "\n" : "");
+    p->open = !final;
+  } else {
+    fprintf(stderr, "%s: %s%s%lld/%lld images (%.0f%%), %.1f img/s, %s elapsed, ETA %s\n", p->label, p->extra,
+            p->extra[0] ? " | " : "", (long long)p->done, (long long)p->total, 100 * frac, rate, ela, eta);
+    p->line_done = p->done;
+  }
   fflush(stderr);
 }
 
@@ -287,33 +311,100 @@ void beit_progress_start(beit_progress *p, const char *label, int64_t total) {
   p->label = label;
   p->total = total;
   p->t_start = p->t_last_draw = beit_now();
-  p->enabled = isatty(2) || getenv("BEIT_PROGRESS") != NULL;
+  p->enabled = 1;
+  p->in_place = isatty(2) || getenv("BEIT_PROGRESS") != NULL;
+  const char *every = getenv("BEIT_PROGRESS_SECONDS");
+  p->every = every ? atof(every) : 30;
+  if (!(p->every >= 0)) p->every = 30;
+  p->line_done = -1;
 }
 
 void beit_progress_update(beit_progress *p, int64_t n, const char *extra) {
   p->done += n;
   if (extra) snprintf(p->extra, sizeof p->extra, "%s", extra);
+  if (!p->enabled) return;
   double now = beit_now();
-  if (p->enabled && now - p->t_last_draw >= 0.2) {
-    p->t_last_draw = now;
-    progress_draw(p, 0);
-  }
+  int due = p->in_place ? now - p->t_last_draw >= 0.2 : p->line_done < 0 || now - p->t_last_draw >= p->every;
+  if (!due) return;
+  p->t_last_draw = now;
+  progress_draw(p, 0);
+}
+
+void beit_progress_line(beit_progress *p) {
+  if (!p->enabled || p->in_place || p->line_done == p->done) return;
+  p->t_last_draw = beit_now();
+  progress_draw(p, 0);
 }
 
 void beit_progress_finish(beit_progress *p) {
-  if (p->enabled) progress_draw(p, 1);
+  if (!p->enabled || (!p->in_place && p->line_done == p->done)) return;
+  progress_draw(p, 1);
+}
+
+const char *beit_progress_eol(beit_progress *p) {
+  if (!p->open) return "";
+  p->open = 0;
+  return "\n";
 }
 
 /* ---- files ---- */
+static const char *file_kind(mode_t m) {
+  return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
+         : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a plain file";
+}
+
+int beit_open_read(const char *path) {
+  /* O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    beit_errorf("%s: cannot open: %s", path, strerror(errno));
+    return -1;
+  }
+  struct stat st;
+  int bad = fstat(fd, &st) != 0 ? beit_errorf("%s: cannot stat: %s", path, strerror(errno))
+            : !S_ISREG(st.st_mode) ? beit_errorf("%s: not a regular file (%s)", path, file_kind(st.st_mode)) : BEIT_OK;
+  if (bad) {
+    close(fd);
+    return -1;
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+    beit_errorf("%s: fcntl: %s", path, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+FILE *beit_fopen_read(const char *path) {
+  int fd = beit_open_read(path);
+  FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
+  if (fd >= 0 && !f) {
+    beit_errorf("%s: cannot open: %s", path, strerror(errno));
+    close(fd);
+  }
+  return f;
+}
+
+int beit_is_dir(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int beit_is_file(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
+}
+
 int beit_read_file(const char *path, uint8_t **data, size_t *size) {
   *data = NULL;
   *size = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return beit_errorf("%s: cannot open: %s", path, strerror(errno));
+  FILE *f = beit_fopen_read(path);
+  if (!f) return BEIT_ERR;
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (fstat(fileno(f), &st) != 0) {
     fclose(f);
-    return beit_errorf("%s: not a regular file", path);
+    return beit_errorf("%s: cannot stat: %s", path, strerror(errno));
   }
   size_t n = (size_t)st.st_size;
   uint8_t *buf = beit_alloc(n + 1, path);

@@ -1,13 +1,16 @@
-/* dist.h - data parallelism across processes, and the only place that talks
- * to MPI. Without MPI (built without it, or started without a launcher such as
- * mpirun) the program is rank 0 of a world of 1 and every call below is a
- * no-op, so callers never need an #ifdef. Collectives must be called by every
- * rank in the same order; an MPI failure aborts the whole job. */
+/* dist.h - data parallelism across processes. Two implementations define it:
+ * the library's world of one (src/core/dist.c: rank 0 of 1, every call a no-op,
+ * so libbeit never links MPI) and the MPI one (src/mpi/dist_mpi.c), which only
+ * the programs that train under mpirun link. Without a launcher such as mpirun
+ * the MPI one is a world of one too, so callers never need an #ifdef.
+ * Collectives must be called by every rank in the same order; an MPI failure
+ * aborts the whole job. */
 #ifndef BEIT_DIST_H
 #define BEIT_DIST_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 /* Call in main() after beit_runtime_init (which may re-execute the process)
  * and before anything else: joins the MPI job when a launcher started us.
@@ -39,10 +42,18 @@ void beit_dist_exchange(const void *send, void *recv, size_t bytes, int peer);
 void beit_dist_barrier(void);
 /* 1 when buf holds the same bytes on every rank (compares a 64-bit hash). */
 int beit_dist_same(const void *buf, size_t bytes);
-/* Ends every rank of the job with `code` (plain exit() in a single process). */
-void beit_dist_abort(int code) __attribute__((noreturn));
-
 /* Seconds spent inside gradient reductions since the start (for measurements). */
 double beit_dist_reduce_seconds(void);
+
+/* The world size a launcher's environment announces (Open MPI, PMI, PMIx,
+ * MVAPICH), 0 when none: both implementations decide with it. */
+static inline int beit_dist_launcher_world(void) {
+  static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE"};
+  for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+    const char *v = getenv(vars[i]);
+    if (v && *v) return atoi(v);
+  }
+  return 0;
+}
 
 #endif

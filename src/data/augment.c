@@ -295,7 +295,11 @@ beit_eval_prep beit_eval_prep_make(int size, float crop_pct, const float mean[3]
   return p;
 }
 
-int beit_eval_resize_side(int size, float crop_pct) { return (int)floor(size / crop_pct + 1e-9); }
+int beit_eval_resize_side(int size, float crop_pct) {
+  /* a crop_pct beit_eval_crop_check refuses must not overflow int here (the loader asks before checking) */
+  if (!(crop_pct > 0 && crop_pct <= 1) || size / (double)crop_pct > BEIT_IMAGE_MAX_SIDE) return size;
+  return (int)floor(size / crop_pct + 1e-9);
+}
 
 int beit_eval_crop_check(int size, float crop_pct) {
   /* compared in double: a tiny crop_pct must not overflow int before the check */

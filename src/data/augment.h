@@ -59,7 +59,7 @@ int beit_aug_train(const beit_aug_cfg *cfg, const beit_image *img, beit_rng *rng
                    const float std[3], float *out, beit_aug_params *drawn);
 /* The eval preprocessing of a model (spec 7.3): what `beit eval`, `predict`,
  * `attention` and fine-tuning's evaluation all feed the model, taken from the
- * checkpoint (beit_checkpoint_eval_prep in io/convert.h). */
+ * checkpoint (beit_checkpoint_eval_prep in model/convert.h). */
 typedef struct {
   int size;              /* model input side S */
   float crop_pct;        /* centre-crop share: the shorter side goes to floor(S / crop_pct) */
@@ -76,7 +76,8 @@ beit_eval_prep beit_eval_prep_make(int size, float crop_pct, const float mean[3]
 int beit_eval_crop_check(int size, float crop_pct);
 int beit_eval_norm_check(const float mean[3], const float std[3]);
 int beit_eval_prep_check(const beit_eval_prep *p);  /* both */
-/* floor(size / crop_pct): the side the shorter image side is resized to. */
+/* floor(size / crop_pct): the side the shorter image side is resized to (size
+ * itself for a crop_pct that beit_eval_crop_check refuses). */
 int beit_eval_resize_side(int size, float crop_pct);
 /* Eval, timm's Resize(floor(size / crop_pct)) + CenterCrop(size): the shorter
  * side to floor(size / crop_pct) (bicubic, the longer one in proportion,

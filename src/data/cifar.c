@@ -80,9 +80,10 @@ static int cifar_sizes(cifar_files *f, int is100, int64_t *total) {
   size_t rec = CIFAR_PIXELS + (is100 ? 2 : 1);
   *total = 0;
   for (int k = 0; k < f->nfiles; k++) {
-    FILE *fp = fopen(f->paths[k], "rb");
-    if (!fp || fseek(fp, 0, SEEK_END) != 0) {
-      if (fp) fclose(fp);
+    FILE *fp = beit_fopen_read(f->paths[k]);
+    if (!fp) return BEIT_ERR;
+    if (fseek(fp, 0, SEEK_END) != 0) {
+      fclose(fp);
       return beit_errorf("%s: cannot read", f->paths[k]);
     }
     f->sizes[k] = (size_t)ftell(fp);
@@ -102,7 +103,8 @@ static int cifar_names(beit_dataset *ds, const char *dir, int is100) {
   const char *const *names = is100 ? CIFAR100_NAMES : CIFAR10_NAMES;
   char path[2048], line[256], *read[100] = {0};
   snprintf(path, sizeof path, "%s/%s", dir, is100 ? "fine_label_names.txt" : "batches.meta.txt");
-  FILE *f = fopen(path, "r");
+  FILE *f = NULL;
+  if (beit_is_file(path) && !(f = beit_fopen_read(path))) return BEIT_ERR;  /* absent: the standard names */
   int got = 0;
   while (f && got < count && fgets(line, sizeof line, f)) {
     line[strcspn(line, "\r\n")] = 0;

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/core.h"
 
@@ -19,16 +18,6 @@ char *beit_strdup(const char *s) {
     return NULL;
   }
   return memcpy(p, s, n);
-}
-
-int beit_is_dir(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-int beit_is_file(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 int beit_ds_set_names(beit_dataset *ds, const char *const *names, int count) {
@@ -141,18 +130,18 @@ static int get_memory(const beit_dataset *ds, int64_t i, beit_image *out, int32_
   return BEIT_OK;
 }
 
-static int load_file(const beit_dataset *ds, int64_t j, beit_image *out) {
-  if (beit_image_load(ds->paths[j], out)) return BEIT_ERR;
+static int load_file(const beit_dataset *ds, int64_t j, int min_side, beit_image *out) {
+  if (beit_image_load_scaled(ds->paths[j], min_side, out)) return BEIT_ERR;
   return beit_image_convert(out, ds->channels);
 }
 
 /* Folder sample: on an unreadable file either fail or (skip policy) warn once
  * and serve the next readable sample, so the result is still deterministic. */
-static int get_folder(const beit_dataset *ds, int64_t i, beit_image *out, int32_t *label) {
+static int get_folder(const beit_dataset *ds, int64_t i, int min_side, beit_image *out, int32_t *label) {
   for (int64_t k = 0; k < ds->n; k++) {
     int64_t j = (i + k) % ds->n;
     if (__atomic_load_n(&ds->bad[j], __ATOMIC_RELAXED) && ds->bad_policy == BEIT_BAD_SKIP) continue;
-    if (load_file(ds, j, out) == BEIT_OK) {
+    if (load_file(ds, j, min_side, out) == BEIT_OK) {
       if (label) *label = ds->labels[j];
       return BEIT_OK;
     }
@@ -163,9 +152,13 @@ static int get_folder(const beit_dataset *ds, int64_t i, beit_image *out, int32_
   return beit_errorf("%s: none of the %lld images could be read", ds->root, (long long)ds->n);
 }
 
-int beit_dataset_get(const beit_dataset *ds, int64_t i, beit_image *out, int32_t *label) {
+int beit_dataset_get_scaled(const beit_dataset *ds, int64_t i, int min_side, beit_image *out, int32_t *label) {
   if (i < 0 || i >= ds->n)
     return beit_errorf("%s: sample %lld out of range (dataset has %lld)", ds->root, (long long)i, (long long)ds->n);
   if (ds->pixels) return get_memory(ds, i, out, label);
-  return get_folder(ds, i, out, label);
+  return get_folder(ds, i, min_side, out, label);
+}
+
+int beit_dataset_get(const beit_dataset *ds, int64_t i, beit_image *out, int32_t *label) {
+  return beit_dataset_get_scaled(ds, i, 0, out, label);
 }

@@ -42,6 +42,9 @@ void beit_dataset_close(beit_dataset *ds);
 /* Sample i as uint8 HWC with ds->channels channels (`out` zeroed or reused);
  * its label in *label when label != NULL. */
 int beit_dataset_get(const beit_dataset *ds, int64_t i, beit_image *out, int32_t *label);
+/* The same for the eval transform, which resizes the shorter side to min_side: a
+ * large folder image may come back shrunk (beit_image_load_scaled). */
+int beit_dataset_get_scaled(const beit_dataset *ds, int64_t i, int min_side, beit_image *out, int32_t *label);
 /* Human-readable split name: "train" or "test"/"val". */
 const char *beit_dataset_split_name(const beit_dataset *ds);
 
@@ -51,14 +54,8 @@ int beit_idx_open(beit_dataset *ds, const char *dir, int train, const char *flav
 int beit_cifar_open(beit_dataset *ds, const char *dir, int train, int is100);
 int beit_folder_open(beit_dataset *ds, const char *root, int train);
 
-/* Reads a whole file, inflating it when it is gzip (1f 8b); corrupt or
- * truncated gzip data is refused with the compressed offset. */
-int beit_read_maybe_gz(const char *path, uint8_t **data, size_t *size);
-
 /* Internal helpers shared by the readers. */
 int beit_ds_set_names(beit_dataset *ds, const char *const *names, int count);
 char *beit_strdup(const char *s);
-int beit_is_dir(const char *path);
-int beit_is_file(const char *path);
 
 #endif

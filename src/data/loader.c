@@ -12,6 +12,7 @@
 #include "core/core.h"
 
 #define CHUNK 4 /* samples a worker claims at once */
+#define KEEP_IMAGE_BYTES ((size_t)16 << 20) /* a decoding buffer larger than this is not kept between chunks */
 
 typedef struct {
   beit_batch b;
@@ -52,11 +53,20 @@ void beit_loader_defaults(beit_loader_cfg *cfg, beit_load_mode mode) {
   cfg->shuffle = -1;
 }
 
+int beit_resolve_sizes(int image_size, int patch_size, const beit_dataset *ds, int *S, int *P) {
+  int from_data = image_size <= 0;
+  if (from_data && !ds) return beit_errorf("beit_resolve_sizes: no --image-size and no dataset to take it from");
+  if (from_data) image_size = ds->height > 0 && ds->height == ds->width ? ds->height : 224;
+  if (patch_size <= 0) patch_size = image_size <= 64 ? 4 : 16;
+  if (image_size % patch_size)
+    return beit_errorf("%s %d%s is not a multiple of --patch-size %d", from_data ? "the image size" : "--image-size",
+                       image_size, from_data ? " (the dataset's; --image-size 0)" : "", patch_size);
+  *S = image_size, *P = patch_size;
+  return BEIT_OK;
+}
+
 static int resolve_sizes(beit_loader_cfg *c, const beit_dataset *ds) {
-  if (c->image_size <= 0) c->image_size = ds->height > 0 && ds->height == ds->width ? ds->height : 224;
-  if (c->patch_size <= 0) c->patch_size = c->image_size <= 64 ? 4 : 16;
-  if (c->image_size % c->patch_size)
-    return beit_errorf("--size %d is not a multiple of --patch %d", c->image_size, c->patch_size);
+  if (beit_resolve_sizes(c->image_size, c->patch_size, ds, &c->image_size, &c->patch_size)) return BEIT_ERR;
   if (c->mode != BEIT_LOAD_PRETRAIN) c->second_size = -1;
   else if (c->second_size == 0) c->second_size = c->image_size / c->patch_size * 8;
   if (c->std[0] == 0) memcpy(c->mean, ds->mean, sizeof c->mean), memcpy(c->std, ds->std, sizeof c->std);
@@ -121,13 +131,13 @@ static void assign(beit_loader *L, slot *s, int64_t pos) {
 static int process_sample(const beit_loader *L, beit_batch *b, int k, beit_image *img) {
   const beit_loader_cfg *c = &L->cfg;
   int64_t idx = b->indices[k];
-  if (beit_dataset_get(L->ds, idx, img, &b->labels[k])) return BEIT_ERR;
+  beit_eval_prep prep = beit_eval_prep_make(c->image_size, c->crop_pct, c->mean, c->std);
+  /* only the eval transform knows the resolution it needs; training crops need the full image */
+  int side = c->mode == BEIT_LOAD_EVAL ? beit_eval_resize_side(prep.size, prep.crop_pct) : 0;
+  if (beit_dataset_get_scaled(L->ds, idx, side, img, &b->labels[k])) return BEIT_ERR;
   size_t va = (size_t)L->C * c->image_size * c->image_size;
   float *a = b->images + k * va;
-  if (c->mode == BEIT_LOAD_EVAL) {
-    beit_eval_prep prep = beit_eval_prep_make(c->image_size, c->crop_pct, c->mean, c->std);
-    return beit_aug_eval(img, &prep, a);
-  }
+  if (c->mode == BEIT_LOAD_EVAL) return beit_aug_eval(img, &prep, a);
   beit_rng rng;
   beit_rng_seed(&rng, c->seed, BEIT_RNG_AUGMENT, (uint64_t)b->epoch, (uint64_t)idx);
   if (c->mode == BEIT_LOAD_TRAIN) return beit_aug_train(&c->aug, img, &rng, c->image_size, c->mean, c->std, a, NULL);
@@ -142,6 +152,7 @@ static void run_samples(beit_loader *L, slot *s, int k0, int k1, beit_image *img
     if (process_sample(L, &s->b, k, img))
       snprintf(err, errn, "%s (batch %lld of epoch %lld, sample %lld)", beit_last_error(), (long long)s->b.step,
                (long long)s->b.epoch, (long long)s->b.indices[k]);
+  if (img->cap > KEEP_IMAGE_BYTES) beit_image_free(img);  /* one huge image does not stay with every worker */
 }
 
 /* ---- workers -------------------------------------------------------------------- */
@@ -358,7 +369,7 @@ int beit_eval_images(const beit_dataset *ds, int64_t first, int count, const bei
                      (long long)(first + count), (long long)ds->n);
   for (int k = 0; rc == BEIT_OK && k < count; k++) {
     int32_t label;
-    rc = beit_dataset_get(ds, first + k, &img, &label);
+    rc = beit_dataset_get_scaled(ds, first + k, beit_eval_resize_side(prep->size, prep->crop_pct), &img, &label);
     if (rc == BEIT_OK) rc = beit_aug_eval(&img, prep, out + k * per);
     if (labels && rc == BEIT_OK) labels[k] = label;
   }

@@ -53,6 +53,11 @@ typedef struct {
 typedef struct beit_loader beit_loader;
 
 void beit_loader_defaults(beit_loader_cfg *cfg, beit_load_mode mode);
+/* The input side S and patch side P that --image-size / --patch-size give
+ * (0: the dataset's side when square, else 224; patch 0: 4 up to 64 px, else
+ * 16), as the loader resolves them; BEIT_ERR, naming those flags, when S is not a
+ * multiple of P. ds may be NULL when image_size > 0 (a check before any data). */
+int beit_resolve_sizes(int image_size, int patch_size, const beit_dataset *ds, int *S, int *P);
 /* `ds` must outlive the loader. Starts at epoch 0, step 0. */
 int beit_loader_open(beit_loader **out, const beit_dataset *ds, const beit_loader_cfg *cfg);
 /* 1: a batch; 0: the epoch ended (the next call starts the next epoch); BEIT_ERR on

@@ -3,7 +3,6 @@
  * drawing helpers declared in image.h. */
 #include "io/image.h"
 
-#include <errno.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +41,40 @@ static int check_dims(const char *name, long long h, long long w) {
   return BEIT_OK;
 }
 
+/* ---- decoding limits -------------------------------------------------------- */
+static long long g_max_pixels = BEIT_IMAGE_DEFAULT_MAX_PIXELS;
+
+void beit_image_set_max_pixels(long long n) {
+  g_max_pixels = n < 1 ? 1 : n > BEIT_IMAGE_MAX_PIXELS ? BEIT_IMAGE_MAX_PIXELS : n;
+}
+
+long long beit_image_max_pixels(void) { return g_max_pixels; }
+
+int beit_image_check_pixels(const char *name, long long h, long long w) {
+  if (check_dims(name, h, w)) return BEIT_ERR;
+  if (h * w > g_max_pixels)
+    return beit_errorf("%s: image is %lldx%lld = %.1f Mpx, over the limit of %.1f Mpx (--max-image-pixels %lld)", name,
+                       w, h, h * w / 1e6, g_max_pixels / 1e6, g_max_pixels);
+  return BEIT_OK;
+}
+
+/* The integer factor a decoder may shrink an h x w image by: its shorter side stays
+ * at least 2 * min_side, so the resize to min_side after it still filters from twice
+ * the target (PIL's reducing_gap = 2). At most 256, which keeps box sums in 32 bits. */
+static int reduce_factor(long long h, long long w, int min_side) {
+  if (min_side <= 0) return 1;
+  long long f = (h < w ? h : w) / (2LL * min_side);
+  return f < 1 ? 1 : f > 256 ? 256 : (int)f;
+}
+
+/* The memory check the model uses, for a decoder about to hold `need` bytes. */
+static int decode_memory_check(const char *name, long long h, long long w, double need) {
+  if (need < (double)(16 << 20)) return BEIT_OK;  /* reading /proc per small image would cost more than it saves */
+  char what[1200];
+  snprintf(what, sizeof what, "%s: decoding a %lldx%lld image", name, w, h);
+  return beit_memory_check(need, what);
+}
+
 /* ---- PNG decoding ---------------------------------------------------------- */
 typedef struct {
   const uint8_t *buf;
@@ -49,6 +82,8 @@ typedef struct {
   char msg[256];
   jmp_buf jb;
   png_bytep *rows;
+  uint8_t *row;   /* reducing: one decoded row */
+  uint32_t *acc;  /* reducing: box sums of the output row */
 } png_src;
 
 static void png_fail(png_structp png, png_const_charp msg) {
@@ -81,26 +116,61 @@ static void png_set_transforms(png_structp png, png_infop info) {
   png_read_update_info(png, info);
 }
 
-static int png_decode_body(png_structp png, png_infop info, png_src *s, const char *name,
+/* Averages each f x f box of the h x w x c rows into img (edge boxes over what they cover). */
+static void png_emit_row(png_src *s, beit_image *img, int oy, int rows, int f, int w) {
+  int c = img->c;
+  uint8_t *out = img->data + (size_t)oy * img->w * c;
+  for (int ox = 0; ox < img->w; ox++) {
+    uint32_t n = (uint32_t)rows * (uint32_t)(w - ox * f < f ? w - ox * f : f);
+    for (int ch = 0; ch < c; ch++) out[ox * c + ch] = (uint8_t)((s->acc[ox * c + ch] + n / 2) / n);
+  }
+  memset(s->acc, 0, sizeof(uint32_t) * (size_t)img->w * c);
+}
+
+/* Row by row into a 1/f-size image: the full image never exists in memory. */
+static int png_read_reduced(png_structp png, png_src *s, const char *name, beit_image *img, int h, int w, int f) {
+  int c = img->c;
+  s->row = malloc((size_t)w * c);
+  s->acc = calloc((size_t)img->w * c, sizeof(uint32_t));
+  if (!s->row || !s->acc) return beit_errorf("%s: out of memory", name);
+  for (int y = 0; y < h; y++) {
+    png_read_row(png, s->row, NULL);
+    for (int ox = 0, x = 0; ox < img->w; ox++)
+      for (int end = x + f < w ? x + f : w; x < end; x++)
+        for (int ch = 0; ch < c; ch++) s->acc[ox * c + ch] += s->row[x * c + ch];
+    if ((y + 1) % f == 0 || y == h - 1) png_emit_row(s, img, y / f, y % f + 1, f, w);
+  }
+  return BEIT_OK;
+}
+
+static int png_decode_body(png_structp png, png_infop info, png_src *s, const char *name, int min_side,
                            beit_image *img) {
   if (setjmp(s->jb)) return beit_errorf("%s: corrupt PNG: %s", name, s->msg);
   png_set_read_fn(png, s, png_read_mem);
   png_read_info(png, info);
   int w = (int)png_get_image_width(png, info), h = (int)png_get_image_height(png, info);
-  if (check_dims(name, h, w)) return BEIT_ERR;
+  if (beit_image_check_pixels(name, h, w)) return BEIT_ERR;
+  /* Adam7 rows arrive in passes over the whole image: only plain PNGs are reduced */
+  int f = png_get_interlace_type(png, info) == PNG_INTERLACE_NONE ? reduce_factor(h, w, min_side) : 1;
   png_set_transforms(png, info);
   int c = png_get_channels(png, info);
   if (c != 1 && c != 3) return beit_errorf("%s: PNG gives %d channels after conversion", name, c);
-  if (beit_image_reserve(img, h, w, c)) return BEIT_ERR;
-  s->rows = malloc(sizeof(png_bytep) * (size_t)h);
-  if (!s->rows) return beit_errorf("%s: out of memory", name);
-  for (int y = 0; y < h; y++) s->rows[y] = img->data + (size_t)y * w * c;
-  png_read_image(png, s->rows);
+  int oh = (h + f - 1) / f, ow = (w + f - 1) / f;
+  if (decode_memory_check(name, h, w, (double)oh * ow * c + (f > 1 ? 5.0 * w * c : 8.0 * h))) return BEIT_ERR;
+  if (beit_image_reserve(img, oh, ow, c)) return BEIT_ERR;
+  if (f > 1) {
+    if (png_read_reduced(png, s, name, img, h, w, f)) return BEIT_ERR;
+  } else {
+    s->rows = malloc(sizeof(png_bytep) * (size_t)h);
+    if (!s->rows) return beit_errorf("%s: out of memory", name);
+    for (int y = 0; y < h; y++) s->rows[y] = img->data + (size_t)y * w * c;
+    png_read_image(png, s->rows);
+  }
   png_read_end(png, NULL);
   return BEIT_OK;
 }
 
-static int png_decode(const uint8_t *buf, size_t size, const char *name, beit_image *img) {
+static int png_decode(const uint8_t *buf, size_t size, const char *name, int min_side, beit_image *img) {
   png_src s = {.buf = buf, .size = size};
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &s, png_fail, png_quiet);
   png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -108,8 +178,8 @@ static int png_decode(const uint8_t *buf, size_t size, const char *name, beit_im
     png_destroy_read_struct(&png, NULL, NULL);
     return beit_errorf("%s: cannot initialise libpng", name);
   }
-  int rc = png_decode_body(png, info, &s, name, img);
-  free(s.rows);
+  int rc = png_decode_body(png, info, &s, name, min_side, img);
+  free(s.rows), free(s.row), free(s.acc);
   png_destroy_read_struct(&png, &info, NULL);
   return rc;
 }
@@ -157,15 +227,22 @@ static int jpg_read_pixels(struct jpeg_decompress_struct *ci, jpg_err *e, beit_i
 }
 
 static int jpg_decode_body(struct jpeg_decompress_struct *ci, jpg_err *e, const uint8_t *buf,
-                           size_t size, const char *name, beit_image *img) {
+                           size_t size, const char *name, int min_side, beit_image *img) {
   if (setjmp(e->jb)) return beit_errorf("%s: corrupt JPEG: %s", name, e->msg);
   jpeg_create_decompress(ci);
   jpeg_mem_src(ci, buf, (unsigned long)size);
   jpeg_read_header(ci, TRUE);
-  if (check_dims(name, ci->image_height, ci->image_width)) return BEIT_ERR;
+  long long h = ci->image_height, w = ci->image_width;
+  if (beit_image_check_pixels(name, h, w)) return BEIT_ERR;
   J_COLOR_SPACE cs = ci->jpeg_color_space;
   ci->out_color_space = cs == JCS_GRAYSCALE ? JCS_GRAYSCALE
                         : (cs == JCS_CMYK || cs == JCS_YCCK) ? JCS_CMYK : JCS_RGB;
+  int f = reduce_factor(h, w, min_side);
+  ci->scale_num = 1, ci->scale_denom = f >= 8 ? 8 : f >= 4 ? 4 : f >= 2 ? 2 : 1;  /* DCT scaling: 1/2, 1/4, 1/8 */
+  jpeg_calc_output_dimensions(ci);
+  /* a progressive file keeps every DCT coefficient (2 bytes each) until the last scan */
+  double coefs = ci->progressive_mode ? 2.0 * h * w * ci->num_components : 0;
+  if (decode_memory_check(name, h, w, (double)ci->output_height * ci->output_width * 4 + coefs)) return BEIT_ERR;
   jpeg_start_decompress(ci);
   int c = ci->output_components == 1 ? 1 : 3;
   if (beit_image_reserve(img, (int)ci->output_height, (int)ci->output_width, c)) return BEIT_ERR;
@@ -174,7 +251,7 @@ static int jpg_decode_body(struct jpeg_decompress_struct *ci, jpg_err *e, const 
   return BEIT_OK;
 }
 
-static int jpg_decode(const uint8_t *buf, size_t size, const char *name, beit_image *img) {
+static int jpg_decode(const uint8_t *buf, size_t size, const char *name, int min_side, beit_image *img) {
   struct jpeg_decompress_struct ci;
   jpg_err e;
   memset(&ci, 0, sizeof ci);
@@ -182,7 +259,7 @@ static int jpg_decode(const uint8_t *buf, size_t size, const char *name, beit_im
   ci.err = jpeg_std_error(&e.pub);
   e.pub.error_exit = jpg_fail;
   e.pub.emit_message = jpg_emit;
-  int rc = jpg_decode_body(&ci, &e, buf, size, name, img);
+  int rc = jpg_decode_body(&ci, &e, buf, size, name, min_side, img);
   jpeg_destroy_decompress(&ci);
   free(e.row);
   return rc;
@@ -192,21 +269,27 @@ static int jpg_decode(const uint8_t *buf, size_t size, const char *name, beit_im
 static int is_png(const uint8_t *b, size_t n) { return n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8); }
 static int is_jpeg(const uint8_t *b, size_t n) { return n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF; }
 
-int beit_image_decode(const uint8_t *buf, size_t size, const char *name, beit_image *img) {
-  if (is_png(buf, size)) return png_decode(buf, size, name, img);
-  if (is_jpeg(buf, size)) return jpg_decode(buf, size, name, img);
+int beit_image_decode_scaled(const uint8_t *buf, size_t size, const char *name, int min_side, beit_image *img) {
+  if (is_png(buf, size)) return png_decode(buf, size, name, min_side, img);
+  if (is_jpeg(buf, size)) return jpg_decode(buf, size, name, min_side, img);
   return beit_errorf("%s: not a PNG or JPEG file (%zu bytes, unrecognised signature at offset 0)", name,
                      size);
 }
 
-int beit_image_load(const char *path, beit_image *img) {
+int beit_image_decode(const uint8_t *buf, size_t size, const char *name, beit_image *img) {
+  return beit_image_decode_scaled(buf, size, name, 0, img);
+}
+
+int beit_image_load_scaled(const char *path, int min_side, beit_image *img) {
   uint8_t *buf;
   size_t n;
   if (beit_read_file(path, &buf, &n)) return BEIT_ERR;
-  int rc = beit_image_decode(buf, n, path, img);
+  int rc = beit_image_decode_scaled(buf, n, path, min_side, img);
   beit_free(buf);
   return rc;
 }
+
+int beit_image_load(const char *path, beit_image *img) { return beit_image_load_scaled(path, 0, img); }
 
 static uint32_t be32(const uint8_t *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -217,7 +300,7 @@ static int png_probe(const uint8_t *hdr, size_t n, const char *path, int *h, int
   *w = (int)be32(hdr + 16), *h = (int)be32(hdr + 20);
   int type = hdr[25];
   *c = (type == 0 || type == 4) ? 1 : 3;
-  return check_dims(path, be32(hdr + 20), be32(hdr + 16));
+  return beit_image_check_pixels(path, be32(hdr + 20), be32(hdr + 16));
 }
 
 static int jpg_probe_body(struct jpeg_decompress_struct *ci, jpg_err *e, FILE *f, const char *path,
@@ -228,7 +311,7 @@ static int jpg_probe_body(struct jpeg_decompress_struct *ci, jpg_err *e, FILE *f
   jpeg_read_header(ci, TRUE);
   *h = (int)ci->image_height, *w = (int)ci->image_width;
   *c = ci->jpeg_color_space == JCS_GRAYSCALE ? 1 : 3;
-  return check_dims(path, ci->image_height, ci->image_width);
+  return beit_image_check_pixels(path, ci->image_height, ci->image_width);
 }
 
 static int jpg_probe(FILE *f, const char *path, int *h, int *w, int *c) {
@@ -246,8 +329,8 @@ static int jpg_probe(FILE *f, const char *path, int *h, int *w, int *c) {
 }
 
 int beit_image_probe(const char *path, int *h, int *w, int *c) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return beit_errorf("%s: cannot open: %s", path, strerror(errno));
+  FILE *f = beit_fopen_read(path);
+  if (!f) return BEIT_ERR;
   uint8_t hdr[33];
   size_t n = fread(hdr, 1, sizeof hdr, f);
   int rc = is_png(hdr, n)    ? png_probe(hdr, n, path, h, w, c)

@@ -10,6 +10,17 @@
 /* Decoding refuses anything larger than this per side or in total. */
 #define BEIT_IMAGE_MAX_SIDE 16384
 #define BEIT_IMAGE_MAX_PIXELS (256ll * 1024 * 1024)
+/* The default of the decoding limit below (the CLI's --max-image-pixels). */
+#define BEIT_IMAGE_DEFAULT_MAX_PIXELS 64000000ll
+
+/* Decompression bombs: every decoder (PNG, JPEG, probe, IDX) refuses an image whose
+ * header declares more than this many pixels (width x height), before allocating
+ * anything, with "PATH: image is WxH = N Mpx, over the limit of M Mpx". Clamped to
+ * 1..BEIT_IMAGE_MAX_PIXELS; process-wide, so set it before decoding starts. */
+void beit_image_set_max_pixels(long long n);
+long long beit_image_max_pixels(void);
+/* BEIT_ERR with that message when h x w is over the limit (or outside the hard ones). */
+int beit_image_check_pixels(const char *name, long long h, long long w);
 
 /* uint8 image, row-major HWC. `cap` is the allocated byte count so that a
  * decoder can reuse the buffer; start from a zeroed struct. */
@@ -29,6 +40,14 @@ void beit_image_free(beit_image *img);
  * files are refused with a message naming `path`. */
 int beit_image_load(const char *path, beit_image *img);
 int beit_image_decode(const uint8_t *buf, size_t size, const char *name, beit_image *img);
+/* The same, for a caller that will resize the shorter side to min_side (the eval
+ * transform): a large image may come back shrunk by an integer factor, its shorter
+ * side still >= 2 * min_side, and is never held at full size. JPEG: libjpeg's DCT
+ * scaling (1/2, 1/4, 1/8); non-interlaced PNG: decoded row by row into box averages.
+ * min_side <= 0: full size, as beit_image_load. Decoding is under the memory check
+ * of beit_memory_check ("PATH: decoding a WxH image needs X GiB, Y GiB available"). */
+int beit_image_load_scaled(const char *path, int min_side, beit_image *img);
+int beit_image_decode_scaled(const uint8_t *buf, size_t size, const char *name, int min_side, beit_image *img);
 /* Reads only the header: size and the channel count beit_image_load would give. */
 int beit_image_probe(const char *path, int *h, int *w, int *c);
 /* Converts in place to 1 (ITU-R 601 luma) or 3 (gray replicated) channels. */

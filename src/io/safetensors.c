@@ -42,7 +42,7 @@ size_t beit_st_numel(const beit_st_entry *e) {
 
 /* Text from the file made safe for a one-line message: control bytes become '?',
  * and anything past 100 bytes is cut with "...(N bytes)". */
-static const char *printable(const char *s, char *buf, size_t n) {
+const char *beit_st_printable(const char *s, char *buf, size_t n) {
   size_t len = strlen(s), k = 0, keep = len <= 100 ? len : 60;
   for (; k < keep && k + 1 < n; k++) buf[k] = (unsigned char)s[k] < 0x20 || s[k] == 0x7f ? '?' : s[k];
   buf[k] = 0;
@@ -59,11 +59,11 @@ static int st_err(const char *path, const char *name, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  if (name) return beit_errorf("%s: tensor '%s': %s", path, printable(name, nb, sizeof nb), msg);
+  if (name) return beit_errorf("%s: tensor '%s': %s", path, beit_st_printable(name, nb, sizeof nb), msg);
   return beit_errorf("%s: %s", path, msg);
 }
 
-static void shape_text(const int64_t *shape, int ndim, char *buf, size_t n) {
+void beit_st_shape_text(const int64_t *shape, int ndim, char *buf, size_t n) {
   size_t k = (size_t)snprintf(buf, n, "[");
   for (int d = 0; d < ndim && k < n; d++)
     k += (size_t)snprintf(buf + k, n - k, d ? ", %lld" : "%lld", (long long)shape[d]);
@@ -138,7 +138,7 @@ static int parse_dtype(const char *path, beit_st_entry *e, const cJSON *obj) {
   if (!cJSON_IsString(v)) return st_err(path, e->name, "'dtype' is not a string");
   e->dtype = dtype_from_name(v->valuestring);
   char nb[128];
-  if (e->dtype < 0) return st_err(path, e->name, "unknown dtype '%.32s'", printable(v->valuestring, nb, sizeof nb));
+  if (e->dtype < 0) return st_err(path, e->name, "unknown dtype '%.32s'", beit_st_printable(v->valuestring, nb, sizeof nb));
   return BEIT_OK;
 }
 
@@ -163,7 +163,7 @@ static int parse_shape(const char *path, beit_st_entry *e, const cJSON *obj, siz
     else bytes *= (size_t)dim;
   }
   if (overflow) {
-    shape_text(e->shape, nd, t, sizeof t);
+    beit_st_shape_text(e->shape, nd, t, sizeof t);
     return st_err(path, e->name, "shape %s of %s overflows the byte count", t, k_dtypes[e->dtype].name);
   }
   *nbytes = bytes;
@@ -187,7 +187,7 @@ static int parse_offsets(const char *path, beit_st_entry *e, const cJSON *obj, s
   if (hi > data_size)
     return st_err(path, e->name, "data_offsets [%llu, %llu] end beyond data section (%zu bytes)", l, h, data_size);
   if (hi - lo != nbytes) {
-    shape_text(e->shape, e->ndim, a, sizeof a);
+    beit_st_shape_text(e->shape, e->ndim, a, sizeof a);
     return st_err(path, e->name, "data_offsets [%llu, %llu] span %llu bytes, but %s %s needs %zu",
                   l, h, h - l, k_dtypes[e->dtype].name, a, nbytes);
   }
@@ -204,7 +204,7 @@ static int parse_entry(beit_safetensors *st, const cJSON *item) {
   if (len == 0) return st_err(st->path, NULL, "a tensor has an empty name");
   if (len >= BEIT_NAME_MAX)
     return st_err(st->path, NULL, "tensor name '%s' is longer than %d bytes",
-                  printable(key, nb, sizeof nb), BEIT_NAME_MAX - 1);
+                  beit_st_printable(key, nb, sizeof nb), BEIT_NAME_MAX - 1);
   memcpy(e->name, key, len + 1);
   if (!cJSON_IsObject(item)) return st_err(st->path, e->name, "entry is not an object");
   if (parse_dtype(st->path, e, item) || parse_shape(st->path, e, item, &nbytes) ||
@@ -231,7 +231,7 @@ static int parse_metadata(beit_safetensors *st, const cJSON *meta) {
   char nb[128];
   for (const cJSON *c = meta->child; c; c = c->next) {
     if (!cJSON_IsString(c))
-      return st_err(st->path, NULL, "__metadata__ value of '%s' is not a string", printable(c->string, nb, sizeof nb));
+      return st_err(st->path, NULL, "__metadata__ value of '%s' is not a string", beit_st_printable(c->string, nb, sizeof nb));
     st->meta_keys[st->nmeta] = dup_string(c->string);
     st->meta_vals[st->nmeta] = dup_string(c->valuestring);
     if (!st->meta_keys[st->nmeta] || !st->meta_vals[st->nmeta])
@@ -296,7 +296,7 @@ static int check_meta_keys(beit_safetensors *st) {
   int dup = sort_find_dup(v, st->nmeta);
   char nb[128];
   int rc = dup < 0 ? BEIT_OK
-                   : st_err(st->path, NULL, "__metadata__ key '%s' appears twice", printable(v[dup].s, nb, sizeof nb));
+                   : st_err(st->path, NULL, "__metadata__ key '%s' appears twice", beit_st_printable(v[dup].s, nb, sizeof nb));
   free(v);
   return rc;
 }
@@ -313,7 +313,7 @@ static int check_overlaps(beit_safetensors *st) {
       const beit_st_entry *a = &st->e[v[last].i], *b = &st->e[v[k].i];
       char na[128], nb[128];
       rc = st_err(st->path, NULL, "tensors '%s' [%zu, %zu] and '%s' [%zu, %zu] overlap",
-                  printable(a->name, na, sizeof na), a->begin, a->end, printable(b->name, nb, sizeof nb),
+                  beit_st_printable(a->name, na, sizeof na), a->begin, a->end, beit_st_printable(b->name, nb, sizeof nb),
                   b->begin, b->end);
     }
     if (last < 0 || v[k].end > v[last].end) last = k;
@@ -764,106 +764,4 @@ int beit_st_write_i64(const char *path, const beit_st_tensor *t, const int64_t *
 int beit_st_write(const char *path, const beit_st_tensor *t, int n, const char *const *meta_kv,
                   int n_meta) {
   return beit_st_write_i64(path, t, NULL, n, meta_kv, n_meta);
-}
-
-/* ---- parameter tables ------------------------------------------------------------ */
-int beit_params_save(const beit_params *p, const char *path, const char *const *meta_kv, int n_meta) {
-  BEIT_CHECK(p->data != NULL);
-  beit_st_tensor *t = malloc(((size_t)p->n + 1) * sizeof *t);
-  if (!t) return st_err(path, NULL, "out of memory");
-  for (int i = 0; i < p->n; i++)
-    t[i] = (beit_st_tensor){p->t[i].name, p->t[i].ndim, p->t[i].shape, p->data + p->t[i].offset};
-  int rc = beit_st_write(path, t, p->n, meta_kv, n_meta);
-  free(t);
-  return rc;
-}
-
-static int ends_with(const char *s, const char *suffix) {
-  size_t a = strlen(s), b = strlen(suffix);
-  return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-/* "'a', 'b', ... and N more" for up to 5 names. */
-static void name_list(char *buf, size_t n, const char *const *names, int count) {
-  size_t k = 0;
-  char nb[128];
-  buf[0] = 0;
-  for (int i = 0; i < count && i < 5 && k < n; i++)
-    k += (size_t)snprintf(buf + k, n - k, "%s'%s'", i ? ", " : "", printable(names[i], nb, sizeof nb));
-  if (count > 5 && k < n) snprintf(buf + k, n - k, " and %d more", count - 5);
-}
-
-/* Fills idx[i] with the file's tensor for table entry i; fails listing missing names. */
-static int match_missing(const beit_params *p, const beit_safetensors *st, int *idx) {
-  const char *missing[5];
-  int nmiss = 0;
-  for (int i = 0; i < p->n; i++) {
-    idx[i] = beit_st_find(st, p->t[i].name);
-    if (idx[i] >= 0) continue;
-    if (nmiss < 5) missing[nmiss] = p->t[i].name;
-    nmiss++;
-  }
-  if (nmiss == 0) return BEIT_OK;
-  char list[800];
-  name_list(list, sizeof list, missing, nmiss);
-  return st_err(st->path, NULL, "%d of the model's %d tensors missing: %s", nmiss, p->n, list);
-}
-
-static int match_shapes(const beit_params *p, const beit_safetensors *st, const int *idx) {
-  for (int i = 0; i < p->n; i++) {
-    const beit_tensor_info *t = &p->t[i];
-    const beit_st_entry *e = &st->e[idx[i]];
-    int same = e->ndim == t->ndim;
-    for (int d = 0; same && d < t->ndim; d++) same = e->shape[d] == t->shape[d];
-    if (!same) {
-      char have[96], want[96];
-      shape_text(e->shape, e->ndim, have, sizeof have);
-      shape_text(t->shape, t->ndim, want, sizeof want);
-      return beit_errorf("%s: '%s' has shape %s, the model expects %s", st->path, t->name, have, want);
-    }
-    if (e->dtype != BEIT_ST_F32 && e->dtype != BEIT_ST_F16 && e->dtype != BEIT_ST_BF16 && e->dtype != BEIT_ST_F64)
-      return beit_errorf("%s: '%s' has dtype %s, the model needs a float tensor", st->path, t->name,
-                         k_dtypes[e->dtype].name);
-  }
-  return BEIT_OK;
-}
-
-static int match_unexpected(const beit_params *p, const beit_safetensors *st, const int *idx) {
-  char *used = calloc((size_t)st->n + 1, 1);
-  if (!used) return st_err(st->path, NULL, "out of memory");
-  for (int i = 0; i < p->n; i++) used[idx[i]] = 1;
-  const char *extra[5];
-  int nextra = 0;
-  for (int j = 0; j < st->n; j++) {
-    if (used[j] || ends_with(st->e[j].name, "relative_position_index")) continue;
-    if (nextra < 5) extra[nextra] = st->e[j].name;
-    nextra++;
-  }
-  free(used);
-  if (nextra == 0) return BEIT_OK;
-  char list[800];
-  name_list(list, sizeof list, extra, nextra);
-  return st_err(st->path, NULL, "%d unexpected tensor%s the model does not have: %s", nextra,
-                nextra == 1 ? "" : "s", list);
-}
-
-int beit_params_load_from(beit_params *p, const beit_safetensors *st, int strict) {
-  BEIT_CHECK(p->data != NULL);
-  int *idx = malloc(((size_t)p->n + 1) * sizeof *idx);
-  if (!idx) return st_err(st->path, NULL, "out of memory");
-  int rc = match_missing(p, st, idx);
-  if (rc == BEIT_OK) rc = match_shapes(p, st, idx);
-  if (rc == BEIT_OK && strict) rc = match_unexpected(p, st, idx);
-  for (int i = 0; i < p->n && rc == BEIT_OK; i++)
-    rc = beit_st_read_f32(st, idx[i], p->data + p->t[i].offset, p->t[i].numel);
-  free(idx);
-  return rc;
-}
-
-int beit_params_load(beit_params *p, const char *path, int strict) {
-  beit_safetensors st;
-  if (beit_st_open(&st, path)) return BEIT_ERR;
-  int rc = beit_params_load_from(p, &st, strict);
-  beit_st_close(&st);
-  return rc;
 }

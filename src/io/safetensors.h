@@ -1,13 +1,12 @@
 /* safetensors.h - the safetensors checkpoint format: a validating reader that
  * checks a whole (possibly hostile) file up front, dtype conversion to float32,
- * an F32 writer, and saving/loading a parameter table by name and shape. */
+ * and an F32 writer. A leaf: it uses only core (parameter tables load and save
+ * through it in model/params_io.c). */
 #ifndef BEIT_SAFETENSORS_H
 #define BEIT_SAFETENSORS_H
 
 #include <stddef.h>
 #include <stdint.h>
-
-#include "model/params.h"
 
 #define BEIT_ST_PATH_MAX 1024
 #define BEIT_ST_HEADER_MAX (100u << 20) /* 100 MiB: larger JSON headers are refused */
@@ -18,6 +17,9 @@ enum beit_st_dtype {
   BEIT_ST_U64, BEIT_ST_U32, BEIT_ST_U16, BEIT_ST_U8, BEIT_ST_BOOL,
   BEIT_ST_NDTYPES
 };
+
+#define BEIT_MAX_DIMS 4    /* tensor rank limit (parameter tables share it) */
+#define BEIT_NAME_MAX 96   /* longest tensor name a table holds, with its NUL */
 
 typedef struct beit_st_entry {
   char name[BEIT_NAME_MAX];
@@ -86,15 +88,9 @@ int beit_st_write(const char *path, const beit_st_tensor *t, int n,
 int beit_st_write_i64(const char *path, const beit_st_tensor *t, const int64_t *const *i64, int n,
                       const char *const *meta_kv, int n_meta);
 
-/* ---- parameter tables --------------------------------------------------- */
-/* Every tensor of the table as F32, keys = table names, in table order. */
-int beit_params_save(const beit_params *p, const char *path, const char *const *meta_kv,
-                     int n_meta);
-/* Fills p->data (allocated) from the file: every table entry must be present with
- * exactly its shape (any float dtype). strict=1 also refuses keys the table does
- * not have; keys ending in "relative_position_index" are always ignored.
- * Nothing is written into p unless the whole file matches. */
-int beit_params_load(beit_params *p, const char *path, int strict);
-int beit_params_load_from(beit_params *p, const beit_safetensors *st, int strict);
+/* Helpers for messages about tensors: a name with control bytes replaced and long
+ * names cut, and a shape as "[2, 3]". */
+const char *beit_st_printable(const char *s, char *buf, size_t n);
+void beit_st_shape_text(const int64_t *shape, int ndim, char *buf, size_t n);
 
 #endif

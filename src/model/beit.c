@@ -136,6 +136,10 @@ static void acts_free(const beit_backend *be, beit_acts *a) {
 static void bind_tensors(beit_model *m, float *buf, beit_tensors *view);
 
 int beit_model_reserve(beit_model *m, int max_batch, int with_grad) {
+  if (!m || !m->params.data) return beit_errorf("beit_model_reserve: the model is not initialised (beit_model_init)");
+  if (max_batch < 1) return beit_errorf("beit_model_reserve: max_batch %d must be at least 1", max_batch);
+  if (with_grad != 0 && with_grad != BEIT_GRAD_KEEP && with_grad != BEIT_GRAD_RECOMPUTE)
+    return beit_errorf("beit_model_reserve: with_grad %d is not 0, BEIT_GRAD_KEEP or BEIT_GRAD_RECOMPUTE", with_grad);
   acts_free(m->be, m->acts);
   m->acts = NULL;
   if (with_grad) {
@@ -207,7 +211,7 @@ double beit_config_param_count(const beit_config *cfg) {
   set_geometry(&m, cfg);
   beit_params_init(&m.params);
   build_table(&m);
-  double n = (double)m.params.total;
+  double n = m.params.failed ? beit_errorf("out of memory building the parameter table") : (double)m.params.total;
   beit_params_free(&m.params);
   return n;
 }
@@ -317,6 +321,7 @@ static void bind_tensors(beit_model *m, float *buf, beit_tensors *view) {
 }
 
 int beit_model_init(beit_model *m, const beit_config *cfg) {
+  if (!m || !cfg) return beit_errorf("beit_model_init: the %s is NULL", m ? "config" : "model");
   memset(m, 0, sizeof *m);
   if (beit_config_validate(cfg) != BEIT_OK) return BEIT_ERR;
   m->be = beit_backend_default();
@@ -439,8 +444,9 @@ static float *relbias_of(beit_model *m, int l) {
   return m->acts->relbias + (m->cfg.rel_pos == BEIT_RELPOS_SHARED ? 0 : (size_t)l * HNN);
 }
 
+/* Embeddings, then blocks 0 .. blocks-1 (all of them but for beit_encode_blocks). */
 static void encoder_forward(beit_model *m, const beit_input *bt, int use_mask, int train, uint64_t seed,
-                            int64_t step) {
+                            int64_t step, int blocks) {
   const beit_config *c = &m->cfg;
   const beit_backend *be = m->be;
   const beit_tensors *w = &m->w;
@@ -455,7 +461,8 @@ static void encoder_forward(beit_model *m, const beit_input *bt, int use_mask, i
   if (c->rel_pos == BEIT_RELPOS_SHARED)
     be->relpos_bias_forward(a->relbias, w->rel_table, m->relpos_index, m->tokens, c->heads);
   sample_drop_path(m, bt, train, seed, step);
-  for (int l = 0; l < c->depth; l++) {
+  m->last_blocks = blocks;
+  for (int l = 0; l < blocks; l++) {
     if (c->rel_pos == BEIT_RELPOS_PER_BLOCK)
       be->relpos_bias_forward(relbias_of(m, l), w->blocks[l].rel_table, m->relpos_index, m->tokens, c->heads);
     block_forward(m, l, B, relbias_of(m, l), keep_of(m, l, 0, B), keep_of(m, l, 1, B));
@@ -523,23 +530,83 @@ static double head_classify_forward(beit_model *m, const beit_input *bt, beit_st
   return loss;
 }
 
-double beit_forward(beit_model *m, beit_task task, const beit_input *bt, int train, uint64_t seed,
-                    int64_t step, beit_stats *st) {
-  BEIT_CHECK(m->acts && bt->B <= m->max_batch);
-  BEIT_CHECK(task == BEIT_TASK_CLASSIFY || bt->mask);
-  BEIT_CHECK(head_of(m, &m->w, task).w != NULL);  /* the model has this task's head */
-  m->task = task;
-  m->last_B = bt->B;
-  encoder_forward(m, bt, task != BEIT_TASK_CLASSIFY, train, seed, step);
-  double loss = task == BEIT_TASK_CLASSIFY ? head_classify_forward(m, bt, st) : head_masked_forward(m, task, bt, st);
-  if (st) st->loss = loss;
-  return loss;
+/* Misuse of the API (a model without an arena, a batch it was not reserved for,
+ * a task its heads cannot do, missing or out-of-range inputs) is an error with
+ * a message, not an abort: these come from the caller, not from beit.c. */
+static int check_batch(const beit_model *m, const float *images, int B, const char *fn) {
+  if (!m) return beit_errorf("%s: the model is NULL", fn);
+  if (!m->acts) return beit_errorf("%s: the model has no activation arena (call beit_model_reserve first)", fn);
+  if (!images) return beit_errorf("%s: the images are NULL", fn);
+  if (B < 1 || B > m->max_batch)
+    return beit_errorf("%s: a batch of %d images; the model is reserved for 1..%d", fn, B, m->max_batch);
+  return BEIT_OK;
 }
 
-void beit_encode(beit_model *m, const float *images, int B) {
-  BEIT_CHECK(m->acts && B <= m->max_batch);
+static const char *task_name(beit_task task) {
+  return task == BEIT_TASK_MIM ? "masked image modeling" : task == BEIT_TASK_PIXEL ? "pixel regression"
+                                                                                    : "classification";
+}
+
+/* Every id of ids[0..n) (only where mask is set, when mask != NULL) lies in 0..K-1. */
+static int check_ids(const int32_t *ids, const uint8_t *mask, size_t n, int K, const char *what) {
+  for (size_t i = 0; i < n; i++)
+    if ((!mask || mask[i]) && (ids[i] < 0 || ids[i] >= K))
+      return beit_errorf("beit_forward: %s %d at %zu is outside 0..%d", what, ids[i], i, K - 1);
+  return BEIT_OK;
+}
+
+static int check_task(const beit_model *m, beit_task task, const beit_input *bt) {
+  const beit_config *c = &m->cfg;
+  size_t cells = (size_t)bt->B * m->num_patches;
+  int has_head = task == BEIT_TASK_MIM ? c->vocab_size > 0 : task == BEIT_TASK_PIXEL ? c->pixel_head
+               : task == BEIT_TASK_CLASSIFY ? c->num_classes > 0 : -1;
+  if (has_head < 0) return beit_errorf("beit_forward: unknown task %d", (int)task);
+  const char *head = task == BEIT_TASK_MIM ? "an lm_head" : task == BEIT_TASK_PIXEL ? "a pixel_head" : "a classifier head";
+  if (!has_head)
+    return beit_errorf("beit_forward: %s needs %s, and this model has none (vocab_size %d, pixel_head %d, "
+                       "num_classes %d)%s", task_name(task), head, c->vocab_size, c->pixel_head, c->num_classes,
+                       task == BEIT_TASK_CLASSIFY ? "; fine-tune a pretraining checkpoint first, or use beit_encode" : "");
+  if (bt->shards > 1 && (bt->shard < 0 || bt->shard >= bt->shards))
+    return beit_errorf("beit_forward: shard %d is outside 0..%d", bt->shard, bt->shards - 1);
+  if (task == BEIT_TASK_CLASSIFY)
+    return bt->labels ? check_ids(bt->labels, NULL, (size_t)bt->B, c->num_classes, "label") : BEIT_OK;
+  if (!bt->mask) return beit_errorf("beit_forward: %s needs a mask (beit_input.mask is NULL)", task_name(task));
+  if (task == BEIT_TASK_PIXEL) return BEIT_OK;
+  if (!bt->tokens)
+    return beit_errorf("beit_forward: masked image modeling needs the visual tokens (beit_input.tokens is NULL)");
+  return check_ids(bt->tokens, bt->mask, cells, c->vocab_size, "visual token");
+}
+
+int beit_forward(beit_model *m, beit_task task, const beit_input *bt, int train, uint64_t seed,
+                 int64_t step, beit_stats *st) {
+  if (!bt) return beit_errorf("beit_forward: the batch is NULL");
+  if (check_batch(m, bt->images, bt->B, "beit_forward") != BEIT_OK || check_task(m, task, bt) != BEIT_OK)
+    return BEIT_ERR;
+  m->task = task;
+  m->last_B = bt->B;
+  encoder_forward(m, bt, task != BEIT_TASK_CLASSIFY, train, seed, step, m->cfg.depth);
+  beit_stats local;
+  if (!st) st = &local;
+  memset(st, 0, sizeof *st);
+  st->loss = task == BEIT_TASK_CLASSIFY ? head_classify_forward(m, bt, st) : head_masked_forward(m, task, bt, st);
+  return BEIT_OK;
+}
+
+int beit_encode(beit_model *m, const float *images, int B) {
+  if (check_batch(m, images, B, "beit_encode") != BEIT_OK) return BEIT_ERR;
   beit_input in = {.B = B, .images = images};
-  encoder_forward(m, &in, 0, 0, 0, 0);
+  encoder_forward(m, &in, 0, 0, 0, 0, m->cfg.depth);
+  m->last_B = 0;  /* the head's values are gone: nothing for beit_backward to replay */
+  return BEIT_OK;
+}
+
+int beit_encode_blocks(beit_model *m, const float *images, int B, int blocks) {
+  if (check_batch(m, images, B, "beit_encode_blocks") != BEIT_OK) return BEIT_ERR;
+  if (blocks < 0 || blocks > m->cfg.depth) return beit_errorf("beit_encode_blocks: block %d: the model has blocks 0 to %d", blocks, m->cfg.depth);
+  beit_input in = {.B = B, .images = images};
+  encoder_forward(m, &in, 0, 0, 0, 0, blocks);
+  m->last_B = 0;
+  return BEIT_OK;
 }
 
 /* ---------------------------------------------------------------- backward */
@@ -611,8 +678,15 @@ static void block_backward(beit_model *m, int l, int B, float *drelbias) {
                          BN, C);
 }
 
-void beit_backward(beit_model *m, const beit_input *bt) {
-  BEIT_CHECK(m->with_grad && bt->B == m->last_B);
+int beit_backward(beit_model *m, const beit_input *bt) {
+  if (!m || !bt) return beit_errorf("beit_backward: the %s is NULL", m ? "batch" : "model");
+  if (!m->acts || !m->with_grad)
+    return beit_errorf("beit_backward: the model is reserved without gradients (beit_model_reserve with_grad 0)");
+  if (!m->last_B) return beit_errorf("beit_backward: no beit_forward to differentiate (one beit_backward per beit_forward)");
+  if (bt->B != m->last_B)
+    return beit_errorf("beit_backward: a batch of %d images, but the last beit_forward had %d", bt->B, m->last_B);
+  if (m->task == BEIT_TASK_CLASSIFY ? !bt->labels && !bt->soft_labels : !bt->mask)
+    return beit_errorf("beit_backward: the batch has no %s", m->task == BEIT_TASK_CLASSIFY ? "labels" : "mask");
   const beit_config *c = &m->cfg;
   const beit_backend *be = m->be;
   const beit_tensors *w = &m->w, *g = &m->g;
@@ -637,12 +711,24 @@ void beit_backward(beit_model *m, const beit_input *bt) {
   be->embed_backward(a->demb, g->cls_token, masked ? g->mask_token : NULL, a->dresid, masked ? bt->mask : NULL, B, N,
                      C);
   be->linear_backward(NULL, g->patch_w, g->patch_b, a->demb, a->patches, w->patch_w, B * Np, Kp, C);
+  m->last_B = 0;  /* the MIM head turned its logits into their gradient in place */
+  return BEIT_OK;
 }
 
 /* ---------------------------------------------------------------- views */
-const float *beit_logits(const beit_model *m) { return m->acts->logits; }
-const float *beit_attention(const beit_model *m, int layer) { return m->acts->blk[layer].att; }
-const float *beit_hidden(const beit_model *m, int layer) { return m->acts->resid[layer]; }
+const float *beit_logits(const beit_model *m) { return m && m->acts ? m->acts->logits : NULL; }
+/* A forward-only arena shares one set of buffers across blocks (the hidden
+ * states alternate between two): only what the last block run wrote is there. */
+const float *beit_attention(const beit_model *m, int layer) {
+  if (!m || !m->acts || layer < 0 || layer >= m->cfg.depth) return NULL;
+  if (m->with_grad != BEIT_GRAD_KEEP && layer != m->last_blocks - 1) return NULL;
+  return m->acts->blk[layer].att;
+}
+const float *beit_hidden(const beit_model *m, int layer) {
+  if (!m || !m->acts || layer < 0 || layer > m->cfg.depth) return NULL;
+  if (!m->with_grad && layer != m->last_blocks) return NULL;
+  return m->acts->resid[layer];
+}
 
 double beit_forward_flops(const beit_model *m, beit_task task, int B, int masked) {
   const beit_config *c = &m->cfg;

@@ -95,6 +95,7 @@ typedef struct {
   /* what the last forward did (backward replays it) */
   beit_task task;
   int last_B, last_masked;
+  int last_blocks;                 /* blocks it ran (depth, but for beit_encode_blocks) */
 } beit_model;
 
 int beit_model_init(beit_model *m, const beit_config *cfg);
@@ -121,23 +122,38 @@ double beit_model_memory_bytes(const beit_config *cfg, int batch, int with_grad,
 double beit_config_param_count(const beit_config *cfg);
 
 /* Forward pass and loss. train = 1 enables drop path, keyed by (seed, step).
- * Returns the loss; fills st (may be NULL). */
-double beit_forward(beit_model *m, beit_task task, const beit_input *batch, int train,
-                    uint64_t seed, int64_t step, beit_stats *st);
+ * Fills st (may be NULL) with the loss (NaN/inf are reported there, not as an
+ * error) and the top-1 counts. BEIT_ERR, with a message, for misuse: no arena,
+ * a batch outside 1..max_batch, a task whose head the model lacks (e.g.
+ * classification on a pretraining model), a missing mask/tokens, a label or
+ * masked token outside the head's range. */
+int beit_forward(beit_model *m, beit_task task, const beit_input *batch, int train,
+                 uint64_t seed, int64_t step, beit_stats *st);
 /* Encoder only (no mask, no head, no drop path): fills the hidden states that
- * beit_hidden returns. Works for any checkpoint, with or without a head. */
-void beit_encode(beit_model *m, const float *images, int B);
-/* Backward of the last forward: accumulates into m->params.grad. */
-void beit_backward(beit_model *m, const beit_input *batch);
+ * beit_hidden returns. Works for any checkpoint, with or without a head.
+ * BEIT_ERR as beit_forward for a missing arena or a batch outside 1..max_batch. */
+int beit_encode(beit_model *m, const float *images, int B);
+/* The embeddings and the first `blocks` blocks only (0..depth), so that in a
+ * forward-only arena beit_hidden(m, blocks) and beit_attention(m, blocks - 1)
+ * hold that block's values. BEIT_ERR for a batch above the arena's or a block
+ * out of range. */
+int beit_encode_blocks(beit_model *m, const float *images, int B, int blocks);
+/* Backward of the last beit_forward (once): accumulates into m->params.grad.
+ * BEIT_ERR for an arena without gradients, no forward to replay, or a batch
+ * other than the forward's. */
+int beit_backward(beit_model *m, const beit_input *batch);
 
-/* Views into the arena after a forward. */
+/* Views into the arena after a forward; NULL without an arena or for a layer
+ * outside the model. A forward-only arena keeps only the block it ran last
+ * (beit_encode_blocks picks it): beit_hidden and beit_attention return NULL for
+ * any other block, never overwritten data. */
 const float *beit_logits(const beit_model *m);            /* classify: [B, K]; MIM: [masked, V] (until beit_backward) */
-const float *beit_attention(const beit_model *m, int layer); /* [B, H, N, N] (forward-only arena: last layer only) */
-const float *beit_hidden(const beit_model *m, int layer);    /* block input of `layer` (depth = final), [B, N, C] */
+const float *beit_attention(const beit_model *m, int layer); /* 0..depth-1: [B, H, N, N] of block `layer` */
+const float *beit_hidden(const beit_model *m, int layer);    /* 0..depth: block input of `layer` (depth = final), [B, N, C] */
 
 /* Builds a model from a checkpoint: a beit.c file (its "config" metadata gives
  * the architecture; optimizer state is ignored) or a timm / unilm / Hugging Face
- * one, whose architecture is inferred (io/convert.h, docs/checkpoints.md). */
+ * one, whose architecture is inferred (model/convert.h, docs/checkpoints.md). */
 int beit_model_open(beit_model *m, const char *path);
 
 /* FLOPs of one forward for a batch (matmuls + attention), for benchmarks. */

@@ -133,9 +133,3 @@ int beit_config_from_json(beit_config *c, const char *json, const char *source) 
   if (beit_config_validate(c) != BEIT_OK) return beit_error_context("%s", source);
   return BEIT_OK;
 }
-
-/* ---- opening a checkpoint ---- */
-#include "io/convert.h"
-
-/* Any scheme (ours, timm, unilm, Hugging Face): see io/convert.h. */
-int beit_model_open(beit_model *m, const char *path) { return beit_checkpoint_open(m, path, NULL); }

@@ -407,11 +407,13 @@ int dvae_forward_train(dvae *d, const float *images, int B, const dvae_train_opt
   return isfinite(st->loss) ? BEIT_OK : beit_errorf("dvae: the loss is not finite (%g)", st->loss);
 }
 
-void dvae_backward(dvae *d, const dvae_train_opts *o) {
+int dvae_backward(dvae *d, const dvae_train_opts *o) {
+  if (!d || !o) return beit_errorf("dvae_backward: the %s is NULL", d ? "options" : "model");
+  if (d->mode != MODE_TRAIN || d->B <= 0)
+    return beit_errorf("dvae_backward: no dvae_forward_train to differentiate (an encode or decode since replaces it)");
   const dvae_config *c = &d->cfg;
   const int B = d->B, hw = hw_of(d);
   const size_t lat = (size_t)B * c->vocab * hw;
-  BEIT_CHECK(d->mode == MODE_TRAIN && B > 0);
   d->be->zero(d->dz, lat);
   run_backward(d, d->dec, d->dec_act, d->n_dec, d->z, d->dout, d->dz, B);
   const float *logits = d->enc_act[d->n_enc - 1].out;
@@ -419,6 +421,7 @@ void dvae_backward(dvae *d, const dvae_train_opts *o) {
   d->be->zero(d->dlogits, lat);
   d->be->gumbel_softmax_backward(d->dlogits, d->dz, d->z, d->q, logits, B, c->vocab, hw, o->tau, (float)kl_coef);
   run_backward(d, d->enc, d->enc_act, d->n_enc, d->xm, d->dlogits, NULL, B);
+  return BEIT_OK;
 }
 
 /* ---- public: inference ------------------------------------------------------ */
@@ -440,6 +443,7 @@ static int chunk_size(dvae *d, int B) {
 /* Runs the encoder on images[b0 .. b0+nb) and returns the logits (arena). */
 static const float *encode_chunk(dvae *d, const float *images, int nb) {
   const dvae_config *c = &d->cfg;
+  d->B = 0;  /* the training forward's activations are overwritten: nothing for dvae_backward */
   d->be->map_pixels(d->xm, images, (size_t)nb * c->channels * c->image_size * c->image_size, DVAE_EPS);
   return run_forward(d, d->enc, d->enc_act, d->n_enc, d->xm, nb);
 }
@@ -482,6 +486,7 @@ int dvae_decode(dvae *d, const int32_t *tokens, int B, float *images) {
   if (reserve(d, n, MODE_INFER)) return BEIT_ERR;
   for (int b0 = 0; b0 < B; b0 += n) {
     int nb = B - b0 < n ? B - b0 : n;
+    d->B = 0;  /* as in encode_chunk */
     d->be->upload(d->tokens, tokens + (size_t)b0 * hw, (size_t)nb * hw * sizeof(int32_t));
     d->be->one_hot_codes(d->z, d->tokens, nb, V, hw);
     const float *out = run_forward(d, d->dec, d->dec_act, d->n_dec, d->z, nb);

@@ -100,9 +100,10 @@ int dvae_encode(dvae *d, const float *images, int B, int32_t *tokens /* [B, h*w]
 int dvae_decode(dvae *d, const int32_t *tokens, int B, float *images);
 
 /* Training: forward computes the loss and keeps what backward needs; backward
- * ACCUMULATES the gradient of stats.loss into d->params.grad. */
+ * ACCUMULATES the gradient of stats.loss into d->params.grad (BEIT_ERR when
+ * there is no training forward to differentiate). */
 int dvae_forward_train(dvae *d, const float *images, int B, const dvae_train_opts *o, dvae_stats *st);
-void dvae_backward(dvae *d, const dvae_train_opts *o);
+int dvae_backward(dvae *d, const dvae_train_opts *o);
 
 /* Checkpoints: safetensors with the config in the metadata (extra_kv adds more pairs). */
 int dvae_save(const dvae *d, const char *path, const char *const *extra_kv, int n_extra);

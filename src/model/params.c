@@ -13,10 +13,16 @@ int beit_params_add(beit_params *p, const char *name, int ndim, const int64_t *s
                     int layer_id, int decay) {
   BEIT_CHECK(p->data == NULL && ndim >= 1 && ndim <= BEIT_MAX_DIMS);
   BEIT_CHECK(strlen(name) < BEIT_NAME_MAX && beit_params_find(p, name) < 0);
+  if (p->failed) return -1;
   if (p->n == p->cap) {
-    p->cap = p->cap ? 2 * p->cap : 64;
-    p->t = realloc(p->t, (size_t)p->cap * sizeof *p->t);
-    BEIT_CHECK(p->t != NULL);
+    int cap = p->cap ? 2 * p->cap : 64;
+    beit_tensor_info *t = beit_realloc(p->t, (size_t)cap * sizeof *t, "the parameter table");
+    if (!t) {
+      p->failed = 1;
+      beit_error_context("adding tensor '%s'", name);
+      return -1;
+    }
+    p->t = t, p->cap = cap;
   }
   beit_tensor_info *t = &p->t[p->n];
   memset(t, 0, sizeof *t);
@@ -36,12 +42,17 @@ int beit_params_add(beit_params *p, const char *name, int ndim, const int64_t *s
   return p->n++;
 }
 
+/* The message of the failed beit_params_add is long gone: say it again. */
+static int table_failed(void) { return beit_errorf("out of memory building the parameter table"); }
+
 int beit_params_alloc_data(beit_params *p) {
+  if (p->failed) return table_failed();
   p->data = beit_calloc(p->total * sizeof(float), "parameters");
   return p->data ? BEIT_OK : BEIT_ERR;
 }
 
 int beit_params_alloc_grad(beit_params *p) {
+  if (p->failed) return table_failed();
   if (!p->grad) p->grad = beit_calloc(p->total * sizeof(float), "gradients");
   return p->grad ? BEIT_OK : BEIT_ERR;
 }
@@ -59,7 +70,7 @@ int beit_params_alloc(beit_params *p) {
 void beit_params_free(beit_params *p) {
   beit_free(p->data);
   beit_free(p->grad);
-  free(p->t);
+  beit_free(p->t);
   memset(p, 0, sizeof *p);
 }
 

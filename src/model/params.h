@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BEIT_MAX_DIMS 4
-#define BEIT_NAME_MAX 96
+#include "io/safetensors.h"
+
 
 typedef struct {
   char name[BEIT_NAME_MAX];
@@ -24,6 +24,7 @@ typedef struct {
 
 typedef struct {
   int n, cap;
+  int failed;      /* a beit_params_add ran out of memory: the allocations below refuse */
   beit_tensor_info *t;
   size_t total;    /* floats */
   float *data;     /* parameters */
@@ -31,7 +32,10 @@ typedef struct {
 } beit_params;
 
 void beit_params_init(beit_params *p);
-/* Appends a tensor to the table (before beit_params_alloc). Returns its index. */
+/* Appends a tensor to the table (before beit_params_alloc). Returns its index,
+ * or -1 when the table cannot grow: the table then remembers it, and
+ * beit_params_alloc* return BEIT_ERR with the message, so callers that build a
+ * whole table check once, at the allocation. */
 int beit_params_add(beit_params *p, const char *name, int ndim, const int64_t *shape,
                     int layer_id, int decay);
 /* Allocates data and grad (zeroed); or each alone (grad: once, when missing), so a
@@ -51,5 +55,16 @@ void beit_params_zero_grad(beit_params *p);
 int beit_params_first_nonfinite(const beit_params *p, const float *buf);
 /* Shape as text, e.g. "[768, 3, 16, 16]". */
 void beit_shape_str(const beit_tensor_info *t, char *buf, size_t n);
+
+/* ---- files (model/params_io.c): safetensors in, safetensors out ----------- */
+/* Every tensor of the table as F32, keys = table names, in table order. */
+int beit_params_save(const beit_params *p, const char *path, const char *const *meta_kv,
+                     int n_meta);
+/* Fills p->data (allocated) from the file: every table entry must be present with
+ * exactly its shape (any float dtype). strict=1 also refuses keys the table does
+ * not have; keys ending in "relative_position_index" are always ignored.
+ * Nothing is written into p unless the whole file matches. */
+int beit_params_load(beit_params *p, const char *path, int strict);
+int beit_params_load_from(beit_params *p, const beit_safetensors *st, int strict);
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ops/ops.h"
+#include "ops/simd.h"
 
 int relpos_table_rows(int Wh, int Ww) { return (2 * Wh - 1) * (2 * Ww - 1) + 3; }
 
@@ -42,18 +43,9 @@ void relpos_bias_backward(float *dtable, const float *dbias, const int32_t *inde
  * sgemm calls are single-threaded (OpenBLAS inside an OpenMP region). */
 #define HEAD_PTR(base, which, h) ((base) + (size_t)(which) * C + (size_t)(h) * D)
 
-static void softmax_rows(float *a, int N) {
-  for (int i = 0; i < N; i++) {
-    float *row = a + (size_t)i * N, mx = -INFINITY, sum = 0;
-    for (int j = 0; j < N; j++) mx = row[j] > mx ? row[j] : mx;
-    for (int j = 0; j < N; j++) sum += row[j] = expf(row[j] - mx);
-    float inv = 1.0f / sum;
-    for (int j = 0; j < N; j++) row[j] *= inv;
-  }
-}
-
 void attention_forward(float *out, float *att, const float *qkv, const float *bias,
                        int B, int N, int C, int H) {
+  const simd_kernels *sk = simd();
   int D = C / H, ld = 3 * C;
   float scale = 1.0f / sqrtf((float)D);
 #pragma omp parallel for collapse(2)
@@ -64,7 +56,7 @@ void attention_forward(float *out, float *att, const float *qkv, const float *bi
       if (bias) memcpy(A, bias + (size_t)h * N * N, (size_t)N * N * sizeof(float));
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, D, scale, HEAD_PTR(base, 0, h), ld,
                   HEAD_PTR(base, 1, h), ld, bias ? 1.0f : 0.0f, A, N);
-      softmax_rows(A, N);
+      for (int i = 0; i < N; i++) sk->softmax_row(A + (size_t)i * N, A + (size_t)i * N, N);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, D, N, 1.0f, A, N, HEAD_PTR(base, 2, h), ld,
                   0.0f, out + (size_t)b * N * C + (size_t)h * D, C);
     }

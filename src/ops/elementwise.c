@@ -6,49 +6,33 @@
 #include <string.h>
 
 #include "ops/ops.h"
+#include "ops/simd.h"
 
-#define INV_SQRT2 0.70710678118654752440f
-#define INV_SQRT_2PI 0.39894228040143267794f
-
-/* GELU is a fifth of a small model's step when it calls libm's erff and expf one
- * element at a time. These branch-free versions vectorise (16 floats per AVX-512
- * op) and stay within 2e-7 absolute of libm, far inside the 1e-5 the PyTorch
- * comparison allows. */
-
-/* e^x: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor series to r^7
- * (truncation 2e-8 relative), 2^n put straight into the exponent bits. */
-static inline float exp_approx(float x) {
-  x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x; /* not fminf: it would not inline */
-  float n = rintf(x * 1.44269504088896341f);
-  float r = x - n * 0.693145751953125f - n * 1.42860682030941723e-6f; /* ln2 in two parts */
-  float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
-            r * (1.0f / 720 + r * (1.0f / 5040)))))));
-  union { float f; int32_t i; } two_n = {.i = ((int32_t)n + 127) << 23};
-  return p * two_n.f;
-}
-
-/* Phi(x), the standard normal CDF, from erfc(|x|/sqrt2) by Abramowitz & Stegun
- * 7.1.26 (|error| <= 1.5e-7), reflected for negative x. */
-static inline float normal_cdf(float x) {
-  float z = fabsf(x) * INV_SQRT2, t = 1.0f / (1.0f + 0.3275911f * z);
-  float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f +
-               t * (-1.453152027f + t * 1.061405429f))));
-  float half_erfc = 0.5f * poly * exp_approx(-z * z);
-  return x >= 0 ? 1.0f - half_erfc : half_erfc;
-}
-
+/* GELU: the exact erf form from a branch-free erfc and exp (simd_kernels.inc), 2e-7
+ * absolute from libm's erff; threads take chunks of SIMD_CHUNK values. */
 void gelu_forward(float *out, const float *inp, size_t n) {
-#pragma omp parallel for simd
-  for (size_t i = 0; i < n; i++) out[i] = inp[i] * normal_cdf(inp[i]);
+  const simd_kernels *sk = simd();
+#pragma omp parallel for
+  for (size_t i = 0; i < n; i += SIMD_CHUNK)
+    sk->gelu_forward(out + i, inp + i, n - i < SIMD_CHUNK ? n - i : SIMD_CHUNK);
 }
 
-/* d/dx [x Phi(x)] = Phi(x) + x phi(x) */
 void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
-#pragma omp parallel for simd
-  for (size_t i = 0; i < n; i++) {
-    float x = inp[i];
-    float pdf = INV_SQRT_2PI * exp_approx(-0.5f * x * x);
-    dinp[i] += dout[i] * (normal_cdf(x) + x * pdf);
+  const simd_kernels *sk = simd();
+#pragma omp parallel for
+  for (size_t i = 0; i < n; i += SIMD_CHUNK)
+    sk->gelu_backward(dinp + i, dout + i, inp + i, n - i < SIMD_CHUNK ? n - i : SIMD_CHUNK);
+}
+
+/* out[c] = res[c] + k * gamma[c] * x[c] (gamma NULL: 1); out may be res. The test on
+ * gamma stays out of the loops, which then vectorise. */
+static void residual_row(float *out, const float *res, const float *x, const float *gamma, float k, int C) {
+  if (gamma) {
+#pragma omp simd
+    for (int c = 0; c < C; c++) out[c] = res[c] + k * gamma[c] * x[c];
+  } else {
+#pragma omp simd
+    for (int c = 0; c < C; c++) out[c] = res[c] + k * x[c];
   }
 }
 
@@ -57,9 +41,8 @@ void residual_forward(float *out, const float *res, const float *x, const float 
 #pragma omp parallel for collapse(2)
   for (int b = 0; b < B; b++)
     for (int t = 0; t < T; t++) {
-      float k = keep_scale ? keep_scale[b] : 1.0f;
       size_t o = ((size_t)b * T + t) * C;
-      for (int c = 0; c < C; c++) out[o + c] = res[o + c] + k * (gamma ? gamma[c] : 1.0f) * x[o + c];
+      residual_row(out + o, res + o, x + o, gamma, keep_scale ? keep_scale[b] : 1.0f, C);
     }
 }
 
@@ -75,9 +58,8 @@ void residual_backward(float *dres, float *dx, float *dgamma, const float *dout,
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
       for (int t = 0; t < T; t++) {
-        float k = keep_scale ? keep_scale[b] : 1.0f;
         size_t o = ((size_t)b * T + t) * C;
-        for (int c = 0; c < C; c++) dx[o + c] += dout[o + c] * k * (gamma ? gamma[c] : 1.0f);
+        residual_row(dx + o, dx + o, dout + o, gamma, keep_scale ? keep_scale[b] : 1.0f, C);
       }
   }
   if (dgamma) {

@@ -34,14 +34,18 @@ void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const floa
   }
 }
 
-/* sums[o] += sum over rows m of x[m, o]. Threads own blocks of 16 columns (one
- * cache line of each row): row-major reads, vectorised adds, no reduction race. */
+/* sums[o] += sum over rows m of x[m, o], each column added up in row order (the same
+ * bits for any thread count). Threads own blocks of up to 1024 columns: each row's
+ * part is one contiguous read and the sums stay in L1 (blocks of 16 columns cost
+ * the MIM head's 8192-column gradient a new page per row and block). */
 void column_sums_add(float *sums, const float *x, int M, int N) {
-  enum { W = 16 };
+  enum { WMAX = 1024 };
+  int T = omp_get_max_threads(), W = (N + T - 1) / T;
+  W = W <= 16 ? 16 : W >= WMAX ? WMAX : (W + 15) / 16 * 16;
 #pragma omp parallel for
   for (int o0 = 0; o0 < N; o0 += W) {
     int w = N - o0 < W ? N - o0 : W;
-    float acc[W] = {0};
+    float acc[WMAX] = {0};
     for (int m = 0; m < M; m++) {
       const float *row = x + (size_t)m * N + o0;
 #pragma omp simd

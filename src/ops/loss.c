@@ -2,68 +2,83 @@
  * label smoothing, MSE, and the rank of a label among the logits (every
  * accuracy in beit.c). Backward kernels accumulate (ops.h). */
 #include <math.h>
+#include <stdlib.h>
 
+#include "core/core.h"
 #include "ops/ops.h"
+#include "ops/simd.h"
 
-static void softmax_row(float *p, const float *x, int K) {
-  float mx = -INFINITY, s = 0;
-  for (int k = 0; k < K; k++) mx = x[k] > mx ? x[k] : mx;
-  for (int k = 0; k < K; k++) s += (p[k] = expf(x[k] - mx));
-  float inv = 1.0f / s;
-  for (int k = 0; k < K; k++) p[k] *= inv;
+/* The losses are summed one row at a time after the parallel loop, in row order: the
+ * same bits whatever the thread count (a reduction clause adds the threads' sums in
+ * the order they finish). */
+static double *row_losses(int M) {
+  double *r = calloc(M > 0 ? (size_t)M : 1, sizeof(double));
+  BEIT_CHECK(r != NULL);
+  return r;
+}
+
+static double mean_of(double *row_loss, int M) {
+  double s = 0;
+  for (int m = 0; m < M; m++) s += row_loss[m];
+  free(row_loss);
+  return M ? s / M : 0;
 }
 
 /* The loss alone, from log-sum-exp: nothing written. */
 double softmax_xent_loss(const float *logits, const int32_t *target, int M, int K) {
-  double loss = 0;
-#pragma omp parallel for reduction(+ : loss)
+  const simd_kernels *sk = simd();
+  double *loss = row_losses(M);
+#pragma omp parallel for
   for (int m = 0; m < M; m++) {
     const float *x = logits + (size_t)m * K;
-    float mx = -INFINITY;
-    double s = 0;
-    for (int k = 0; k < K; k++) mx = x[k] > mx ? x[k] : mx;
-    for (int k = 0; k < K; k++) s += expf(x[k] - mx);
-    loss += log(s) - (x[target[m]] - mx);
+    loss[m] = sk->logsumexp_row(x, K) - x[target[m]];
   }
-  return M ? loss / M : 0;
+  return mean_of(loss, M);
 }
 
 double softmax_xent_forward(float *probs, const float *logits, const int32_t *target, int M, int K) {
-  double loss = 0;
-#pragma omp parallel for reduction(+ : loss)
+  const simd_kernels *sk = simd();
+  double *loss = row_losses(M);
+#pragma omp parallel for
   for (int m = 0; m < M; m++) {
-    float *p = probs + (size_t)m * K;
-    softmax_row(p, logits + (size_t)m * K, K);
-    loss -= log(fmax(p[target[m]], 1e-30));
+    const float *x = logits + (size_t)m * K;
+    double xt = x[target[m]];  /* read first: probs may be the logits */
+    loss[m] = sk->softmax_row(probs + (size_t)m * K, x, K) - xt;
   }
-  return M ? loss / M : 0;
+  return mean_of(loss, M);
 }
 
+/* The target's entry apart, so the loop over the row has no condition and vectorises. */
 void softmax_xent_backward(float *dlogits, const float *probs, const int32_t *target, int M, int K,
                            float scale) {
   float s = M ? scale / M : 0;
 #pragma omp parallel for
   for (int m = 0; m < M; m++) {
     const float *p = probs + (size_t)m * K;
-    float *d = dlogits + (size_t)m * K;
-    if (d == p)
-      for (int k = 0; k < K; k++) d[k] = s * (p[k] - (k == target[m]));
-    else
-      for (int k = 0; k < K; k++) d[k] += s * (p[k] - (k == target[m]));
+    float *d = dlogits + (size_t)m * K, g = s * (p[target[m]] - 1), dt = d == p ? g : d[target[m]] + g;
+    if (d == p) {
+#pragma omp simd
+      for (int k = 0; k < K; k++) d[k] = s * p[k];
+    } else {
+#pragma omp simd
+      for (int k = 0; k < K; k++) d[k] += s * p[k];
+    }
+    d[target[m]] = dt;
   }
 }
 
 double soft_xent_forward(float *probs, const float *logits, const float *target_probs, int M, int K) {
-  double loss = 0;
-#pragma omp parallel for reduction(+ : loss)
+  const simd_kernels *sk = simd();
+  double *loss = row_losses(M);
+#pragma omp parallel for
   for (int m = 0; m < M; m++) {
-    float *p = probs + (size_t)m * K;
-    const float *t = target_probs + (size_t)m * K;
-    softmax_row(p, logits + (size_t)m * K, K);
+    const float *t = target_probs + (size_t)m * K, *x = logits + (size_t)m * K;
+    double tsum = 0, tx = 0;  /* loss = sum_k t_k (lse - x_k) */
     for (int k = 0; k < K; k++)
-      if (t[k] != 0) loss -= t[k] * log(fmax(p[k], 1e-30));
+      if (t[k] != 0) tsum += t[k], tx += (double)t[k] * x[k];
+    loss[m] = tsum * sk->softmax_row(probs + (size_t)m * K, x, K) - tx;
   }
-  return M ? loss / M : 0;
+  return mean_of(loss, M);
 }
 
 void soft_xent_backward(float *dlogits, const float *probs, const float *target_probs, int M, int K,
@@ -73,6 +88,7 @@ void soft_xent_backward(float *dlogits, const float *probs, const float *target_
   for (int m = 0; m < M; m++) {
     const float *p = probs + (size_t)m * K, *t = target_probs + (size_t)m * K;
     float *d = dlogits + (size_t)m * K;
+#pragma omp simd
     for (int k = 0; k < K; k++) d[k] += s * (p[k] - t[k]);
   }
 }

@@ -32,7 +32,7 @@ static int evaluate_batches(beit_model *m, const beit_dataset *ds, const beit_ev
     if (rc != BEIT_OK) break;
     beit_input in = {.B = n, .images = images, .labels = labels};
     beit_stats s;
-    beit_forward(m, BEIT_TASK_CLASSIFY, &in, 0, 0, 0, &s);
+    if ((rc = beit_forward(m, BEIT_TASK_CLASSIFY, &in, 0, 0, 0, &s)) != BEIT_OK) break;
     r->loss += s.loss * n;
     const float *logits = beit_logits(m);
     for (int i = 0; i < n; i++) {
@@ -63,7 +63,7 @@ int beit_evaluate_ranks(beit_model *m, const beit_dataset *ds, const beit_eval_p
                         int show_progress) {
   int rank = beit_dist_rank(), world = beit_dist_world();
   int rc = evaluate_batches(m, ds, prep, r, show_progress && rank == 0, rank, world);
-  if (rc != BEIT_OK) return rc;  /* the caller ends every rank (trainer_report_error) */
+  if (rc != BEIT_OK) return rc;  /* the program ends every rank (src/cli/fail.c) */
   if (world > 1) {
     int64_t counts[4] = {r->n, r->top1, r->top5, r->no_pred};
     beit_dist_sum_i64(counts, 4);

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "core/dist.h"
-#include "io/convert.h"
+#include "model/convert.h"
 #include "io/safetensors.h"
 #include "ops/ops.h"
 #include "train/evaluate.h"
@@ -29,6 +29,7 @@ void beit_recipe_defaults_finetune(beit_recipe_opts *o) {
   o->mixup = 0.8f;
   o->cutmix = 1.0f;
   o->crop_scale_min = 0.08f;
+  o->eval_every = 1;
 }
 
 /* Copies what the classifier shares with a pretraining checkpoint of any
@@ -36,9 +37,10 @@ void beit_recipe_defaults_finetune(beit_recipe_opts *o) {
  * rel_pos_bias.relative_position_bias_table becomes each block's own (spec 1.4),
  * tables of another image size are resized (spec 7.1); mask_token, norm and
  * lm_head are not used; head and fc_norm keep their fresh initialisation. */
-static int load_pretrained(beit_model *m, const char *path) {
+static int load_pretrained(beit_model *m, const beit_model *src, const char *path) {
   beit_transfer_report r;
-  if (beit_checkpoint_load_pretrained(m, path, &r) != BEIT_OK) return BEIT_ERR;
+  if (beit_checkpoint_transfer(m, src, path, &r) != BEIT_OK) return BEIT_ERR;
+  if (r.copied + r.resized == 0) return beit_errorf("%s: no tensor fits the model", path);
   if (beit_dist_is_root())
     fprintf(stderr, "finetune: %d tensors from %s (%d resized to %d px, %d from the shared table), %d freshly initialised\n",
             r.copied + r.resized, path, r.resized, m->cfg.image_size, r.from_shared, r.kept);
@@ -105,18 +107,44 @@ static void mix_batch(float *images, float *soft, const int32_t *labels, const f
 #undef FLIPPED
 }
 
-static int evaluate_epoch(beit_trainer *t, const beit_dataset *test, int64_t epoch, double *acc) {
+/* The --init encoder must be the --model preset's (width, depth, heads, MLP)
+ * with the patch size P the run uses (0: not known before the data). */
+static int check_init(const beit_recipe_opts *o, const beit_config *init, int P) {
+  beit_config c = {0};
+  if (beit_config_preset(&c, o->model) != BEIT_OK) return beit_error_context("--model");
+  if (c.dim != init->dim || c.depth != init->depth || c.heads != init->heads ||
+      fabsf(c.mlp_ratio - init->mlp_ratio) > 1e-6f)
+    return beit_errorf("--init %s holds an encoder of %d blocks x %d wide (%d heads, MLP %g x), --model %s is %d blocks "
+                       "x %d wide (%d heads, MLP %g x): pass the --model it was pretrained with", o->init, init->depth,
+                       init->dim, init->heads, init->mlp_ratio, o->model, c.depth, c.dim, c.heads, c.mlp_ratio);
+  if (P && P != init->patch_size)
+    return beit_errorf("--init %s has %dx%d patches, the run %dx%d (--patch-size %d%s): pass --patch-size %d", o->init,
+                       init->patch_size, init->patch_size, P, P, P, o->patch_size ? "" : ", the default",
+                       init->patch_size);
+  return BEIT_OK;
+}
+
+/* Evaluates on the test split (or its first --eval-subset images), logs it and
+ * keeps best.safetensors. `record` = 0 for the evaluation that ends a run
+ * stopped by --max-steps where none was due: best.safetensors is written when
+ * it is the best so far, but the checkpoint's best is not raised, so a resumed
+ * run keeps the best.safetensors the epoch evaluations of an uninterrupted run keep. */
+static int evaluate(beit_trainer *t, const beit_dataset *test, int64_t epoch, int record, double *out) {
   beit_eval_result r;
   beit_eval_prep prep = trainer_eval_prep(t);  /* what best.safetensors will tell `beit eval` to use */
   if (beit_evaluate_ranks(&t->model, test, &prep, &r, 0) != BEIT_OK) return BEIT_ERR;
-  *acc = r.n ? (double)r.top1 / r.n : 0;
-  beit_run_log(&t->run, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"test_top1\": %.6f, \"test_top5\": %.6f, "
-               "\"test_loss\": %.6f}", t->st.step, epoch, *acc, r.n ? (double)r.top5 / r.n : 0, r.loss);
-  if (t->rank == 0)
-    fprintf(stderr, "%sfinetune: epoch %" PRId64 " test top-1 %.2f%% top-5 %.2f%% loss %.4f\n",
-            t->bar.enabled ? "\n" : "", epoch + 1, 100 * *acc, r.n ? 100.0 * r.top5 / r.n : 0, r.loss);
+  double acc = *out = r.n ? (double)r.top1 / r.n : 0;
   free(r.confusion);
-  return BEIT_OK;
+  if (beit_run_log(&t->run, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"test_top1\": %.6f, \"test_top5\": %.6f, "
+                   "\"test_loss\": %.6f}", t->st.step, epoch, acc, r.n ? (double)r.top5 / r.n : 0, r.loss) != BEIT_OK)
+    return BEIT_ERR;
+  if (t->rank == 0)
+    fprintf(stderr, "%sfinetune: %s %" PRId64 " test top-1 %.2f%% top-5 %.2f%% loss %.4f (%" PRId64 " images)\n",
+            beit_progress_eol(&t->bar), record ? "epoch" : "step", record ? epoch + 1 : t->st.step, 100 * acc,
+            r.n ? 100.0 * r.top5 / r.n : 0, r.loss, r.n);
+  if (acc <= t->st.best) return BEIT_OK;
+  if (record) t->st.best = acc;
+  return trainer_save_weights(t, "best.safetensors");
 }
 
 int beit_finetune(const beit_recipe_opts *o) {
@@ -124,12 +152,23 @@ int beit_finetune(const beit_recipe_opts *o) {
   beit_trainer t;
   beit_dataset test;
   memset(&test, 0, sizeof test);
+  memset(&t, 0, sizeof t);
+  beit_model init;  /* the pretrained encoder, read before the data so that a mismatch is refused at once */
+  memset(&init, 0, sizeof init);
   float *soft = NULL, *partner = NULL;
   int32_t *partner_labels = NULL;
-  int rc = BEIT_ERR;
+  int rc = BEIT_ERR, S = 0, P = 0;
+  int use_init = o->init && !o->resume;
+  if (beit_recipe_check(o, "finetune") != BEIT_OK) goto done;
+  if (o->image_size > 0 && beit_resolve_sizes(o->image_size, o->patch_size, NULL, &S, &P) != BEIT_OK) goto done;
+  if (use_init && (beit_checkpoint_open(&init, o->init, NULL) != BEIT_OK ||
+                   check_init(o, &init.cfg, S ? P : o->patch_size) != BEIT_OK))
+    goto done;
   if (trainer_open_data(&t, o, "finetune", BEIT_LOAD_TRAIN, -1, 0, 0) != BEIT_OK) goto done;
-  if (beit_dataset_open(&test, o->data, 0) != BEIT_OK) goto done;
   const beit_loader_cfg *lc = beit_loader_config(t.loader);
+  if (use_init && check_init(o, &init.cfg, lc->patch_size) != BEIT_OK) goto done;
+  if (beit_dataset_open(&test, o->data, 0) != BEIT_OK) goto done;
+  if (o->eval_subset > 0 && o->eval_subset < test.n) test.n = o->eval_subset;
   beit_config cfg;
   memset(&cfg, 0, sizeof cfg);
   if (beit_config_preset(&cfg, o->model) != BEIT_OK) goto done;
@@ -138,7 +177,8 @@ int beit_finetune(const beit_recipe_opts *o) {
   cfg.drop_path = o->drop_path, cfg.layer_scale_init = o->layer_scale;
   t.saves_at_epoch_end = 1;  /* the end-of-epoch checkpoint comes after the evaluation */
   if (trainer_open_model(&t, &cfg, o->layer_decay) != BEIT_OK) goto done;
-  if (o->init && !o->resume && load_pretrained(&t.model, o->init) != BEIT_OK) goto done;
+  if (use_init && load_pretrained(&t.model, &init, o->init) != BEIT_OK) goto done;
+  beit_model_free(&init);
   int K = cfg.num_classes, mixing = o->mixup > 0 || o->cutmix > 0;
   size_t img = (size_t)cfg.channels * cfg.image_size * cfg.image_size;
   soft = beit_alloc((size_t)o->batch * K * sizeof(float), "soft targets");
@@ -146,8 +186,10 @@ int beit_finetune(const beit_recipe_opts *o) {
   partner_labels = beit_alloc((size_t)o->batch * sizeof(int32_t), "mixup partner labels");
   if (!soft || !partner || !partner_labels) goto done;
   beit_batch b;
-  int64_t epoch_done = t.st.step / t.steps_per_epoch;
-  while (t.st.step < t.total_steps && !trainer_stopping(&t)) {
+  int64_t epoch_done = t.st.step / t.steps_per_epoch, evaluated_at = -1;
+  double acc = 0, extra_acc = 0;
+  int every = o->eval_every > 1 ? o->eval_every : 1;
+  while (t.st.step < t.end_step && !trainer_stopping(&t)) {
     int got = beit_loader_next(t.loader, &b);
     if (got < 0) goto done;
     if (got == 0) continue;
@@ -164,37 +206,32 @@ int beit_finetune(const beit_recipe_opts *o) {
                      .shards = t.world};
     beit_stats s;
     beit_params_zero_grad(&t.model.params);
-    double loss = beit_forward(&t.model, BEIT_TASK_CLASSIFY, &in, 1, (uint64_t)o->seed, t.st.step, &s);
-    if (isfinite(loss)) beit_backward(&t.model, &in);
-    if (trainer_after_step(&t, &b, loss, &s) != BEIT_OK) goto done;
-    if (t.st.step % t.steps_per_epoch == 0) {  /* end of an epoch: evaluate, keep the best */
-      double acc;
-      if (evaluate_epoch(&t, &test, epoch_done, &acc) != BEIT_OK) goto done;
+    if (beit_forward(&t.model, BEIT_TASK_CLASSIFY, &in, 1, (uint64_t)o->seed, t.st.step, &s) != BEIT_OK) goto done;
+    if (isfinite(s.loss) && beit_backward(&t.model, &in) != BEIT_OK) goto done;
+    if (trainer_after_step(&t, &b, s.loss, &s) != BEIT_OK) goto done;
+    if (t.st.step % t.steps_per_epoch == 0) {  /* end of an epoch: evaluate (every --eval-every and the last) */
       epoch_done++;
-      if (acc > t.st.best) {
-        t.st.best = acc;
-        if (trainer_save_weights(&t, "best.safetensors") != BEIT_OK) goto done;
+      if (epoch_done % every == 0 || t.st.step == t.total_steps) {
+        if (evaluate(&t, &test, epoch_done - 1, 1, &acc) != BEIT_OK) goto done;
+        evaluated_at = t.st.step;
       }
       if (trainer_save(&t) != BEIT_OK) goto done;
     }
   }
-  rc = trainer_save(&t);
-  if (rc == BEIT_OK) {
-    beit_progress_finish(&t.bar);
-    t.bar.enabled = 0;
-    if (trainer_stopping(&t)) {
-      if (t.rank == 0)
-        fprintf(stderr, "finetune: stopped at step %lld; checkpoint saved in %s (continue with --resume)\n",
-                (long long)t.st.step, o->out);
-      rc = 130;
-    } else if (t.rank == 0) {
-      fprintf(stderr, "finetune: best test top-1 %.2f%%; weights in %s/best.safetensors\n", 100 * t.st.best, o->out);
-    }
-  }
+  /* --max-steps ended the run where no evaluation was due: one now, so the run has its numbers and
+     best.safetensors (one an uninterrupted run does not make, so it does not count in the checkpoint's best) */
+  if (t.st.step == t.end_step && t.end_step < t.total_steps && evaluated_at != t.st.step &&
+      evaluate(&t, &test, epoch_done, 0, &extra_acc) != BEIT_OK)
+    goto done;
+  int stopped = trainer_stopping(&t);
+  rc = trainer_finish(&t);
+  if (rc == BEIT_OK && !stopped && t.rank == 0)
+    fprintf(stderr, "finetune: best test top-1 %.2f%%; weights in %s/best.safetensors\n",
+            100 * (t.st.best > extra_acc ? t.st.best : extra_acc), o->out);
 done:
-  if (rc == BEIT_ERR) trainer_report_error(&t, "beit finetune");
   beit_free(soft), beit_free(partner), beit_free(partner_labels);
   beit_dataset_close(&test);
+  beit_model_free(&init);
   trainer_close(&t);
-  return rc == BEIT_ERR ? 1 : rc;
+  return rc;
 }

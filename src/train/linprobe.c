@@ -16,7 +16,8 @@
 #include "train/recipes.h"
 #include "train/train.h"
 
-/* Mean-pooled patch tokens of block output `layer` for every image: out [n, C]. */
+/* Mean-pooled patch tokens of block output `layer` for every image: out [n, C].
+ * Blocks after `layer` are not run, so a forward-only arena holds the output. */
 static int extract(beit_model *m, const beit_dataset *ds, int64_t n, int layer, float *out, int quiet) {
   int B = m->max_batch, S = m->cfg.image_size, C = m->cfg.dim;
   float *img = beit_alloc((size_t)B * ds->channels * S * S * sizeof(float), "probe images");
@@ -27,11 +28,10 @@ static int extract(beit_model *m, const beit_dataset *ds, int64_t n, int layer, 
   bar.enabled = bar.enabled && !quiet;
   for (int64_t first = 0; first < n; first += B) {
     int k = (int)(n - first < B ? n - first : B);
-    if (beit_eval_images(ds, first, k, &prep, img, NULL) != BEIT_OK) {
+    if (beit_eval_images(ds, first, k, &prep, img, NULL) != BEIT_OK || beit_encode_blocks(m, img, k, layer) != BEIT_OK) {
       beit_free(img);
       return BEIT_ERR;
     }
-    beit_encode(m, img, k);
     mean_pool_forward(out + (size_t)first * C, beit_hidden(m, layer), k, m->tokens, C, 1);
     beit_progress_update(&bar, k, NULL);
   }
@@ -45,15 +45,15 @@ static void standardise(float *x, int64_t n, int C, const float *mean, const flo
     for (int c = 0; c < C; c++) x[i * C + c] = (x[i * C + c] - mean[c]) * rstd[c];
 }
 
-static double probe_accuracy(const float *x, const int32_t *y, int64_t n, const float *w, const float *b, int C, int K) {
+/* Top-1 accuracy of the probe; logits: [K] scratch. */
+static double probe_accuracy(const float *x, const int32_t *y, int64_t n, const float *w, const float *b, int C, int K,
+                             float *logits) {
   int64_t correct = 0;
-  float *logits = malloc((size_t)K * sizeof(float));
   for (int64_t i = 0; i < n; i++) {
     linear_forward(logits, x + i * C, w, b, 1, C, K);
     int pred = logits_top1(logits, K);
     correct += pred >= 0 && pred == y[i];
   }
-  free(logits);
   return n ? (double)correct / n : 0;
 }
 
@@ -61,30 +61,61 @@ int beit_linprobe(const beit_linprobe_opts *o) {
   beit_set_threads(o->threads);
   beit_model m;
   beit_dataset train, test;
-  memset(&train, 0, sizeof train), memset(&test, 0, sizeof test), memset(&m, 0, sizeof m);
-  float *ftr = NULL, *fte = NULL, *mean = NULL, *rstd = NULL;
+  beit_run run;
+  memset(&train, 0, sizeof train), memset(&test, 0, sizeof test), memset(&m, 0, sizeof m), memset(&run, 0, sizeof run);
+  float *ftr = NULL, *fte = NULL, *mean = NULL, *rstd = NULL, *xb = NULL, *logits = NULL, *probs = NULL, *dlog = NULL;
+  int32_t *yb = NULL, *order = NULL;
+  beit_params p;
+  beit_params_init(&p);
+  beit_optimizer opt;
+  memset(&opt, 0, sizeof opt);
   int rc = BEIT_ERR;
-  if (beit_dataset_open(&train, o->data, 1) != BEIT_OK || beit_dataset_open(&test, o->data, 0) != BEIT_OK) goto done;
+  /* the flags and the encoder first, the data after (a mismatch is refused at once) */
+  beit_config cfg = {.patch_size = o->patch_size};  /* the random-encoder baseline */
   if (o->checkpoint) {
     if (beit_model_open(&m, o->checkpoint) != BEIT_OK) goto done;
-  } else {  /* the random-encoder baseline */
-    beit_config cfg = {.image_size = o->image_size ? o->image_size : train.height, .channels = train.channels, .patch_size = o->patch_size};
-    if (beit_config_preset(&cfg, o->model) != BEIT_OK || beit_model_init(&m, &cfg) != BEIT_OK) goto done;
-    beit_model_init_weights(&m, (uint64_t)o->seed, 0.001f);
-  }
-  int L = m.cfg.depth, layer = o->layer > 0 ? o->layer : (3 * L + 3) / 4;  /* paper: block 9 of 12 */
-  if (layer > L) {
-    beit_errorf("--layer %d: the encoder has %d blocks", layer, L);
+    cfg = m.cfg;
+  } else if (beit_config_preset(&cfg, o->model) != BEIT_OK) {
+    beit_error_context("--model");
+    goto done;
+  } else if (o->image_size > 0 &&
+             beit_check_sizes(o->image_size, o->patch_size, NULL, &cfg.image_size, &cfg.patch_size) != BEIT_OK) {
     goto done;
   }
-  if (beit_model_reserve(&m, 256, 1) != BEIT_OK) goto done;
-  int C = m.cfg.dim, K = train.num_classes;
+  int L = cfg.depth, layer = o->layer > 0 ? o->layer : (3 * L + 3) / 4;  /* paper: block 9 of 12 */
+  if (layer > L) {
+    beit_errorf("--layer %d: the encoder%s has %d blocks", layer, o->checkpoint ? " of --checkpoint" : "", L);
+    goto done;
+  }
+  if (o->out && beit_run_claim(&run, o->out, 0, o->overwrite, 0) != BEIT_OK) goto done;
+  if (beit_dataset_open(&train, o->data, 1) != BEIT_OK || beit_dataset_open(&test, o->data, 0) != BEIT_OK) goto done;
+  if (!o->checkpoint) {
+    cfg.channels = train.channels;
+    if ((o->image_size <= 0 && beit_check_sizes(0, o->patch_size, &train, &cfg.image_size, &cfg.patch_size)) ||
+        beit_model_init(&m, &cfg) != BEIT_OK)
+      goto done;
+    beit_model_init_weights(&m, (uint64_t)o->seed, 0.001f);
+  }
+  if (m.cfg.channels != train.channels) {
+    beit_errorf("--checkpoint %s reads %d-channel images, --data %s has %d", o->checkpoint, m.cfg.channels, o->data,
+                train.channels);
+    goto done;
+  }
+  if (beit_model_reserve(&m, 256, 0) != BEIT_OK) goto done;
+  int C = m.cfg.dim, K = train.num_classes, B = 256;
   int64_t ntr = o->subset > 0 && o->subset < train.n ? o->subset : train.n, nte = test.n;
   ftr = beit_alloc((size_t)ntr * C * sizeof(float), "train features");
   fte = beit_alloc((size_t)nte * C * sizeof(float), "test features");
-  mean = calloc((size_t)C, sizeof(float)), rstd = calloc((size_t)C, sizeof(float));
-  if (!ftr || !fte || extract(&m, &train, ntr, layer, ftr, o->quiet) != BEIT_OK ||
-      extract(&m, &test, nte, layer, fte, o->quiet) != BEIT_OK)
+  mean = beit_alloc((size_t)C * sizeof(float), "feature means");
+  rstd = beit_alloc((size_t)C * sizeof(float), "feature scales");
+  xb = beit_alloc((size_t)B * C * sizeof(float), "probe batch");
+  logits = beit_alloc((size_t)B * K * sizeof(float), "probe logits");
+  probs = beit_alloc((size_t)B * K * sizeof(float), "probe probabilities");
+  dlog = beit_alloc((size_t)B * K * sizeof(float), "probe logit gradients");
+  yb = beit_alloc((size_t)B * sizeof(int32_t), "probe labels");
+  order = beit_alloc((size_t)ntr * sizeof(int32_t), "probe order");
+  if (!ftr || !fte || !mean || !rstd || !xb || !logits || !probs || !dlog || !yb || !order ||
+      extract(&m, &train, ntr, layer, ftr, o->quiet) != BEIT_OK || extract(&m, &test, nte, layer, fte, o->quiet) != BEIT_OK)
     goto done;
   for (int c = 0; c < C; c++) {
     double s = 0, ss = 0;
@@ -95,22 +126,15 @@ int beit_linprobe(const beit_linprobe_opts *o) {
   standardise(ftr, ntr, C, mean, rstd);
   standardise(fte, nte, C, mean, rstd);
   /* the classifier: its own parameter table so AdamW and the schedule apply as everywhere */
-  beit_params p;
-  beit_params_init(&p);
   int64_t ws[2] = {K, C}, bs[1] = {K};
   beit_params_add(&p, "head.weight", 2, ws, 0, 1);
   beit_params_add(&p, "head.bias", 1, bs, 0, 0);
   if (beit_params_alloc(&p) != BEIT_OK) goto done;
-  int B = 256;
   int64_t steps = (ntr / B) * o->epochs;
   beit_optim_cfg oc = {.lr = o->lr, .min_lr = 0, .warmup_steps = 0, .total_steps = steps, .beta1 = 0.9f,
                        .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = o->weight_decay, .layer_decay = 1};
-  beit_optimizer opt;
   if (beit_optimizer_init(&opt, &p, &oc) != BEIT_OK) goto done;
   float *w = beit_params_get(&p, "head.weight"), *b = beit_params_get(&p, "head.bias");
-  float *xb = malloc((size_t)B * C * sizeof(float)), *logits = malloc((size_t)B * K * sizeof(float));
-  float *probs = malloc((size_t)B * K * sizeof(float)), *dlog = malloc((size_t)B * K * sizeof(float));
-  int32_t *yb = malloc((size_t)B * sizeof(int32_t)), *order = malloc((size_t)ntr * sizeof(int32_t));
   for (int64_t s = 0; s < steps; s++) {
     int64_t e = s / (ntr / B), j = s % (ntr / B);
     if (j == 0) {  /* a fresh permutation each epoch, keyed by (seed, epoch) */
@@ -135,11 +159,11 @@ int beit_linprobe(const beit_linprobe_opts *o) {
     linear_backward(NULL, p.grad, p.grad + p.t[1].offset, dlog, xb, w, B, C, K);
     beit_optimizer_step(&opt);
   }
-  double acc_tr = probe_accuracy(ftr, train.labels, ntr, w, b, C, K), acc_te = probe_accuracy(fte, test.labels, nte, w, b, C, K);
+  double acc_tr = probe_accuracy(ftr, train.labels, ntr, w, b, C, K, logits);
+  double acc_te = probe_accuracy(fte, test.labels, nte, w, b, C, K, logits);
   printf("linear probe of %s, block %d of %d (%d features): train top-1 %.2f%%, test top-1 %.2f%%\n",
          o->checkpoint ? o->checkpoint : "a random encoder", layer, L, C, 100 * acc_tr, 100 * acc_te);
   if (o->out) {
-    beit_mkdir_p(o->out);
     char path[1100];
     snprintf(path, sizeof path, "%.1000s/probe.json", o->out);
     FILE *f = fopen(path, "w");
@@ -149,14 +173,14 @@ int beit_linprobe(const beit_linprobe_opts *o) {
       fclose(f);
     }
   }
-  free(xb), free(logits), free(probs), free(dlog), free(yb), free(order);
-  beit_optimizer_free(&opt);
-  beit_params_free(&p);
   rc = BEIT_OK;
 done:
-  if (rc != BEIT_OK) fprintf(stderr, "beit linprobe: %s\n", beit_last_error());
-  beit_free(ftr), beit_free(fte), free(mean), free(rstd);
+  beit_optimizer_free(&opt);
+  beit_params_free(&p);
+  beit_free(ftr), beit_free(fte), beit_free(mean), beit_free(rstd);
+  beit_free(xb), beit_free(logits), beit_free(probs), beit_free(dlog), beit_free(yb), beit_free(order);
   beit_model_free(&m);
   beit_dataset_close(&train), beit_dataset_close(&test);
-  return rc == BEIT_OK ? 0 : 1;
+  beit_run_close(&run);
+  return rc;
 }

@@ -52,6 +52,19 @@ static int make_config(beit_config *cfg, const beit_recipe_opts *o, const beit_l
   return BEIT_OK;
 }
 
+/* The tokenizer's token grid must be the model's patch grid (S / P), and its
+ * images have the dataset's channels (0: not known yet). */
+static int check_tokenizer(const beit_recipe_opts *o, const beit_tokenizer *tg, int S, int P, int channels) {
+  if (tg->grid != S / P)
+    return beit_errorf("--tokenizer %s gives a %dx%d token grid, but %s %d with --patch-size %d makes a %dx%d patch "
+                       "grid (they must match)", o->tokenizer, tg->grid, tg->grid,
+                       o->image_size > 0 ? "--image-size" : "the dataset's image size", S, P, S / P, S / P);
+  if (channels && tg->channels != channels)
+    return beit_errorf("--tokenizer %s reads %d-channel images, --data %s has %d", o->tokenizer, tg->channels, o->data,
+                       channels);
+  return BEIT_OK;
+}
+
 int beit_pretrain(const beit_recipe_opts *o) {
   beit_set_threads(o->threads);
   /* no tokenizer ("pixel"): the ablation that regresses the masked pixels */
@@ -62,8 +75,12 @@ int beit_pretrain(const beit_recipe_opts *o) {
   memset(&tg, 0, sizeof tg);
   int32_t *tokens = NULL;
   int rc = BEIT_ERR;
+  int S = 0, P = 0;  /* known before the data when --image-size is given */
+  if (beit_recipe_check(o, "pretrain") != BEIT_OK) goto done;
+  if (o->image_size > 0 && beit_resolve_sizes(o->image_size, o->patch_size, NULL, &S, &P) != BEIT_OK) goto done;
   if (!pixel && beit_tokenizer_load(&tg, o->tokenizer) != BEIT_OK) goto done;
-  int grid_hint = o->image_size && o->patch_size ? o->image_size / o->patch_size : 0;
+  if (!pixel && S && check_tokenizer(o, &tg, S, P, 0) != BEIT_OK) goto done;
+  int grid_hint = S ? S / P : 0;
   int num_mask = grid_hint ? (int)lroundf(o->mask_ratio * grid_hint * grid_hint) : 0;
   if (trainer_open_data(&t, o, "pretrain", BEIT_LOAD_PRETRAIN, pixel ? -1 : tg.image_size,
                         num_mask, o->random_mask) != BEIT_OK)
@@ -77,11 +94,7 @@ int beit_pretrain(const beit_recipe_opts *o) {
     if (beit_loader_open(&t.loader, &t.ds, &c2) != BEIT_OK) goto done;
     lc = beit_loader_config(t.loader);
   }
-  if (!pixel && (tg.grid != grid || tg.channels != t.ds.channels)) {
-    beit_errorf("%s: tokenizer gives a %dx%d grid of %d-channel images, the model a %dx%d patch grid of %d-channel images",
-                o->tokenizer, tg.grid, tg.grid, tg.channels, grid, grid, t.ds.channels);
-    goto done;
-  }
+  if (!pixel && check_tokenizer(o, &tg, lc->image_size, lc->patch_size, t.ds.channels) != BEIT_OK) goto done;
   beit_config cfg;
   if (make_config(&cfg, o, lc, pixel ? 0 : tg.vocab) != BEIT_OK) goto done;
   cfg.channels = t.ds.channels;
@@ -89,7 +102,7 @@ int beit_pretrain(const beit_recipe_opts *o) {
   tokens = beit_alloc((size_t)o->batch * grid * grid * sizeof(int32_t), "visual tokens");
   if (!tokens) goto done;
   beit_batch b;
-  while (t.st.step < t.total_steps && !trainer_stopping(&t)) {
+  while (t.st.step < t.end_step && !trainer_stopping(&t)) {
     int got = beit_loader_next(t.loader, &b);
     if (got < 0) goto done;
     if (got == 0) continue;  /* epoch boundary */
@@ -97,23 +110,16 @@ int beit_pretrain(const beit_recipe_opts *o) {
     beit_input in = {.B = b.n, .images = b.images, .mask = b.masks, .tokens = tokens, .shard = t.rank, .shards = t.world};
     beit_stats s;
     beit_params_zero_grad(&t.model.params);
-    double loss = beit_forward(&t.model, pixel ? BEIT_TASK_PIXEL : BEIT_TASK_MIM, &in, 1,
-                               (uint64_t)o->seed, t.st.step, &s);
-    if (isfinite(loss)) beit_backward(&t.model, &in);
-    if (trainer_after_step(&t, &b, loss, &s) != BEIT_OK) goto done;
+    if (beit_forward(&t.model, pixel ? BEIT_TASK_PIXEL : BEIT_TASK_MIM, &in, 1, (uint64_t)o->seed, t.st.step, &s) !=
+        BEIT_OK)
+      goto done;
+    if (isfinite(s.loss) && beit_backward(&t.model, &in) != BEIT_OK) goto done;
+    if (trainer_after_step(&t, &b, s.loss, &s) != BEIT_OK) goto done;
   }
-  rc = trainer_save(&t);
-  if (rc == BEIT_OK && trainer_stopping(&t)) {
-    beit_progress_finish(&t.bar);
-    if (t.rank == 0)
-      fprintf(stderr, "pretrain: stopped at step %lld; checkpoint saved in %s (continue with --resume)\n",
-              (long long)t.st.step, o->out);
-    rc = 130;
-  }
+  rc = trainer_finish(&t);
 done:
-  if (rc == BEIT_ERR) trainer_report_error(&t, "beit pretrain");
   beit_free(tokens);
   trainer_close(&t);
   if (!pixel) beit_tokenizer_free(&tg);
-  return rc == BEIT_ERR ? 1 : rc;
+  return rc;
 }

@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include "data/dataset.h"
+
 typedef struct {
   const char *data;        /* dataset spec (fashion-mnist, cifar10:DIR, folder:ROOT, ...) */
   const char *out;         /* run folder */
@@ -21,6 +23,10 @@ typedef struct {
   float color_jitter;      /* brightness/contrast/saturation strength (0 = off) */
   long long seed;
   int resume;              /* continue from out/checkpoint.safetensors */
+  int overwrite;           /* a fresh run into a folder holding a run: remove that run's files first */
+  int extend_epochs;       /* --resume may raise --epochs (checked by the command line, cli/args.h) */
+  long long max_steps;     /* stop after this many optimizer steps (0 = all); the schedule still spans --epochs */
+  const char *args_record; /* the command's flags as JSON (cli/args.h), kept in config.json; may be NULL */
   int recompute;           /* recompute block activations in the backward pass (less memory) */
   int save_every;          /* checkpoint every N steps (0 = each epoch only) */
   int keep;                /* checkpoints kept: checkpoint.safetensors + checkpoint-1 .. -(keep-1) */
@@ -35,12 +41,31 @@ typedef struct {
   const char *init;        /* pretraining checkpoint (NULL = from scratch) */
   float layer_decay, label_smoothing, mixup, cutmix;
   int use_cls;             /* classify from the CLS token instead of mean pooling */
+  int eval_every;          /* evaluate every N epochs (and after the last step); 0 or 1 = each epoch */
+  long long eval_subset;   /* evaluate on the first N test images (0 = all) */
 } beit_recipe_opts;
 
 void beit_recipe_defaults_pretrain(beit_recipe_opts *o);
 void beit_recipe_defaults_finetune(beit_recipe_opts *o);
-/* Each returns 0 on success, 1 on a runtime error (message printed), 130 when
- * stopped by Ctrl-C after saving a checkpoint. */
+/* The options checked against each other before any file or data is read or
+ * anything large allocated (kind "pretrain" or "finetune"): the --model preset,
+ * a full --batch in --subset and, when --image-size is given, --image-size /
+ * --patch-size and the least memory the model needs (its encoder). Then
+ * beit_recipe_check_data does the size checks for a size taken from the
+ * dataset, before the loader opens. Messages name the flags. */
+int beit_recipe_check(const beit_recipe_opts *o, const char *kind);
+/* The model's input side S and patch side P for --image-size / --patch-size
+ * (beit_resolve_sizes of data/loader.h: 0 = defaults, ds may be NULL when
+ * image_size > 0), with a patch grid of at most 64 per side; messages name
+ * the flags. */
+int beit_check_sizes(int image_size, int patch_size, const beit_dataset *ds, int *S, int *P);
+int beit_recipe_check_data(const beit_recipe_opts *o, const char *kind, const beit_dataset *ds);
+/* Each returns BEIT_OK (also when --max-steps ended it), BEIT_ERR (the message
+ * in beit_last_error; nothing is printed and, under MPI, the caller ends the
+ * other ranks: src/cli/fail.c), or BEIT_STOPPED when SIGINT or SIGTERM stopped
+ * it after saving a checkpoint (the program exits 128 + the signal,
+ * beit_stop_exit_code). */
+enum { BEIT_STOPPED = 1 };
 int beit_pretrain(const beit_recipe_opts *o);
 int beit_finetune(const beit_recipe_opts *o);
 
@@ -48,9 +73,11 @@ typedef struct {
   const char *checkpoint;  /* any beit.c checkpoint; NULL = a randomly initialised --model */
   const char *data, *model, *out;
   int patch_size, image_size, layer, epochs, threads, quiet;  /* image_size 0 = the dataset's */
+  int overwrite;           /* replace a run already in `out` */
   long long subset, seed;
   float lr, weight_decay;
 } beit_linprobe_opts;
+/* Prints the accuracies on stdout; BEIT_OK or BEIT_ERR (message in beit_last_error). */
 int beit_linprobe(const beit_linprobe_opts *o);
 
 #endif

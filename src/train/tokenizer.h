@@ -54,7 +54,9 @@ typedef struct {
   const char *data, *out;     /* dataset spec, run folder */
   int type;                   /* BEIT_TOK_DVAE or BEIT_TOK_KMEANS */
   dvae_config dv;             /* image_size 0 = the dataset's side */
-  int64_t steps;              /* dVAE updates */
+  int64_t steps;              /* dVAE updates: the schedules span them */
+  int64_t max_steps;          /* stop after this many (0 = steps) */
+  int overwrite;              /* a run already in `out`: remove its files first (else refused) */
   int batch;
   float lr, min_lr, weight_decay, clip_grad;
   int64_t warmup;             /* lr warmup steps */

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "core/core.h"
 #include "core/dist.h"
 #include "data/loader.h"
@@ -27,6 +29,7 @@ static void describe(beit_tokenizer *t) {
 }
 
 int beit_tokenizer_load(beit_tokenizer *t, const char *path) {
+  if (!t || !path) return beit_errorf("beit_tokenizer_load: the %s is NULL", t ? "path" : "tokenizer");
   memset(t, 0, sizeof *t);
   beit_safetensors st;
   if (beit_st_open(&st, path)) return BEIT_ERR;
@@ -51,11 +54,22 @@ void beit_tokenizer_free(beit_tokenizer *t) {
   memset(t, 0, sizeof *t);
 }
 
+/* Misuse (a tokenizer not loaded, NULL buffers, a negative count) is an error, not a crash. */
+static int check_call(const beit_tokenizer *t, const void *in, int B, const void *out, const char *fn) {
+  if (!t || (t->type != BEIT_TOK_DVAE && t->type != BEIT_TOK_KMEANS))
+    return beit_errorf("%s: the tokenizer is not loaded (beit_tokenizer_load)", fn);
+  if (B < 0) return beit_errorf("%s: a batch of %d images", fn, B);
+  if (B > 0 && (!in || !out)) return beit_errorf("%s: the %s buffer is NULL", fn, in ? "output" : "input");
+  return BEIT_OK;
+}
+
 int beit_tokenizer_encode(beit_tokenizer *t, const float *images, int B, int32_t *tokens) {
+  if (check_call(t, images, B, tokens, "beit_tokenizer_encode")) return BEIT_ERR;
   return t->type == BEIT_TOK_DVAE ? dvae_encode(&t->dv, images, B, tokens) : kmeans_encode(&t->km, images, B, tokens);
 }
 
 int beit_tokenizer_decode(beit_tokenizer *t, const int32_t *tokens, int B, float *images) {
+  if (check_call(t, tokens, B, images, "beit_tokenizer_decode")) return BEIT_ERR;
   return t->type == BEIT_TOK_DVAE ? dvae_decode(&t->dv, tokens, B, images) : kmeans_decode(&t->km, tokens, B, images);
 }
 
@@ -263,52 +277,97 @@ static void interval_add(interval_stats *s, const dvae_stats *st, double gn, con
   for (int i = 0; i < ntok; i++) s->hist[tok[i]]++, s->ever[tok[i]]++;
 }
 
-/* One JSON line (rank 0; log == NULL elsewhere); returns the share of codes
- * used in the interval. Collective under MPI: the code counts of all ranks. */
-static double log_interval(FILE *log, interval_stats *s, int64_t step, double tau, double beta, double lr,
-                           int vocab, int batch) {
-  int used, ever;
+/* One JSON line in the run's log (rank 0; the others have none). *used and
+ * *tokens: the distinct codes and the tokens counted in the interval. Collective
+ * under MPI: the code counts of all ranks. BEIT_ERR when the log write fails. */
+static int log_interval(beit_run *run, interval_stats *s, int64_t step, double tau, double beta, double lr,
+                        int vocab, int batch, int *used, int64_t *tokens) {
+  int ever;
   double ppl_hard, ppl_ever;
+  *used = vocab, *tokens = 0;
   int64_t *all_ever = beit_alloc((size_t)vocab * sizeof(int64_t), "code histogram");
-  if (!all_ever) return 1;  /* only the log line's code counts are lost */
+  if (!all_ever) return BEIT_OK;  /* only the log line's code counts are lost */
   memcpy(all_ever, s->ever, (size_t)vocab * sizeof(int64_t));
   beit_dist_sum_i64(all_ever, (size_t)vocab);
   beit_dist_sum_i64(s->hist, (size_t)vocab);  /* reset below */
-  beit_token_usage(s->hist, vocab, &used, &ppl_hard);
+  beit_token_usage(s->hist, vocab, used, &ppl_hard);
   beit_token_usage(all_ever, vocab, &ever, &ppl_ever);
   beit_free(all_ever);
+  for (int k = 0; k < vocab; k++) *tokens += s->hist[k];
   double el = beit_now() - s->t0, n = s->n ? s->n : 1;
-  if (log)
-    fprintf(log,
+  int rc = beit_run_log(run,
           "{\"step\": %lld, \"loss\": %.6f, \"recon\": %.6f, \"kl\": %.6f, \"tau\": %.5f, \"beta\": %.5f, "
           "\"lr\": %.3e, \"perplexity\": %.2f, \"codes_used\": %d, \"codes_ever\": %d, \"grad_norm\": %.4f, "
-          "\"images_per_s\": %.1f}\n",
-          (long long)step, s->loss / n, s->recon / n, s->kl / n, tau, beta, lr, s->ppl / n, used, ever, s->gnorm / n,
+          "\"images_per_s\": %.1f}",
+          (long long)step, s->loss / n, s->recon / n, s->kl / n, tau, beta, lr, s->ppl / n, *used, ever, s->gnorm / n,
           el > 0 ? s->n * batch / el : 0.0);
-  if (log) fflush(log);
   s->loss = s->recon = s->kl = s->ppl = s->gnorm = 0, s->n = 0, s->t0 = beit_now();
   memset(s->hist, 0, (size_t)vocab * sizeof(int64_t));
-  return (double)used / vocab;
+  return rc;
 }
 
-static int write_config_json(const beit_tok_train_cfg *c, const char *path) {
-  char buf[2048];
-  const dvae_config *d = &c->dv;
-  int n = snprintf(buf, sizeof buf,
-                   "{\n  \"type\": \"%s\",\n  \"data\": \"%s\",\n  \"image_size\": %d,\n  \"channels\": %d,\n"
-                   "  \"n_hid\": %d,\n  \"n_init\": %d,\n  \"n_blk_per_group\": %d,\n  \"n_groups\": %d,\n"
-                   "  \"vocab\": %d,\n  \"recon\": \"%s\",\n  \"steps\": %lld,\n  \"batch\": %d,\n  \"lr\": %g,\n"
-                   "  \"min_lr\": %g,\n  \"weight_decay\": %g,\n  \"warmup\": %lld,\n  \"tau_start\": %g,\n"
-                   "  \"tau_end\": %g,\n  \"tau_steps\": %lld,\n  \"beta\": %g,\n  \"kl_warmup\": %lld,\n"
-                   "  \"crop_min\": %g,\n  \"hflip\": %g,\n  \"seed\": %llu,\n  \"kmeans_patch\": %d,\n"
-                   "  \"kmeans_k\": %d,\n  \"kmeans_normalize\": \"%s\"\n}\n",
-                   c->type == BEIT_TOK_DVAE ? "dvae" : "kmeans", c->data, d->image_size, d->channels, d->n_hid,
-                   d->n_init, d->n_blk_per_group, d->n_groups, d->vocab, d->recon == DVAE_RECON_MSE ? "mse" : "laplace",
-                   (long long)c->steps, c->batch, c->lr, c->min_lr, c->weight_decay, (long long)c->warmup,
-                   c->tau_start, c->tau_end, (long long)c->tau_steps, c->beta, (long long)c->kl_warmup, c->crop_min,
-                   c->hflip, (unsigned long long)c->seed, c->km.patch, c->km.k,
-                   c->km.normalize == KMEANS_NORM_PATCH ? "patch" : "none");
-  return beit_write_file_atomic(path, buf, (size_t)n);
+/* config.json of a tokenizer run: the settings that made it. Caller frees. */
+static char *config_json(const beit_tok_train_cfg *c) {
+  cJSON *j = cJSON_CreateObject();
+  int km = c->type == BEIT_TOK_KMEANS;
+  cJSON_AddStringToObject(j, "type", km ? "kmeans" : "dvae");
+  cJSON_AddStringToObject(j, "data", c->data);
+  if (km) {
+    const kmeans_config *k = &c->km;
+    const double v[] = {k->image_size, k->channels, k->patch, k->k, c->km_iters, c->km_images, (double)c->km_max_patches,
+                        c->eval_images, (double)c->seed};
+    const char *names[] = {"image_size", "channels", "patch", "vocab", "iters", "images", "max_patches",
+                           "eval_images", "seed"};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) cJSON_AddNumberToObject(j, names[i], v[i]);
+    cJSON_AddStringToObject(j, "normalize", k->normalize == KMEANS_NORM_PATCH ? "patch" : "none");
+  } else {
+    const dvae_config *d = &c->dv;
+    const double v[] = {d->image_size, d->channels, d->n_hid, d->n_init, d->n_blk_per_group, d->n_groups, d->vocab,
+                        (double)c->steps, (double)c->max_steps, c->batch, c->lr, c->min_lr, c->weight_decay,
+                        c->clip_grad, (double)c->warmup, c->tau_start, c->tau_end, (double)c->tau_steps, c->beta,
+                        (double)c->kl_warmup, c->crop_min, c->hflip, c->eval_images, (double)c->seed};
+    const char *names[] = {"image_size", "channels", "n_hid", "n_init", "n_blk_per_group", "n_groups", "vocab",
+                           "steps", "max_steps", "batch", "lr", "min_lr", "weight_decay",
+                           "clip_grad", "warmup", "tau_start", "tau_end", "tau_steps", "beta",
+                           "kl_warmup", "crop_min", "hflip", "eval_images", "seed"};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) cJSON_AddNumberToObject(j, names[i], v[i]);
+    cJSON_AddStringToObject(j, "recon", d->recon == DVAE_RECON_MSE ? "mse" : "laplace");
+  }
+  char *text = cJSON_Print(j);
+  cJSON_Delete(j);
+  return text;
+}
+
+/* config.json and log.jsonl in the claimed run folder, as every training command
+ * has them; rank 0 only (the others log nothing: beit_run_log ignores a run
+ * without a log). */
+static int open_run_folder(beit_run *run, const beit_tok_train_cfg *c) {
+  if (!beit_dist_is_root()) return BEIT_OK;
+  char *json = config_json(c);
+  int rc = json ? beit_run_open(run, json, -1) : beit_errorf("out of memory writing config.json");
+  free(json);
+  return rc;
+}
+
+/* The relations between the flags of `beit tokenizer train` that their ranges
+ * alone do not catch, named as the user typed them; called before any data is
+ * read when --image-size is given, else once the dataset gave the size. */
+static int check_flags(const beit_tok_train_cfg *c, int image_size) {
+  const char *size_from = c->dv.image_size > 0 || c->km.image_size > 0 ? "--image-size" : "the dataset's image size";
+  if (c->type == BEIT_TOK_KMEANS) {
+    if (c->km.patch > image_size || image_size % c->km.patch)
+      return beit_errorf("%s %d is not a multiple of --patch %d", size_from, image_size, c->km.patch);
+    if (c->km_max_patches > 0 && c->km_max_patches < c->km.k)
+      return beit_errorf("--max-patches %lld is fewer than --vocab %d (k-means needs a patch per code)",
+                         (long long)c->km_max_patches, c->km.k);
+    return BEIT_OK;
+  }
+  int down = 1 << (c->dv.n_groups - 1);
+  if (image_size < down || image_size % down)
+    return beit_errorf("%s %d is not a multiple of %d, the downsampling of --groups %d", size_from, image_size, down,
+                       c->dv.n_groups);
+  if (c->dv.n_hid % 4) return beit_errorf("--n-hid %d is not a multiple of 4", c->dv.n_hid);
+  return BEIT_OK;
 }
 
 /* ---- training: dVAE ------------------------------------------------------------- */
@@ -317,8 +376,8 @@ typedef struct {
   beit_loader *loader;
   dvae d;
   beit_optimizer opt;
-  FILE *log;
   interval_stats iv;
+  beit_run run;  /* the folder (rank 0): its claim, config.json, log.jsonl */
 } dvae_run;
 
 static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
@@ -326,11 +385,12 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
   if (c->batch % world)
     return beit_errorf("--batch %d is not a multiple of the %d ranks (each rank takes an equal share of the batch)",
                        c->batch, world);
-  if (root && beit_mkdir_p(c->out)) return BEIT_ERR;
+  if (root && beit_run_claim(&r->run, c->out, 0, c->overwrite, 0)) return BEIT_ERR;
   if (beit_dataset_open(&r->train, c->data, 1) || beit_dataset_open(&r->test, c->data, 0)) return BEIT_ERR;
   if (c->dv.image_size <= 0) {
     if (r->train.height <= 0 || r->train.height != r->train.width)
       return beit_errorf("%s has no fixed square image size; pass --image-size", c->data);
+    if (check_flags(c, r->train.height)) return BEIT_ERR;
     c->dv.image_size = r->train.height;
   }
   c->dv.channels = r->train.channels;
@@ -348,12 +408,7 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
   beit_optim_cfg oc = {.lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup, .total_steps = c->steps,
                        .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = c->weight_decay,
                        .layer_decay = 1.0f, .clip_grad = c->clip_grad};
-  if (beit_optimizer_init(&r->opt, &r->d.params, &oc)) return BEIT_ERR;
-  char path[1200];
-  snprintf(path, sizeof path, "%s/config.json", c->out);
-  if (root && write_config_json(c, path)) return BEIT_ERR;
-  snprintf(path, sizeof path, "%s/log.jsonl", c->out);
-  if (root && !(r->log = fopen(path, "w"))) return beit_errorf("%s: cannot create the log", path);
+  if (beit_optimizer_init(&r->opt, &r->d.params, &oc) || open_run_folder(&r->run, c)) return BEIT_ERR;
   r->iv.hist = beit_calloc((size_t)c->dv.vocab * sizeof(int64_t), "code histogram");
   r->iv.ever = beit_calloc((size_t)c->dv.vocab * sizeof(int64_t), "code histogram");
   return r->iv.hist && r->iv.ever ? BEIT_OK : BEIT_ERR;
@@ -361,11 +416,16 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
 
 static void close_run(dvae_run *r) {
   if (r->loader) beit_loader_close(r->loader);
-  if (r->log) fclose(r->log);
   beit_optimizer_free(&r->opt);
   dvae_free(&r->d);
   beit_free(r->iv.hist), beit_free(r->iv.ever);
   beit_dataset_close(&r->train), beit_dataset_close(&r->test);
+  beit_run_close(&r->run);
+}
+
+/* The updates this run makes: --steps, or --max-steps when smaller (the schedules span --steps). */
+static int64_t dvae_end_step(const beit_tok_train_cfg *c) {
+  return c->max_steps > 0 && c->max_steps < c->steps ? c->max_steps : c->steps;
 }
 
 static int next_batch(dvae_run *r, beit_batch *b) {
@@ -374,11 +434,18 @@ static int next_batch(dvae_run *r, beit_batch *b) {
   return got == 1 ? BEIT_OK : got == 0 ? beit_errorf("the data loader returned an empty epoch") : BEIT_ERR;
 }
 
-static void warn_collapse(double share, int64_t step, int vocab, int *warned) {
-  if (share >= 0.05 || *warned >= 3) return;
-  fprintf(stderr, "\nbeit: warning: codebook collapse at step %lld: only %.1f%% of the %d codes were used in the "
-                  "last interval (try a larger --beta, a longer --tau-steps or a smaller --lr)\n",
-          (long long)step, 100 * share, vocab);
+/* A codebook has collapsed when fewer than 5% of its codes are in use, which
+ * only says something when the tokens counted could have used that many:
+ * 98 tokens (a batch of 2 at 7x7) can use at most 1.2% of 8192 codes. */
+static int collapsed(int used, int64_t tokens, int vocab) {
+  return used < 0.05 * vocab && tokens >= 0.05 * vocab;
+}
+
+static void warn_collapse(int used, int64_t tokens, int64_t step, int vocab, int *warned) {
+  if (!collapsed(used, tokens, vocab) || *warned >= 3) return;
+  fprintf(stderr, "\nbeit: warning: codebook collapse at step %lld: only %d of the %d codes (%.1f%%) were used by the "
+                  "%lld tokens of the last interval (try a larger --beta, a longer --tau-steps or a smaller --lr)\n",
+          (long long)step, used, vocab, 100.0 * used / vocab, (long long)tokens);
   (*warned)++;
 }
 
@@ -412,7 +479,7 @@ static int train_step(dvae_run *r, const beit_tok_train_cfg *c, const float *ima
     if (isfinite(st->loss)) return BEIT_ERR;
     finite = 0;
   }
-  if (finite) dvae_backward(&r->d, o);
+  if (finite && dvae_backward(&r->d, o)) return BEIT_ERR;
   if (beit_dist_world() > 1 ? !reduce_step(r, st, finite) : !finite) {
     st->loss = NAN;
     return BEIT_OK;
@@ -424,12 +491,13 @@ static int train_step(dvae_run *r, const beit_tok_train_cfg *c, const float *ima
 static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
   const int V = c->dv.vocab, ntok = dvae_grid_side(&c->dv) * dvae_grid_side(&c->dv);
   const int root = beit_dist_is_root(), world = beit_dist_world();
+  const int64_t end = dvae_end_step(c);
   beit_progress bar;
-  beit_progress_start(&bar, "tokenizer", c->steps * c->batch);
+  beit_progress_start(&bar, "tokenizer", end * c->batch);
   bar.enabled = bar.enabled && root;
   r->iv.t0 = beit_now();
   int bad = 0, warned = 0;
-  for (int64_t step = 0; step < c->steps; step++) {
+  for (int64_t step = 0; step < end; step++) {
     beit_batch b;
     dvae_train_opts o;
     dvae_stats st;
@@ -437,20 +505,24 @@ static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
     if (next_batch(r, &b) || train_step(r, c, b.images, b.n, step, &o, &st, &gn)) return BEIT_ERR;
     if (!isfinite(gn)) {
       if (root)
-        fprintf(stderr, "\nbeit: warning: step %lld skipped: non-finite %s\n", (long long)step,
+        fprintf(stderr, "%sbeit: warning: step %lld skipped: non-finite %s\n", beit_progress_eol(&bar), (long long)step,
                 isfinite(st.loss) ? "gradient norm" : "loss");
       if (++bad >= 10) return beit_errorf("10 non-finite steps in a row at step %lld; lower --lr", (long long)step);
       continue;
     }
     bad = 0;
     interval_add(&r->iv, &st, gn, r->d.tokens, b.n * ntok);
-    if ((step + 1) % c->log_every == 0 || step + 1 == c->steps) {
-      double share = log_interval(r->log, &r->iv, step + 1, o.tau, o.beta, beit_lr_at(&r->opt.cfg, step), V, c->batch);
-      if (step >= c->kl_warmup && root) warn_collapse(share, step + 1, V, &warned);
+    if ((step + 1) % c->log_every == 0 || step + 1 == end) {
+      int used;
+      int64_t tokens;
+      if (log_interval(&r->run, &r->iv, step + 1, o.tau, o.beta, beit_lr_at(&r->opt.cfg, step), V, c->batch, &used,
+                       &tokens))
+        return BEIT_ERR;
+      if (step >= c->kl_warmup && root) warn_collapse(used, tokens, step + 1, V, &warned);
     }
     char extra[128];
-    snprintf(extra, sizeof extra, " loss %.4f recon %.4f kl %.3f tau %.3f codes %d", st.loss, st.recon, st.kl, o.tau,
-             st.codes_used);
+    snprintf(extra, sizeof extra, "step %lld/%lld, loss %.4f recon %.4f kl %.3f tau %.3f codes %d", (long long)step + 1,
+             (long long)c->steps, st.loss, st.recon, st.kl, o.tau, st.codes_used);
     beit_progress_update(&bar, (int64_t)b.n * world, extra);
   }
   beit_progress_finish(&bar);
@@ -483,7 +555,7 @@ static void print_eval(const beit_tokenizer *t, int n, double mae, int used, dou
   if (isfinite(mae)) printf("test reconstruction MAE %.4f on %d images; ", mae, n);
   printf("test codebook: %d of %d codes used (%.1f%%), perplexity %.1f\n", used, t->vocab, 100.0 * used / t->vocab,
          ppl);
-  if (used < 0.05 * t->vocab)
+  if (collapsed(used, (int64_t)n * t->grid * t->grid, t->vocab))
     fprintf(stderr, "beit: warning: the codebook collapsed: only %d of %d codes in use\n", used, t->vocab);
 }
 
@@ -496,7 +568,8 @@ static int finish_dvae(dvae_run *r, const beit_tok_train_cfg *c, double seconds)
   double mae, ppl;
   int rc = evaluate(&t, &r->test, n, &mae, &used, &ppl);
   char v[3][32], path[1200];
-  snprintf(v[0], sizeof v[0], "%lld", (long long)c->steps);
+  const long long steps = (long long)dvae_end_step(c);
+  snprintf(v[0], sizeof v[0], "%lld", steps);
   snprintf(v[1], sizeof v[1], "%.5f", mae);
   snprintf(v[2], sizeof v[2], "%d", used);
   const char *kv[] = {"steps", v[0], "test_mae", v[1], "test_codes_used", v[2], "data", c->data};
@@ -505,8 +578,8 @@ static int finish_dvae(dvae_run *r, const beit_tok_train_cfg *c, double seconds)
   if (bad >= 0) rc = beit_errorf("%s: dVAE parameter '%s' holds a NaN or infinity; not writing it", path, t.dv.params.t[bad].name);
   if (!rc) rc = dvae_save(&t.dv, path, kv, 4);
   if (!rc) {
-    printf("trained %lld steps (%lld images) in %.1f s (%.1f images/s)\n", (long long)c->steps,
-           (long long)(c->steps * c->batch), seconds, c->steps * c->batch / seconds);
+    printf("trained %lld steps (%lld images) in %.1f s (%.1f images/s)%s\n", steps, steps * c->batch, seconds,
+           steps * c->batch / seconds, steps < c->steps ? " (--max-steps; the schedules span --steps)" : "");
     print_eval(&t, n, mae, used, ppl);
     printf("saved %s\n", path);
   }
@@ -537,27 +610,36 @@ static int train_dvae(beit_tok_train_cfg *c) {
 }
 
 /* ---- training: k-means ---------------------------------------------------------- */
-static int open_kmeans(beit_tok_train_cfg *c, beit_dataset *train, beit_dataset *test, beit_tokenizer *t) {
-  if (beit_mkdir_p(c->out) || beit_dataset_open(train, c->data, 1) || beit_dataset_open(test, c->data, 0))
+static int open_kmeans(beit_tok_train_cfg *c, beit_run *run, beit_dataset *train, beit_dataset *test,
+                       beit_tokenizer *t) {
+  if (beit_run_claim(run, c->out, 0, c->overwrite, 0) || beit_dataset_open(train, c->data, 1) ||
+      beit_dataset_open(test, c->data, 0))
     return BEIT_ERR;
   if (c->km.image_size <= 0) {
     if (train->height <= 0 || train->height != train->width)
       return beit_errorf("%s has no fixed square image size; pass --image-size", c->data);
+    if (check_flags(c, train->height)) return BEIT_ERR;
     c->km.image_size = train->height;
   }
   c->km.channels = train->channels;
+  int n = c->km_images > 0 && c->km_images < train->n ? c->km_images : (int)train->n;
+  int64_t patches = (int64_t)n * (c->km.image_size / c->km.patch) * (c->km.image_size / c->km.patch);
+  if (patches < c->km.k)
+    return beit_errorf("%d images give %lld patches of --patch %d, fewer than --vocab %d (more --images or a smaller "
+                       "--vocab)", n, (long long)patches, c->km.patch, c->km.k);
   t->type = BEIT_TOK_KMEANS;
   if (kmeans_create(&t->km, &c->km)) return BEIT_ERR;
   describe(t);
-  return BEIT_OK;
+  return open_run_folder(run, c);
 }
 
 static int train_kmeans(beit_tok_train_cfg *c) {
   beit_dataset train, test;
   beit_tokenizer t;
-  memset(&train, 0, sizeof train), memset(&test, 0, sizeof test), memset(&t, 0, sizeof t);
+  beit_run run;
+  memset(&train, 0, sizeof train), memset(&test, 0, sizeof test), memset(&t, 0, sizeof t), memset(&run, 0, sizeof run);
   float *x = NULL;
-  int rc = open_kmeans(c, &train, &test, &t);
+  int rc = open_kmeans(c, &run, &train, &test, &t);
   int n = c->km_images > 0 && c->km_images < train.n ? c->km_images : (int)train.n;
   size_t img = (size_t)t.channels * t.image_size * t.image_size, all = (size_t)n * t.grid * t.grid;
   if (!rc && !(x = beit_alloc((size_t)n * img * sizeof(float), "k-means images"))) rc = BEIT_ERR;
@@ -576,6 +658,14 @@ static int train_kmeans(beit_tok_train_cfg *c) {
   snprintf(v[2], sizeof v[2], "%d", rc ? 0 : used);
   const char *kv[] = {"train_images", v[0], "inertia", v[1], "test_codes_used", v[2], "data", c->data};
   if (!rc) rc = kmeans_save(&t.km, path, kv, 4);
+  char maev[32] = "null";
+  if (isfinite(mae)) snprintf(maev, sizeof maev, "%.6f", mae);
+  if (!rc)  /* one line: k-means has no steps to log, but a run folder has its log */
+    rc = beit_run_log(&run, "{\"step\": %d, \"inertia\": %.6f, \"iters\": %d, \"train_images\": %d, "
+                      "\"patches\": %zu, \"empty_reseeded\": %d, \"test_codes_used\": %d, \"test_perplexity\": %.2f, "
+                      "\"test_mae\": %s, \"seconds\": %.3f}", st.iters_run, st.inertia, st.iters_run, n,
+                      o.max_patches && o.max_patches < all ? o.max_patches : all, st.empty_reseeded, used, ppl, maev,
+                      secs);
   if (!rc) {
     printf("k-means: %zu patches (%dx%d) from %d images, k %d, %d Lloyd iterations in %.2f s, inertia %.4f\n",
            o.max_patches && o.max_patches < all ? o.max_patches : all, c->km.patch, c->km.patch, n, c->km.k,
@@ -586,12 +676,15 @@ static int train_kmeans(beit_tok_train_cfg *c) {
   beit_free(x);
   beit_tokenizer_free(&t);
   beit_dataset_close(&train), beit_dataset_close(&test);
+  beit_run_close(&run);
   return rc;
 }
 
 int beit_tokenizer_train(const beit_tok_train_cfg *cfg) {
   beit_tok_train_cfg c = *cfg;
   if (c.steps < 1 || c.batch < 1 || c.log_every < 1) return beit_errorf("steps, batch and log interval must be >= 1");
+  int size = c.type == BEIT_TOK_KMEANS ? c.km.image_size : c.dv.image_size;
+  if (size > 0 && check_flags(&c, size)) return BEIT_ERR;  /* before any data is read */
   if (c.type == BEIT_TOK_KMEANS && beit_dist_world() > 1) {  /* seconds of work: not worth sharding */
     int root = beit_dist_is_root(), rc = BEIT_OK;
     if (root) fprintf(stderr, "beit tokenizer: k-means runs on rank 0 alone\n"), rc = train_kmeans(&c);
@@ -599,11 +692,6 @@ int beit_tokenizer_train(const beit_tok_train_cfg *cfg) {
     beit_dist_bcast(&ok, sizeof ok, 0);  /* the others wait for rank 0's file */
     return root || ok ? rc : beit_errorf("k-means training failed on rank 0");
   }
-  int rc = c.type == BEIT_TOK_KMEANS ? train_kmeans(&c) : train_dvae(&c);
-  if (rc && c.type == BEIT_TOK_DVAE && beit_dist_world() > 1) {  /* a rank left in a collective would hang */
-    fprintf(stderr, "beit tokenizer train (rank %d of %d): %s\n", beit_dist_rank(), beit_dist_world(),
-            beit_last_error());
-    beit_dist_abort(1);
-  }
-  return rc;
+  /* a failing rank returns BEIT_ERR like any other; the program ends the job (src/cli/fail.c) */
+  return c.type == BEIT_TOK_KMEANS ? train_kmeans(&c) : train_dvae(&c);
 }

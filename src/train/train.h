@@ -42,19 +42,30 @@ void beit_optimizer_free(beit_optimizer *o);
  * without touching the parameters (the caller reports it). */
 double beit_optimizer_step(beit_optimizer *o);
 
-/* ---- run folder: config.json + log.jsonl ---------------------------------- */
+/* ---- run folder: its lock, config.json, log.jsonl ------------------------- */
 typedef struct {
   char dir[1024];
   FILE *log;
+  int lock_fd, locked;  /* DIR/.lock, held for the run's lifetime */
 } beit_run;
 
-/* Creates `dir`; writes config.json (atomically). A fresh run truncates
+/* Claims DIR for this process before anything is read or written there:
+ * creates it and takes an exclusive flock on DIR/.lock (which holds the pid);
+ * a folder another process holds is refused at once, naming its pid. A fresh
+ * run (resume = 0) into a folder holding a run (any file a run writes: config.json,
+ * log.jsonl, checkpoint*.safetensors, model / best / tokenizer.safetensors,
+ * probe.json, their .tmp / .bad leftovers) is refused, naming the folder and the
+ * ways out (--resume when can_resume, --overwrite); with overwrite those files
+ * (and no others) are removed first. */
+int beit_run_claim(beit_run *r, const char *dir, int resume, int overwrite, int can_resume);
+/* In the claimed folder: writes config.json (atomically). A fresh run truncates
  * log.jsonl; a resumed run (resume_step >= 0) keeps only the lines whose
  * "step" is <= resume_step, so the log has no duplicated steps. */
-int beit_run_open(beit_run *r, const char *dir, const char *config_json, int64_t resume_step);
+int beit_run_open(beit_run *r, const char *config_json, int64_t resume_step);
 /* Appends one JSON object line and flushes it (crash-safe). BEIT_ERR (message
  * naming log.jsonl and the errno text) when the write fails, e.g. disk full. */
 int beit_run_log(beit_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Closes the log and releases the folder's lock (a no-op on an unclaimed run). */
 void beit_run_close(beit_run *r);
 /* path = dir/name */
 void beit_run_path(const beit_run *r, const char *name, char *out, size_t n);
@@ -71,6 +82,9 @@ void beit_test_inject_nan(int64_t step, double *loss, beit_params *p);
 /* ---- Ctrl-C: the first SIGINT/SIGTERM asks the loop to checkpoint and stop */
 void beit_install_stop_handler(void);
 int beit_stop_requested(void);
+/* The exit code of a run so stopped: 128 + the signal (130 SIGINT, 143 SIGTERM);
+ * 143 on an MPI rank that only learnt of another rank's signal. */
+int beit_stop_exit_code(void);
 
 /* ---- checkpoints ----------------------------------------------------------
  * One safetensors file: the model's tensors under their own names, the AdamW

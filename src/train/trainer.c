@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,9 @@ int trainer_open_data(beit_trainer *t, const beit_recipe_opts *o, const char *ki
   if (o->batch % t->world)
     return beit_errorf("--batch %d is not a multiple of the %d ranks (each rank takes an equal share of the batch)",
                        o->batch, t->world);
-  if (beit_dataset_open(&t->ds, o->data, 1) != BEIT_OK) return BEIT_ERR;
+  if (t->rank == 0 && beit_run_claim(&t->run, o->out, o->resume, o->overwrite, 1) != BEIT_OK) return BEIT_ERR;
+  if (beit_dataset_open(&t->ds, o->data, 1) != BEIT_OK || beit_recipe_check_data(o, kind, &t->ds) != BEIT_OK)
+    return BEIT_ERR;
   if (o->subset > 0 && o->subset < t->ds.n) t->ds.n = o->subset;
   beit_loader_cfg lc;
   beit_loader_defaults(&lc, mode);
@@ -38,6 +41,7 @@ int trainer_open_data(beit_trainer *t, const beit_recipe_opts *o, const char *ki
   if (beit_loader_open(&t->loader, &t->ds, &lc) != BEIT_OK) return BEIT_ERR;
   t->steps_per_epoch = beit_loader_steps_per_epoch(t->loader);
   t->total_steps = t->steps_per_epoch * o->epochs;
+  t->end_step = o->max_steps > 0 && o->max_steps < t->total_steps ? o->max_steps : t->total_steps;
   if (t->steps_per_epoch <= 0)
     return beit_errorf("%s: %lld images give no full batch of %d", o->data, (long long)t->ds.n, o->batch);
   return BEIT_OK;
@@ -46,9 +50,14 @@ int trainer_open_data(beit_trainer *t, const beit_recipe_opts *o, const char *ki
 char *trainer_config_json(const beit_trainer *t) {
   const beit_recipe_opts *o = t->o;
   char *model_json = beit_config_to_json(&t->model.cfg);
-  cJSON *j = cJSON_Parse(model_json);
+  cJSON *j = model_json ? cJSON_Parse(model_json) : NULL;
   free(model_json);
-  cJSON *a = cJSON_CreateObject();
+  cJSON *a = j ? cJSON_CreateObject() : NULL;
+  if (!a) {
+    cJSON_Delete(j);
+    beit_errorf("out of memory writing the run's config.json");
+    return NULL;
+  }
   cJSON_AddStringToObject(a, "command", t->kind);
   cJSON_AddStringToObject(a, "data", o->data);
   cJSON_AddStringToObject(a, "model", o->model);
@@ -79,8 +88,11 @@ char *trainer_config_json(const beit_trainer *t) {
   }
   cJSON_AddStringToObject(a, "blas", beit_blas_describe());
   cJSON_AddItemToObject(j, "beit_train_args", a);
+  cJSON *record = o->args_record ? cJSON_Parse(o->args_record) : NULL;  /* what --resume compares (cli/args.h) */
+  if (record) cJSON_AddItemToObject(j, "beit_args", record);
   char *s = cJSON_Print(j);
   cJSON_Delete(j);
+  if (!s) beit_errorf("out of memory writing the run's config.json");
   return s;
 }
 
@@ -138,19 +150,23 @@ int trainer_open_model(beit_trainer *t, const beit_config *cfg, float layer_deca
   }
   if (root) {
     char *json = trainer_config_json(t);
-    int rc = beit_run_open(&t->run, o->out, json, resume_step);
+    if (!json) return BEIT_ERR;
+    int rc = beit_run_open(&t->run, json, resume_step);
     free(json);
     if (rc != BEIT_OK) return BEIT_ERR;
     fprintf(stderr, "%s: %s, %d blocks x %d wide, %.2f M parameters, %.0f MiB activations; %" PRId64
             " steps (%" PRId64 " per epoch); %s\n", t->kind, o->model, cfg->depth, cfg->dim,
             t->model.params.total / 1e6, beit_model_arena_bytes(&t->model) / 1048576.0, t->total_steps,
             t->steps_per_epoch, beit_blas_describe());
+    if (t->end_step < t->total_steps)
+      fprintf(stderr, "%s: stopping after step %" PRId64 " (--max-steps; the schedule spans all %" PRId64 ")\n",
+              t->kind, t->end_step, t->total_steps);
     if (t->world > 1)
       fprintf(stderr, "%s: %d ranks x %d images per step (%s), %d threads each\n", t->kind, t->world,
               o->batch / t->world, beit_dist_describe(), beit_get_threads());
   }
-  beit_progress_start(&t->bar, t->kind, t->total_steps * o->batch);
-  t->bar.done = t->st.step * o->batch;
+  beit_progress_start(&t->bar, t->kind, t->end_step * o->batch);
+  t->bar.done = t->bar.done0 = t->st.step * o->batch;
   t->bar.enabled = t->bar.enabled && !o->quiet && root;
   t->t_window = t->t_start = beit_now();
   beit_install_stop_handler();
@@ -169,7 +185,7 @@ static int nonfinite_step(beit_trainer *t, const char *what) {
                        "(the last checkpoint is intact; try a lower --lr)", step, t->skipped_in_row, what);
   if (t->rank == 0)
     fprintf(stderr, "%s%s: step %" PRId64 ": %s is not finite; update skipped (%d in a row)\n",
-            t->bar.enabled ? "\n" : "", t->kind, step, what, t->skipped_in_row);
+            beit_progress_eol(&t->bar), t->kind, step, what, t->skipped_in_row);
   return BEIT_OK;
 }
 
@@ -205,13 +221,19 @@ beit_eval_prep trainer_eval_prep(const beit_trainer *t) {
  * the command, the class names (newline-separated) and the eval preprocessing
  * (trainer_eval_prep), so `beit predict` and `beit eval` need nothing but the
  * file and see the images as fine-tuning's evaluation did. Returns the number of
- * pairs. */
+ * pairs, or BEIT_ERR when out of memory (*json and *names are then freed or NULL). */
 static int trainer_meta(const beit_trainer *t, const char **kv, char **json, char **names, char *norm, size_t nn,
                         char *crop, size_t nc) {
   *json = beit_config_to_json(&t->model.cfg);
   size_t len = 1;
   for (int k = 0; k < t->ds.num_classes; k++) len += strlen(t->ds.class_names[k]) + 1;
-  *names = calloc(len, 1);
+  *names = beit_calloc(len, "the class names of the checkpoint's metadata");
+  if (!*json || !*names) {
+    if (!*json) beit_errorf("out of memory writing the checkpoint's config metadata");
+    free(*json), beit_free(*names);
+    *json = *names = NULL;
+    return BEIT_ERR;
+  }
   for (int k = 0; k < t->ds.num_classes; k++) {
     if (k) strcat(*names, "\n");
     strcat(*names, t->ds.class_names[k]);
@@ -229,12 +251,13 @@ int trainer_save_weights(beit_trainer *t, const char *name) {
   char path[1100], *json, *names, norm[128], crop[32];
   const char *kv[10];
   int n = trainer_meta(t, kv, &json, &names, norm, sizeof norm, crop, sizeof crop);
+  if (n < 0) return BEIT_ERR;
   beit_run_path(&t->run, name, path, sizeof path);
   int bad = beit_params_first_nonfinite(&t->model.params, t->model.params.data);
   int rc = bad < 0 ? beit_params_save(&t->model.params, path, kv, n)
                    : beit_errorf("%s: parameter '%s' holds a NaN or infinity; not writing it (the previous file is kept)",
                                  path, t->model.params.t[bad].name);
-  free(json), free(names);
+  free(json), beit_free(names);
   return rc;
 }
 
@@ -245,8 +268,9 @@ int trainer_save(beit_trainer *t) {
   char *json, *names, norm[128], crop[32];
   const char *kv[10];
   int n = trainer_meta(t, kv, &json, &names, norm, sizeof norm, crop, sizeof crop);
+  if (n < 0) return BEIT_ERR;
   int rc = beit_checkpoint_save_kept(t->run.dir, t->o->keep, &t->model.params, &t->opt, &t->st, kv, n);
-  free(json), free(names);
+  free(json), beit_free(names);
   return rc == BEIT_OK ? trainer_save_weights(t, "model.safetensors") : rc;
 }
 
@@ -267,13 +291,22 @@ static void reduce_step(beit_trainer *t, double *loss, beit_stats *s) {
 
 int trainer_stopping(const beit_trainer *t) { return t->world > 1 ? t->stop : beit_stop_requested(); }
 
-void trainer_report_error(beit_trainer *t, const char *command) {
+int trainer_finish(beit_trainer *t) {
+  int rc = trainer_save(t);
   beit_progress_finish(&t->bar);
-  if (beit_dist_world() > 1) {  /* not t->world: the error may come before the trainer knew it */
-    fprintf(stderr, "%s (rank %d of %d): %s\n", command, beit_dist_rank(), beit_dist_world(), beit_last_error());
-    beit_dist_abort(1);
+  t->bar.enabled = 0;
+  if (rc != BEIT_OK) return rc;
+  if (trainer_stopping(t)) {
+    if (t->rank == 0)
+      fprintf(stderr, "%s: stopped by %s at step %" PRId64 "; checkpoint saved in %s (continue with --resume)\n",
+              t->kind, beit_stop_exit_code() == 128 + SIGINT ? "SIGINT" : "SIGTERM", t->st.step, t->o->out);
+    return BEIT_STOPPED;
   }
-  fprintf(stderr, "%s: %s\n", command, beit_last_error());
+  if (t->st.step < t->total_steps && t->rank == 0)
+    fprintf(stderr, "%s: stopped after step %" PRId64 " of %" PRId64 " (--max-steps); checkpoint saved in %s "
+            "(continue with --resume, with a larger --max-steps or none)\n", t->kind, t->st.step, t->total_steps,
+            t->o->out);
+  return BEIT_OK;
 }
 
 int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const beit_stats *s_local) {
@@ -298,14 +331,18 @@ int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const 
   t->st.step_in_epoch = b->step + 1;
   t->window_images += (int64_t)b->n * t->world;
   t->window_steps++;
-  char extra[96];
-  snprintf(extra, sizeof extra, " loss %.4f", loss);
+  char extra[128];
+  snprintf(extra, sizeof extra, "step %" PRId64 "/%" PRId64 ", epoch %" PRId64 "/%d, loss %.4f", t->st.step,
+           t->total_steps, b->epoch + 1, o->epochs, loss);
   beit_progress_update(&t->bar, (int64_t)b->n * t->world, extra);
-  int last = t->st.step == t->total_steps;
+  int last = t->st.step == t->end_step, epoch_end = t->st.step % t->steps_per_epoch == 0;
+  if (epoch_end) beit_progress_line(&t->bar);
   if (last && t->world > 1 && t->rank == 0)
-    fprintf(stderr, "%s%s: gradient allreduce took %.2f s of %.2f s on rank 0\n", t->bar.enabled ? "\n" : "",
+    fprintf(stderr, "%s%s: gradient allreduce took %.2f s of %.2f s on rank 0\n", beit_progress_eol(&t->bar),
             t->kind, beit_dist_reduce_seconds(), beit_now() - t->t_start);
-  if (t->window_steps >= o->log_every || last) {
+  /* at multiples of --log-every (not every N steps from the start of this process): a resumed run logs the steps
+     the uninterrupted one does */
+  if (t->st.step % o->log_every == 0 || last) {
     double now = beit_now();
     char lossv[32], normv[32], skipped[48] = "";
     if (t->window_skipped) snprintf(skipped, sizeof skipped, ", \"skipped\": %" PRId64, t->window_skipped);
@@ -321,7 +358,6 @@ int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const 
     t->window_loss = 0, t->window_correct = t->window_count = t->window_images = t->window_steps = 0;
     t->window_skipped = 0;
   }
-  int epoch_end = t->st.step % t->steps_per_epoch == 0;
   if (o->save_every > 0 && t->st.step % o->save_every == 0 && !last && !(epoch_end && t->saves_at_epoch_end))
     return trainer_save(t);
   return BEIT_OK;

@@ -20,7 +20,8 @@ typedef struct {
   beit_optimizer opt;
   beit_run run;
   beit_train_state st;
-  int64_t steps_per_epoch, total_steps;
+  int64_t steps_per_epoch, total_steps;  /* total_steps: --epochs worth, what the schedule spans */
+  int64_t end_step;            /* where this run stops: total_steps, or --max-steps when smaller */
   beit_progress bar;
   double t_window;             /* start of the current logging window */
   int64_t window_images;
@@ -35,7 +36,9 @@ typedef struct {
                                   so --save-every must not checkpoint that step before it */
 } beit_trainer;
 
-/* Opens the training split (first o->subset images) and a loader in `mode`.
+/* Claims the run folder (rank 0; beit_run_claim: the lock, a fresh run refused in
+ * a used folder unless --overwrite), then opens the training split (first
+ * o->subset images) and a loader in `mode`.
  * Under MPI the loader takes this rank's slice and o->batch / ranks images per
  * step (o->batch, the global batch, must be a multiple of the ranks). */
 int trainer_open_data(beit_trainer *t, const beit_recipe_opts *o, const char *kind, beit_load_mode mode,
@@ -53,9 +56,10 @@ int trainer_open_model(beit_trainer *t, const beit_config *cfg, float layer_deca
 int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const beit_stats *s);
 /* Ctrl-C / SIGTERM: under MPI, only once every rank knows (agreed at each step). */
 int trainer_stopping(const beit_trainer *t);
-/* Prints the error (naming the rank under MPI) and, with several ranks, ends
- * them all: a rank left waiting in a collective would hang forever. */
-void trainer_report_error(beit_trainer *t, const char *command);
+/* After the loop: the final checkpoint (trainer_save), the progress bar ended,
+ * and what happened said on stderr. Returns BEIT_OK (the end, or --max-steps),
+ * BEIT_ERR, or BEIT_STOPPED after a stop by a signal. */
+int trainer_finish(beit_trainer *t);
 /* checkpoint.safetensors (resumable) and model.safetensors (weights + config);
  * collective under MPI, written by rank 0. */
 int trainer_save(beit_trainer *t);

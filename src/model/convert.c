@@ -2,14 +2,13 @@
  * tensor names (timm's) to the file's name(s); the architecture is inferred
  * through the view, the model built, and every tensor read through it, so a
  * key missing or of the wrong shape is reported under the file's own name. */
-#include "io/convert.h"
+#include "model/convert.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "data/augment.h"
 #include "core/core.h"
@@ -172,16 +171,6 @@ static void detect_scheme(view *v) {
 }
 
 /* ------------------------------------------------------------------ files */
-static int is_dir(const char *p) {
-  struct stat s;
-  return stat(p, &s) == 0 && S_ISDIR(s.st_mode);
-}
-
-static int is_file(const char *p) {
-  struct stat s;
-  return stat(p, &s) == 0 && S_ISREG(s.st_mode);
-}
-
 static cJSON *read_json(const char *path) {
   uint8_t *buf;
   size_t n;
@@ -201,10 +190,10 @@ static cJSON *read_json(const char *path) {
 static int resolve_paths(const char *path, char *weights, char *config, char *preproc, size_t n) {
   char dir[1100];
   config[0] = preproc[0] = 0;
-  if (is_dir(path)) {
+  if (beit_is_dir(path)) {
     snprintf(dir, sizeof dir, "%.1000s", path);
     snprintf(weights, n, "%.1000s/model.safetensors", path);
-    if (!is_file(weights))
+    if (!beit_is_file(weights))
       return beit_errorf("%s: folder without model.safetensors (pytorch_model.bin is not read; see docs/checkpoints.md)",
                          path);
   } else {
@@ -215,8 +204,8 @@ static int resolve_paths(const char *path, char *weights, char *config, char *pr
   }
   snprintf(config, n, "%.1000s/config.json", dir);
   snprintf(preproc, n, "%.1000s/preprocessor_config.json", dir);
-  if (!is_file(config)) config[0] = 0;
-  if (!is_file(preproc)) preproc[0] = 0;
+  if (!beit_is_file(config)) config[0] = 0;
+  if (!beit_is_file(preproc)) preproc[0] = 0;
   return BEIT_OK;
 }
 
@@ -463,24 +452,23 @@ void beit_checkpoint_info_free(beit_checkpoint_info *info) {
   info->num_names = 0;
 }
 
-static void set_names_from_text(beit_checkpoint_info *info, const char *text, int K) {
+static int set_names_from_text(beit_checkpoint_info *info, const char *text, int K) {
   info->class_names = calloc((size_t)K + 1, sizeof(char *));
+  if (!info->class_names) return beit_errorf("out of memory for %d class names", K);
   info->num_names = K;
   const char *p = text;
   for (int k = 0; k < K; k++) {
     const char *end = p ? strchr(p, '\n') : NULL;
     size_t len = p ? (end ? (size_t)(end - p) : strlen(p)) : 0;
-    if (len > 0) {
-      info->class_names[k] = malloc(len + 1);
-      memcpy(info->class_names[k], p, len);
-      info->class_names[k][len] = 0;
-    } else {
-      char buf[32];
-      snprintf(buf, sizeof buf, "class %d", k);
-      info->class_names[k] = strdup(buf);
-    }
+    char buf[32];
+    const char *name = p;
+    if (len == 0) len = (size_t)snprintf(buf, sizeof buf, "class %d", k), name = buf;
+    if (!(info->class_names[k] = malloc(len + 1))) return beit_errorf("out of memory for %d class names", K);
+    memcpy(info->class_names[k], name, len);
+    info->class_names[k][len] = 0;
     p = p && end ? end + 1 : NULL;
   }
+  return BEIT_OK;
 }
 
 /* id2label {"0": "name", ...} or label_names ["name", ...] -> newline-separated, or NULL. */
@@ -489,6 +477,7 @@ static char *names_from_json(const cJSON *j, int K) {
   if (!cJSON_IsObject(id2) && !cJSON_IsArray(list)) return NULL;
   size_t len = 1;
   const char **names = calloc((size_t)K + 1, sizeof(char *));
+  if (!names) return NULL;
   for (int k = 0; k < K; k++) {
     char key[16];
     snprintf(key, sizeof key, "%d", k);
@@ -497,7 +486,7 @@ static char *names_from_json(const cJSON *j, int K) {
     len += strlen(names[k]) + 1;
   }
   char *text = calloc(len, 1);
-  for (int k = 0; k < K; k++) strcat(strcat(text, names[k]), k + 1 < K ? "\n" : "");
+  for (int k = 0; k < K && text; k++) strcat(strcat(text, names[k]), k + 1 < K ? "\n" : "");
   free(names);
   return text;
 }
@@ -528,7 +517,11 @@ static int fill_info(beit_checkpoint_info *info, const beit_model *m, const beit
     else if (K == 1000) info->names_from = "data/imagenet_classes.txt (ImageNet-1k)";
     else info->names_from = "class numbers";
     info->names_stated = meta_names || json_names;
-    set_names_from_text(info, meta_names ? meta_names : json_names ? json_names : K == 1000 ? IMAGENET_CLASSES : NULL, K);
+    const char *text = meta_names ? meta_names : json_names ? json_names : K == 1000 ? IMAGENET_CLASSES : NULL;
+    if (set_names_from_text(info, text, K) != BEIT_OK) {
+      free(json_names);
+      return beit_error_context("%s", info->weights);
+    }
   }
   free(json_names);
   for (int c = 0; c < 3; c++) info->mean[c] = info->std[c] = 0.5f;
@@ -580,6 +573,7 @@ static int check_fits_file(const beit_safetensors *st, const beit_config *c) {
 }
 
 int beit_checkpoint_open(beit_model *m, const char *path, beit_checkpoint_info *info) {
+  if (!m || !path) return beit_errorf("beit_checkpoint_open: the %s is NULL", m ? "path" : "model");
   beit_checkpoint_info local;
   if (!info) info = &local;
   memset(info, 0, sizeof *info);
@@ -626,7 +620,8 @@ static char *join_names(const beit_checkpoint_info *info, int K) {
   size_t len = 1;
   for (int k = 0; k < K; k++) len += strlen(info->class_names[k]) + 1;
   char *s = calloc(len, 1);
-  for (int k = 0; k < K; k++) strcat(strcat(s, info->class_names[k]), k + 1 < K ? "\n" : "");
+  for (int k = 0; k < K && s; k++) strcat(strcat(s, info->class_names[k]), k + 1 < K ? "\n" : "");
+  if (!s) beit_errorf("out of memory for %d class names", K);
   return s;
 }
 
@@ -677,6 +672,8 @@ static int write_weights(const beit_model *m, const beit_checkpoint_info *info, 
   }
   char *json = beit_config_to_json(&m->cfg), *class_text = usable_names(info, m->cfg.num_classes)
                                                                ? join_names(info, m->cfg.num_classes) : NULL;
+  if (rc == BEIT_OK && (!json || (usable_names(info, m->cfg.num_classes) && !class_text)))
+    rc = beit_errorf("%s: out of memory for the metadata", path);
   char norm[160], crop[32];
   const float *mean = info ? info->mean : (const float[]){0.5f, 0.5f, 0.5f}, *std = info ? info->std : mean;
   snprintf(norm, sizeof norm, "%g %g %g %g %g %g", mean[0], mean[1], mean[2], std[0], std[1], std[2]);
@@ -863,3 +860,5 @@ int beit_checkpoint_load_pretrained(beit_model *dst, const char *path, beit_tran
   beit_model_free(&src);
   return rc;
 }
+
+int beit_model_open(beit_model *m, const char *path) { return beit_checkpoint_open(m, path, NULL); }

@@ -1,0 +1,101 @@
+/* bench_ops.c - the element-wise kernels of a BEiT step on every vector ISA path
+ * this CPU runs (src/ops/simd.h), in ns per element and GB/s of the arrays they
+ * read and write, on the shapes of the tiny pretraining step (batch 64, 50 tokens,
+ * width 192, MLP 768, 20 masked patches per image, vocabulary 8192).
+ * Best of the repeats, so the other load of a shared machine inflates it least.
+ * usage: bench_ops [threads (1)] [seconds per kernel and ISA (0.3)] */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/core.h"
+#include "ops/ops.h"
+
+enum { M = 64 * 50, C = 192, F = 768, ROWS = 64 * 20, VOCAB = 8192 };
+#define NPARAM ((size_t)5600000) /* about the tiny model's parameters */
+
+typedef struct {
+  float *x, *y, *dy, *dx, *w, *b, *mean, *rstd, *dw, *db, *logits, *p, *g, *m, *v;
+  int32_t *target;
+} bufs;
+
+static float *array(size_t n, float scale, uint64_t key) {
+  float *a = beit_alloc(n * sizeof(float), "bench array");
+  if (!a) {
+    fprintf(stderr, "bench_ops: %s\n", beit_last_error());
+    exit(1);
+  }
+  beit_rng r;
+  beit_rng_seed(&r, 5, BEIT_RNG_TEST, key, 0);
+  for (size_t i = 0; i < n; i++) a[i] = scale * (float)beit_rng_normal(&r);
+  return a;
+}
+
+/* One kernel: what it runs, how many elements, how many bytes it moves per element. */
+typedef struct {
+  const char *name, *shape;
+  double elems, bytes_per_elem;
+  void (*run)(bufs *b);
+} kernel;
+
+static void k_gelu_fwd(bufs *b) { gelu_forward(b->y, b->x, (size_t)M * F); }
+static void k_gelu_bwd(bufs *b) { gelu_backward(b->dx, b->dy, b->x, (size_t)M * F); }
+static void k_ln_fwd(bufs *b) { layernorm_forward(b->y, b->mean, b->rstd, b->x, b->w, b->b, M, C, 1e-6f); }
+static void k_ln_bwd(bufs *b) {
+  layernorm_backward(b->dx, b->dw, b->db, b->dy, b->x, b->w, b->mean, b->rstd, M, C);
+}
+static void k_xent_loss(bufs *b) { softmax_xent_loss(b->logits, b->target, ROWS, VOCAB); }
+static void k_xent_probs(bufs *b) { softmax_xent_forward(b->p, b->logits, b->target, ROWS, VOCAB); }
+static void k_adamw(bufs *b) { adamw_update(b->p, b->g, b->m, b->v, NPARAM, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f, 10); }
+
+static const kernel KERNELS[] = {
+    {"gelu forward", "3200 x 768", (double)M * F, 8, k_gelu_fwd},
+    {"gelu backward", "3200 x 768", (double)M * F, 16, k_gelu_bwd},
+    {"layernorm forward", "3200 x 192", (double)M * C, 8, k_ln_fwd},
+    {"layernorm backward", "3200 x 192", (double)M * C, 16, k_ln_bwd},
+    {"cross-entropy loss", "1280 x 8192", (double)ROWS * VOCAB, 4, k_xent_loss},
+    {"softmax + loss", "1280 x 8192", (double)ROWS * VOCAB, 8, k_xent_probs},
+    {"AdamW", "5.6 M", (double)NPARAM, 28, k_adamw},
+};
+enum { NK = sizeof KERNELS / sizeof KERNELS[0] };
+
+/* Best seconds per call over `seconds` of repeats (at least 3). */
+static double best_time(const kernel *k, bufs *b, double seconds) {
+  k->run(b);  /* warm up: page faults, caches */
+  double best = 1e30, t_end = beit_now() + seconds;
+  for (int r = 0; r < 3 || beit_now() < t_end; r++) {
+    double t0 = beit_now();
+    k->run(b);
+    double dt = beit_now() - t0;
+    if (dt < best) best = dt;
+  }
+  return best;
+}
+
+int main(int argc, char **argv) {
+  int threads = argc > 1 ? atoi(argv[1]) : 1;
+  double seconds = argc > 2 ? atof(argv[2]) : 0.3;
+  beit_set_threads(threads);
+  size_t big = (size_t)M * F > NPARAM ? (size_t)M * F : NPARAM;
+  bufs b = {array(big, 2, 1), array(big, 1, 2), array(big, 1, 3), array(big, 0, 4), array(C, 1, 5),
+            array(C, 1, 6), array(M, 0, 7), array(M, 0, 8), array(C, 0, 9), array(C, 0, 10),
+            array((size_t)ROWS * VOCAB, 3, 12), array(big, 0.1f, 13),
+            array(NPARAM, 1, 14), array(NPARAM, 0, 15), array(NPARAM, 0, 16), calloc(ROWS, sizeof(int32_t))};
+  for (size_t i = 0; i < NPARAM; i++) b.v[i] = b.g[i] * b.g[i];
+  printf("bench_ops: %d thread%s, best of %.1f s per kernel; ns per element (GB/s of the arrays read and written)\n",
+         threads, threads == 1 ? "" : "s", seconds);
+  printf("%-26s %-15s", "kernel", "shape");
+  for (int i = 0; i < BEIT_ISA_COUNT; i++)
+    if (beit_isa_supported((beit_isa)i)) printf(" %18s", beit_isa_name((beit_isa)i));
+  printf("\n");
+  for (int k = 0; k < NK; k++) {
+    printf("%-26s %-15s", KERNELS[k].name, KERNELS[k].shape);
+    for (int i = 0; i < BEIT_ISA_COUNT; i++) {
+      if (beit_isa_set((beit_isa)i) != BEIT_OK) continue;
+      double t = best_time(&KERNELS[k], &b, seconds), ns = 1e9 * t / KERNELS[k].elems;
+      printf(" %8.3f (%5.1f GB/s)", ns, KERNELS[k].bytes_per_elem / ns);
+      fflush(stdout);
+    }
+    printf("\n");
+  }
+  return 0;
+}
