@@ -52,7 +52,7 @@ for f in sorted(glob.glob('*/*.safetensors')):
 for f in sorted(glob.glob('*/log.jsonl')):
     lines = [json.loads(l) for l in open(f)]
     for l in lines:
-        for k in [k for k in l if k.endswith('_per_s') or k.endswith('_s') or 'time' in k]: del l[k]
+        for k in [k for k in l if k.endswith('_s') or 'time' in k or k in ('seconds', 'elapsed', 'eta')]: del l[k]
     print(f, hashlib.sha256(json.dumps(lines).encode()).hexdigest()[:32], 'last', json.dumps(lines[-1]))
 EOF
   )
