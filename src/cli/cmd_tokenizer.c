@@ -1,6 +1,7 @@
 /* cmd_tokenizer.c - `beit tokenizer train|encode|reconstruct`: trains the dVAE
  * (or k-means) visual tokenizer, writes the token grids of a whole dataset, and
- * shows originals beside their reconstructions with the mean absolute error. */
+ * shows originals beside their reconstructions with the mean absolute error, and
+ * measures a tokenizer (codebook usage, perplexity, MAE / PSNR). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,11 +172,67 @@ static int tok_reconstruct(int argc, char **argv) {
   return rc ? fail("reconstruct") : 0;
 }
 
+/* ---- eval ------------------------------------------------------------------------ */
+static void print_tok_eval(const beit_tokenizer *t, const char *data, const beit_tok_eval *r) {
+  printf("%s: %lld images, %lld tokens (%dx%d each), resized to %d px\n", data, (long long)r->images,
+         (long long)r->tokens, t->grid, t->grid, t->image_size);
+  printf("time per image %.3f ms (encode%s)\n", 1e3 * r->seconds_per_image, isnan(r->mae) ? "" : " + decode");
+  printf("codes used %d/%d (%.1f%%), perplexity %.1f", r->used, t->vocab, 100.0 * r->used / t->vocab, r->perplexity);
+  if (isnan(r->mae)) printf(", MAE n/a, PSNR n/a (this tokenizer does not decode)\n");
+  else printf(", MAE %.4f, PSNR %.2f dB\n", r->mae, r->psnr);
+}
+
+static int tok_eval(int argc, char **argv) {
+  const char *ckpt = NULL, *data = "fashion-mnist", *split = "test";
+  int size = 0, batch = 256, threads = 0;
+  long long n = 0;
+  const beit_arg args[] = {
+      {"tokenizer", ARG_STR, &ckpt, "tokenizer checkpoint (beit tokenizer train, or a converted dall_e encoder)", 0, 0},
+      {"data", ARG_STR, &data, "dataset spec; images are resized to the tokenizer's input size", 0, 0},
+      {"split", ARG_STR, &split, "test or train", 0, 0},
+      {"image-size", ARG_INT, &size, "input side of a dall_e encoder (0 = 112); others take the size they were "
+       "trained at, so it must be 0 or that", 0, 4096},
+      {"n", ARG_I64, &n, "images to evaluate (0 = the whole split)", 0, 1e12},
+      {"batch", ARG_INT, &batch, "images per encoder call", 1, 65536},
+      {"threads", ARG_INT, &threads, "compute threads (0 = all cores)", 0, 1024},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
+  };
+  int rc = beit_args_parse("beit tokenizer eval --tokenizer CKPT --data D [options]",
+                           "Measure a tokenizer on a dataset split: codes used of the vocabulary, perplexity of the "
+                           "code histogram, reconstruction MAE and PSNR (tokenizers that decode), time per image.",
+                           args, (int)(sizeof args / sizeof args[0]), argc, argv, NULL, NULL);
+  if (rc) return rc == ARGS_HELP ? 0 : 2;
+  int train;
+  if (parse_choice("split", split, "test", "train", &train)) return 2;
+  if (!ckpt) {
+    fprintf(stderr, "beit tokenizer eval: --tokenizer CHECKPOINT is required\n");
+    return 2;
+  }
+  beit_set_threads(threads);
+  beit_tokenizer t;
+  if (beit_tokenizer_load_sized(&t, ckpt, size ? size : BEIT_DALLE_IMAGE_SIZE)) return fail("eval");
+  if (size && size != t.image_size) {
+    fprintf(stderr, "beit tokenizer eval: --image-size %d: %s takes %d px images (the dataset's are resized to it)\n",
+            size, ckpt, t.image_size);
+    beit_tokenizer_free(&t);
+    return 2;
+  }
+  beit_dataset ds;
+  memset(&ds, 0, sizeof ds);
+  beit_tok_eval r;
+  rc = beit_dataset_open(&ds, data, train) ? BEIT_ERR : beit_tokenizer_eval(&t, &ds, n, batch, &r);
+  if (!rc) print_tok_eval(&t, data, &r);
+  beit_dataset_close(&ds);
+  beit_tokenizer_free(&t);
+  return rc ? fail("eval") : 0;
+}
+
 int cmd_tokenizer(int argc, char **argv) {
   static const beit_subcommand subs[] = {
       {"train", tok_train, "train a dVAE (DALL-E) or k-means visual tokenizer"},
       {"encode", tok_encode, "write the token grids of a dataset to a token file"},
       {"reconstruct", tok_reconstruct, "originals beside reconstructions (PNG) and the mean absolute error"},
+      {"eval", tok_eval, "codes used, perplexity, reconstruction MAE / PSNR and time per image on a dataset split"},
   };
-  return beit_run_subcommand("tokenizer", subs, 3, argc, argv);
+  return beit_run_subcommand("tokenizer", subs, 4, argc, argv);
 }

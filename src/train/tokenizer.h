@@ -27,6 +27,8 @@ typedef struct {
  * Errors name the file. */
 #define BEIT_DALLE_IMAGE_SIZE 112
 int beit_tokenizer_load(beit_tokenizer *t, const char *path);
+/* The same with the input side of a dall_e encoder (its file does not say it). */
+int beit_tokenizer_load_sized(beit_tokenizer *t, const char *path, int dalle_size);
 void beit_tokenizer_free(beit_tokenizer *t);
 int beit_tokenizer_encode(beit_tokenizer *t, const float *images, int B, int32_t *tokens);
 /* Token grids back to [0, 1] images (dVAE; k-means only without normalisation). */
@@ -87,6 +89,20 @@ int beit_tokenizer_encode_dataset(beit_tokenizer *t, const beit_dataset *ds, int
 #define BEIT_RECON_PNG_MAX 256
 int beit_tokenizer_reconstruct(beit_tokenizer *t, const beit_dataset *ds, int64_t first, int n, const char *png,
                                double *mae);
+
+/* ---- evaluation (tokenizer_eval.c) ---------------------------------------------- */
+/* Whether the tokens can be turned back into pixels (dVAE with a decoder; k-means without normalisation). */
+int beit_tokenizer_can_decode(const beit_tokenizer *t);
+typedef struct {
+  int64_t images, tokens;
+  int used;                 /* distinct codes over all tokens */
+  double perplexity;        /* exp(entropy) of the code histogram */
+  double mae, psnr;         /* pixels in [0, 1]; NAN when the tokenizer cannot decode (psnr INFINITY when exact) */
+  double seconds_per_image; /* encode (+ decode) time, data reading excluded */
+} beit_tok_eval;
+/* Encodes (and decodes) images [0, n) of ds (n <= 0: all) in batches, each resized
+ * to the tokenizer's input size by the eval transform (a centre crop of ratio 1). */
+int beit_tokenizer_eval(beit_tokenizer *t, const beit_dataset *ds, int64_t n, int batch, beit_tok_eval *r);
 
 /* Codebook usage of a token histogram: distinct codes and exp(entropy). */
 void beit_token_usage(const int64_t *hist, int vocab, int *used, double *perplexity);

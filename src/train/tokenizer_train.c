@@ -29,6 +29,10 @@ static void describe(beit_tokenizer *t) {
 }
 
 int beit_tokenizer_load(beit_tokenizer *t, const char *path) {
+  return beit_tokenizer_load_sized(t, path, BEIT_DALLE_IMAGE_SIZE);
+}
+
+int beit_tokenizer_load_sized(beit_tokenizer *t, const char *path, int dalle_size) {
   if (!t || !path) return beit_errorf("beit_tokenizer_load: the %s is NULL", t ? "path" : "tokenizer");
   memset(t, 0, sizeof *t);
   beit_safetensors st;
@@ -41,7 +45,7 @@ int beit_tokenizer_load(beit_tokenizer *t, const char *path) {
                 path, type ? type : "(none)");
   beit_st_close(&st);
   if (!t->type) return BEIT_ERR;
-  int rc = dalle ? dvae_load_dalle_encoder(&t->dv, path, BEIT_DALLE_IMAGE_SIZE)
+  int rc = dalle ? dvae_load_dalle_encoder(&t->dv, path, dalle_size)
            : t->type == BEIT_TOK_DVAE ? dvae_load(&t->dv, path) : kmeans_load(&t->km, path);
   if (rc) return BEIT_ERR;
   describe(t);
@@ -529,10 +533,6 @@ static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
   return BEIT_OK;
 }
 
-static int can_decode(const beit_tokenizer *t) {
-  return t->type == BEIT_TOK_DVAE || t->km.cfg.normalize == KMEANS_NORM_NONE;
-}
-
 /* Codebook usage on the first n test images and, when the tokens can be turned
  * back into pixels, the reconstruction MAE (else NAN). */
 static int evaluate(beit_tokenizer *t, const beit_dataset *test, int n, double *mae, int *used, double *ppl) {
@@ -547,7 +547,7 @@ static int evaluate(beit_tokenizer *t, const beit_dataset *test, int n, double *
   if (!rc) beit_token_usage(hist, t->vocab, used, ppl);
   beit_free(x), beit_free(tok), beit_free(hist);
   *mae = NAN;
-  if (!rc && can_decode(t)) rc = beit_tokenizer_reconstruct(t, test, 0, n, NULL, mae);
+  if (!rc && beit_tokenizer_can_decode(t)) rc = beit_tokenizer_reconstruct(t, test, 0, n, NULL, mae);
   return rc;
 }
 
