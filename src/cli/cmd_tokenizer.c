@@ -31,13 +31,13 @@ static int tok_train(int argc, char **argv) {
   const char *type = "dvae", *recon = "laplace", *norm = "patch";
   long long steps = c.steps, warmup = c.warmup, tau_steps = c.tau_steps, kl_warmup = c.kl_warmup, seed = 0;
   long long max_patches = c.km_max_patches, max_steps = 0;
-  int threads = 0, vocab = c.dv.vocab;
+  int threads = 0, vocab = 0;
   const beit_arg args[] = {
       {"data", ARG_STR, &c.data, "dataset spec (fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR)", 0, 0},
       {"out", ARG_STR, &c.out, "run folder: tokenizer.safetensors, log.jsonl, config.json", 0, 0},
-      {"type", ARG_STR, &type, "dvae or kmeans", 0, 0},
+      {"type", ARG_STR, &type, "dvae, kmeans or vq (vector-quantised, EMA codebook)", 0, 0},
       {"image-size", ARG_INT, &c.dv.image_size, "input side (0 = the dataset's)", 0, 4096},
-      {"vocab", ARG_INT, &vocab, "codebook size (k for kmeans)", 2, 65536},
+      {"vocab", ARG_INT, &vocab, "codebook size (k for kmeans; 0 = 512, vq 1024)", 0, 65536},
       {"n-hid", ARG_INT, &c.dv.n_hid, "dVAE width of the first group", 4, 4096},
       {"n-init", ARG_INT, &c.dv.n_init, "dVAE decoder input width (code embedding)", 1, 4096},
       {"groups", ARG_INT, &c.dv.n_groups, "dVAE groups (downsampling 2^(groups-1))", 1, 6},
@@ -70,18 +70,32 @@ static int tok_train(int argc, char **argv) {
       {"images", ARG_INT, &c.km_images, "kmeans: training images (0 = all)", 0, 100000000},
       {"max-patches", ARG_I64, &max_patches, "kmeans: patches sampled for fitting (0 = all)", 0, 1e12},
       {"norm", ARG_STR, &norm, "kmeans: patch normalisation, patch or none", 0, 0},
+      {"code-dim", ARG_INT, &c.code_dim, "vq: dimension of the l2-normalised codes", 2, 1024},
+      {"commit", ARG_FLOAT, &c.vq_beta, "vq: commitment loss weight", 0, 100},
+      {"decay", ARG_FLOAT, &c.vq_decay, "vq: EMA decay of the codebook", 0, 0.99999},
+      {"dead", ARG_FLOAT, &c.vq_dead, "vq: restart a code whose EMA count of uses per batch falls below this", 0, 1e6},
       BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int rc = beit_args_parse("beit tokenizer train [options]",
                            "Train a visual tokenizer: the DALL-E dVAE (Gumbel-softmax, cosine temperature and KL "
-                           "schedules, AdamW) or k-means over patches.",
+                           "schedules, AdamW), k-means over patches, or a vector-quantised tokenizer (the dVAE's "
+                           "network around l2-normalised codes with cosine lookup, straight-through estimator, "
+                           "commitment loss, k-means-initialised EMA codebook, dead-code restart).",
                            args, (int)(sizeof args / sizeof args[0]), argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
-  int is_kmeans, is_mse, no_norm;
-  if (parse_choice("type", type, "dvae", "kmeans", &is_kmeans) || parse_choice("recon", recon, "laplace", "mse", &is_mse) ||
-      parse_choice("norm", norm, "patch", "none", &no_norm))
+  int is_kmeans = !strcmp(type, "kmeans"), is_mse, no_norm, is_vq = !strcmp(type, "vq");
+  if (!is_kmeans && !is_vq && strcmp(type, "dvae")) {
+    fprintf(stderr, "beit tokenizer: --type expects dvae, kmeans or vq, got '%s'\n", type);
     return 2;
-  c.type = is_kmeans ? BEIT_TOK_KMEANS : BEIT_TOK_DVAE;
+  }
+  if (parse_choice("recon", recon, "laplace", "mse", &is_mse) || parse_choice("norm", norm, "patch", "none", &no_norm))
+    return 2;
+  if (vocab == 1) {
+    fprintf(stderr, "beit tokenizer train: --vocab 1: a codebook needs at least 2 codes\n");
+    return 2;
+  }
+  if (!vocab) vocab = is_vq ? 1024 : c.dv.vocab;
+  c.type = is_kmeans ? BEIT_TOK_KMEANS : is_vq ? BEIT_TOK_VQ : BEIT_TOK_DVAE;
   c.dv.recon = is_mse ? DVAE_RECON_MSE : DVAE_RECON_LAPLACE;
   c.dv.vocab = c.km.k = vocab;
   c.km.image_size = c.dv.image_size;
@@ -229,7 +243,7 @@ static int tok_eval(int argc, char **argv) {
 
 int cmd_tokenizer(int argc, char **argv) {
   static const beit_subcommand subs[] = {
-      {"train", tok_train, "train a dVAE (DALL-E) or k-means visual tokenizer"},
+      {"train", tok_train, "train a dVAE (DALL-E), k-means or VQ visual tokenizer"},
       {"encode", tok_encode, "write the token grids of a dataset to a token file"},
       {"reconstruct", tok_reconstruct, "originals beside reconstructions (PNG) and the mean absolute error"},
       {"eval", tok_eval, "codes used, perplexity, reconstruction MAE / PSNR and time per image on a dataset split"},

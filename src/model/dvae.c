@@ -575,6 +575,33 @@ int dvae_backward(dvae *d, const dvae_train_opts *o) {
   return BEIT_OK;
 }
 
+/* ---- public: training with the caller's latent (vector quantisation) -------- */
+const float *dvae_train_encode(dvae *d, const float *images, int B) {
+  if (!d->has_decoder) return beit_errorf("dvae: training needs the decoder (this model is encoder-only)"), NULL;
+  if (reserve(d, B, MODE_TRAIN)) return NULL;
+  d->B = B;
+  map_pixels(d->xm, images, (size_t)B * d->cfg.channels * d->cfg.image_size * d->cfg.image_size);
+  return run_forward(d, d->enc, d->enc_act, d->n_enc, d->xm, B);
+}
+
+int dvae_train_decode(dvae *d, const float *z, double *recon) {
+  if (d->mode != MODE_TRAIN || d->B <= 0) return beit_errorf("dvae_train_decode: no dvae_train_encode before");
+  memcpy(d->z, z, (size_t)d->B * d->cfg.vocab * hw_of(d) * sizeof(float));
+  *recon = recon_loss(d, run_forward(d, d->dec, d->dec_act, d->n_dec, d->z, d->B), d->B);
+  return isfinite(*recon) ? BEIT_OK : beit_errorf("dvae: the reconstruction loss is not finite (%g)", *recon);
+}
+
+const float *dvae_train_backward_decoder(dvae *d) {
+  memset(d->dz, 0, (size_t)d->B * d->cfg.vocab * hw_of(d) * sizeof(float));
+  run_backward(d, d->dec, d->dec_act, d->n_dec, d->z, d->dout, d->dz, d->B);
+  return d->dz;
+}
+
+void dvae_train_backward_encoder(dvae *d, const float *dlatent) {
+  memcpy(d->dlogits, dlatent, (size_t)d->B * d->cfg.vocab * hw_of(d) * sizeof(float));
+  run_backward(d, d->enc, d->enc_act, d->n_enc, d->xm, d->dlogits, NULL, d->B);
+}
+
 /* ---- public: inference ------------------------------------------------------ */
 #define INFER_CHUNK 64
 #define INFER_ARENA_BYTES ((size_t)1 << 30)
@@ -652,6 +679,22 @@ int dvae_decode(dvae *d, const int32_t *tokens, int B, float *images) {
       if (t < 0 || t >= V) return beit_errorf("dvae: token %d at %d is outside the vocabulary 0..%d", t, i, V - 1);
       d->z[((size_t)(i / hw) * V + t) * hw + i % hw] = 1.0f;
     }
+    const float *out = run_forward(d, d->dec, d->dec_act, d->n_dec, d->z, nb);
+    unmap_output(images + (size_t)b0 * c->channels * P, out, nb, c->channels, P);
+  }
+  return BEIT_OK;
+}
+
+int dvae_decode_latent(dvae *d, const float *z, int B, float *images) {
+  const dvae_config *c = &d->cfg;
+  if (!d->has_decoder) return beit_errorf("dvae: decoding needs the decoder (this model is encoder-only)");
+  const size_t P = (size_t)c->image_size * c->image_size, lat = (size_t)c->vocab * hw_of(d);
+  int n = chunk_size(d, B);
+  if (reserve(d, n, MODE_INFER)) return BEIT_ERR;
+  for (int b0 = 0; b0 < B; b0 += n) {
+    int nb = B - b0 < n ? B - b0 : n;
+    d->B = 0;  /* as in encode_chunk */
+    memcpy(d->z, z + (size_t)b0 * lat, (size_t)nb * lat * sizeof(float));
     const float *out = run_forward(d, d->dec, d->dec_act, d->n_dec, d->z, nb);
     unmap_output(images + (size_t)b0 * c->channels * P, out, nb, c->channels, P);
   }

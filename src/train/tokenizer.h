@@ -10,13 +10,15 @@
 #include "data/dataset.h"
 #include "model/dvae.h"
 #include "model/kmeans.h"
+#include "model/vq.h"
 
-enum { BEIT_TOK_DVAE = 1, BEIT_TOK_KMEANS = 2 };
+enum { BEIT_TOK_DVAE = 1, BEIT_TOK_KMEANS = 2, BEIT_TOK_VQ = 3 };
 
 typedef struct {
-  int type;                /* BEIT_TOK_DVAE or BEIT_TOK_KMEANS */
+  int type;                /* BEIT_TOK_DVAE, BEIT_TOK_KMEANS or BEIT_TOK_VQ */
   dvae dv;
   kmeans_tok km;
+  vq_tok vq;
   int image_size, channels; /* input images [B, channels, image_size, image_size] in [0, 1] */
   int grid, vocab;          /* tokens [B, grid*grid], values 0..vocab-1 */
 } beit_tokenizer;
@@ -54,8 +56,8 @@ void beit_tokens_free(beit_token_file *tf);
 /* ---- training ------------------------------------------------------------------ */
 typedef struct {
   const char *data, *out;     /* dataset spec, run folder */
-  int type;                   /* BEIT_TOK_DVAE or BEIT_TOK_KMEANS */
-  dvae_config dv;             /* image_size 0 = the dataset's side */
+  int type;                   /* BEIT_TOK_DVAE, BEIT_TOK_KMEANS or BEIT_TOK_VQ */
+  dvae_config dv;             /* image_size 0 = the dataset's side; VQ: the network, dv.vocab the codebook size */
   int64_t steps;              /* dVAE updates: the schedules span them */
   int64_t max_steps;          /* stop after this many (0 = steps) */
   int overwrite;              /* a run already in `out`: remove its files first (else refused) */
@@ -74,6 +76,9 @@ typedef struct {
   kmeans_config km;
   int km_iters, km_images;    /* Lloyd iterations; training images (0 = all) */
   int64_t km_max_patches;
+  /* VQ (the network and schedules as the dVAE's) */
+  int code_dim;               /* D of the l2-normalised codes */
+  float vq_beta, vq_decay, vq_dead;  /* commitment weight, EMA decay, dead-code threshold (EMA uses per batch) */
 } beit_tok_train_cfg;
 
 void beit_tok_train_defaults(beit_tok_train_cfg *c);

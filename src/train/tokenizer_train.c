@@ -2,7 +2,7 @@
  * k-means tokenizers, token files, dVAE training (AdamW, Gumbel temperature and
  * KL-weight schedules, codebook usage, JSON-lines log), k-means training, and
  * encoding / reconstructing whole datasets. */
-#include "train/tokenizer.h"
+#include "train/tokenizer_shared.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -22,6 +22,9 @@ static void describe(beit_tokenizer *t) {
   if (t->type == BEIT_TOK_DVAE) {
     t->image_size = t->dv.cfg.image_size, t->channels = t->dv.cfg.channels;
     t->grid = dvae_grid_side(&t->dv.cfg), t->vocab = t->dv.cfg.vocab;
+  } else if (t->type == BEIT_TOK_VQ) {
+    t->image_size = t->vq.cfg.net.image_size, t->channels = t->vq.cfg.net.channels;
+    t->grid = vq_grid_side(&t->vq.cfg), t->vocab = t->vq.cfg.vocab;
   } else {
     t->image_size = t->km.cfg.image_size, t->channels = t->km.cfg.channels;
     t->grid = kmeans_grid_side(&t->km.cfg), t->vocab = t->km.cfg.k;
@@ -39,14 +42,17 @@ int beit_tokenizer_load_sized(beit_tokenizer *t, const char *path, int dalle_siz
   if (beit_st_open(&st, path)) return BEIT_ERR;
   const char *type = beit_st_meta(&st, "type");
   int dalle = !type && beit_st_find(&st, "blocks.input.w") >= 0;  /* a converted dall_e encoder.pkl */
-  t->type = dalle || (type && !strcmp(type, "dvae")) ? BEIT_TOK_DVAE : type && !strcmp(type, "kmeans") ? BEIT_TOK_KMEANS : 0;
+  t->type = dalle || (type && !strcmp(type, "dvae")) ? BEIT_TOK_DVAE : type && !strcmp(type, "kmeans") ? BEIT_TOK_KMEANS
+          : type && !strcmp(type, "vq") ? BEIT_TOK_VQ : 0;
   if (!t->type)  /* before closing: `type` points into st */
-    beit_errorf("%s: metadata type is '%.40s'; expected a tokenizer ('dvae' or 'kmeans') or a dall_e encoder",
+    beit_errorf("%s: metadata type is '%.40s'; expected a tokenizer ('dvae', 'kmeans' or 'vq') or a dall_e "
+                "encoder",
                 path, type ? type : "(none)");
   beit_st_close(&st);
   if (!t->type) return BEIT_ERR;
   int rc = dalle ? dvae_load_dalle_encoder(&t->dv, path, dalle_size)
-           : t->type == BEIT_TOK_DVAE ? dvae_load(&t->dv, path) : kmeans_load(&t->km, path);
+           : t->type == BEIT_TOK_DVAE ? dvae_load(&t->dv, path)
+           : t->type == BEIT_TOK_VQ ? vq_load(&t->vq, path) : kmeans_load(&t->km, path);
   if (rc) return BEIT_ERR;
   describe(t);
   return BEIT_OK;
@@ -55,12 +61,13 @@ int beit_tokenizer_load_sized(beit_tokenizer *t, const char *path, int dalle_siz
 void beit_tokenizer_free(beit_tokenizer *t) {
   if (t->type == BEIT_TOK_DVAE) dvae_free(&t->dv);
   if (t->type == BEIT_TOK_KMEANS) kmeans_free(&t->km);
+  if (t->type == BEIT_TOK_VQ) vq_free(&t->vq);
   memset(t, 0, sizeof *t);
 }
 
 /* Misuse (a tokenizer not loaded, NULL buffers, a negative count) is an error, not a crash. */
 static int check_call(const beit_tokenizer *t, const void *in, int B, const void *out, const char *fn) {
-  if (!t || (t->type != BEIT_TOK_DVAE && t->type != BEIT_TOK_KMEANS))
+  if (!t || (t->type != BEIT_TOK_DVAE && t->type != BEIT_TOK_KMEANS && t->type != BEIT_TOK_VQ))
     return beit_errorf("%s: the tokenizer is not loaded (beit_tokenizer_load)", fn);
   if (B < 0) return beit_errorf("%s: a batch of %d images", fn, B);
   if (B > 0 && (!in || !out)) return beit_errorf("%s: the %s buffer is NULL", fn, in ? "output" : "input");
@@ -69,11 +76,13 @@ static int check_call(const beit_tokenizer *t, const void *in, int B, const void
 
 int beit_tokenizer_encode(beit_tokenizer *t, const float *images, int B, int32_t *tokens) {
   if (check_call(t, images, B, tokens, "beit_tokenizer_encode")) return BEIT_ERR;
+  if (t->type == BEIT_TOK_VQ) return vq_encode(&t->vq, images, B, tokens);
   return t->type == BEIT_TOK_DVAE ? dvae_encode(&t->dv, images, B, tokens) : kmeans_encode(&t->km, images, B, tokens);
 }
 
 int beit_tokenizer_decode(beit_tokenizer *t, const int32_t *tokens, int B, float *images) {
   if (check_call(t, tokens, B, images, "beit_tokenizer_decode")) return BEIT_ERR;
+  if (t->type == BEIT_TOK_VQ) return vq_decode(&t->vq, tokens, B, images);
   return t->type == BEIT_TOK_DVAE ? dvae_decode(&t->dv, tokens, B, images) : kmeans_decode(&t->km, tokens, B, images);
 }
 
@@ -261,6 +270,7 @@ void beit_tok_train_defaults(beit_tok_train_cfg *c) {
   c->log_every = 50, c->eval_images = 1000, c->seed = 0, c->workers = 1;
   c->km = (kmeans_config){.image_size = 0, .channels = 1, .patch = 4, .k = 512, .normalize = KMEANS_NORM_PATCH};
   c->km_iters = 20, c->km_images = 10000, c->km_max_patches = 200000;
+  c->code_dim = 32, c->vq_beta = 0.25f, c->vq_decay = 0.99f, c->vq_dead = 0.5f;
 }
 
 /* cosine from a (t = 0) to b (t >= T) */
@@ -314,7 +324,7 @@ static int log_interval(beit_run *run, interval_stats *s, int64_t step, double t
 static char *config_json(const beit_tok_train_cfg *c) {
   cJSON *j = cJSON_CreateObject();
   int km = c->type == BEIT_TOK_KMEANS;
-  cJSON_AddStringToObject(j, "type", km ? "kmeans" : "dvae");
+  cJSON_AddStringToObject(j, "type", km ? "kmeans" : c->type == BEIT_TOK_VQ ? "vq" : "dvae");
   cJSON_AddStringToObject(j, "data", c->data);
   if (km) {
     const kmeans_config *k = &c->km;
@@ -336,6 +346,10 @@ static char *config_json(const beit_tok_train_cfg *c) {
                            "kl_warmup", "crop_min", "hflip", "eval_images", "seed"};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) cJSON_AddNumberToObject(j, names[i], v[i]);
     cJSON_AddStringToObject(j, "recon", d->recon == DVAE_RECON_MSE ? "mse" : "laplace");
+    if (c->type == BEIT_TOK_VQ) {
+      cJSON_AddNumberToObject(j, "code_dim", c->code_dim), cJSON_AddNumberToObject(j, "vq_beta", c->vq_beta);
+      cJSON_AddNumberToObject(j, "vq_decay", c->vq_decay), cJSON_AddNumberToObject(j, "vq_dead", c->vq_dead);
+    }
   }
   char *text = cJSON_Print(j);
   cJSON_Delete(j);
@@ -692,6 +706,8 @@ int beit_tokenizer_train(const beit_tok_train_cfg *cfg) {
     beit_dist_bcast(&ok, sizeof ok, 0);  /* the others wait for rank 0's file */
     return root || ok ? rc : beit_errorf("k-means training failed on rank 0");
   }
+  if (c.type == BEIT_TOK_VQ)
+    return beit_dist_world() > 1 ? beit_errorf("--type vq trains in one process (no mpirun)") : beit_tok_train_vq(&c);
   int rc = c.type == BEIT_TOK_KMEANS ? train_kmeans(&c) : train_dvae(&c);
   if (rc && c.type == BEIT_TOK_DVAE && beit_dist_world() > 1) {  /* a rank left in a collective would hang */
     fprintf(stderr, "beit tokenizer train (rank %d of %d): %s\n", beit_dist_rank(), beit_dist_world(),
@@ -699,4 +715,17 @@ int beit_tokenizer_train(const beit_tok_train_cfg *cfg) {
     beit_dist_abort(1);
   }
   return rc;
+}
+
+/* ---- shared with the VQ trainer (tokenizer_vq.c) --------------------------------- */
+int beit_tok_check_flags(const beit_tok_train_cfg *c, int image_size) { return check_flags(c, image_size); }
+int beit_tok_open_run_folder(beit_run *run, const beit_tok_train_cfg *c) { return open_run_folder(run, c); }
+int beit_tok_evaluate(beit_tokenizer *t, const beit_dataset *test, int n, double *mae, int *used, double *ppl) {
+  return evaluate(t, test, n, mae, used, ppl);
+}
+void beit_tok_print_eval(const beit_tokenizer *t, int n, double mae, int used, double ppl) {
+  print_eval(t, n, mae, used, ppl);
+}
+void beit_tok_warn_collapse(int used, int64_t tokens, int64_t step, int vocab, int *warned) {
+  warn_collapse(used, tokens, step, vocab, warned);
 }
