@@ -201,6 +201,13 @@ static void test_cli(void) {
              "beit tokenizer eval on the VQ checkpoint: %d/%d codes, MAE %.4f (exit %d): %.300s %.200s", used, vocab,
              mae, rc, out ? out : "", err ? err : "");
   free(out), free(err);
+  rc = beit("tokenizer train --type vq --data 'mnist:%s' --out '%s' --overwrite --vocab 1024 --batch 4 --steps 1 "
+            "--workers 0 --threads 1", data, dir);
+  err = slurp(g_err);
+  CHECK_TRUE(rc == 1 && err && strstr(err, "--batch 4 gives 196 encoder outputs per step, fewer than --vocab 1024"),
+             "a batch with fewer encoder outputs than codes is refused naming both flags (exit %d): %.200s", rc,
+             err ? err : "");
+  free(err);
 }
 
 int main(void) {

@@ -32,6 +32,10 @@ static int open_vq(vq_run *r, beit_tok_train_cfg *c) {
     c->dv.image_size = r->train.height;
   }
   c->dv.channels = r->train.channels;
+  int64_t outputs = (int64_t)c->batch * dvae_grid_side(&c->dv) * dvae_grid_side(&c->dv);
+  if (outputs < c->dv.vocab)
+    return beit_errorf("--batch %d gives %lld encoder outputs per step, fewer than --vocab %d (the k-means initial "
+                       "codebook needs one per code)", c->batch, (long long)outputs, c->dv.vocab);
   beit_loader_cfg lc;
   beit_loader_defaults(&lc, BEIT_LOAD_TRAIN);
   lc.batch_size = c->batch, lc.image_size = c->dv.image_size, lc.seed = c->seed, lc.num_workers = c->workers;
