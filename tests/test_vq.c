@@ -153,6 +153,19 @@ static void test_ste_gradient(void) {
                "a token outside the vocabulary is refused: %s", beit_last_error());
     vq_free(&back);
   }
+  /* a small file claiming a huge network is refused before anything is allocated */
+  beit_params one;
+  beit_params_init(&one);
+  int64_t shp[1] = {4};
+  beit_params_add(&one, "quantizer.codebook", 1, shp, 0, 0);
+  beit_params_alloc_data(&one);
+  const char *kv[] = {"type", "vq", "image_size", "16384", "channels", "3", "n_hid", "4096", "n_init", "4096",
+                      "n_blk_per_group", "8", "n_groups", "6", "code_dim", "1024", "vocab", "65536"};
+  TEST_PATHF(path, "%s/vq_huge.safetensors", fx_dir());
+  rc = beit_params_save(&one, path, kv, 9) || vq_load(&back, path) != BEIT_ERR;
+  beit_params_free(&one);
+  CHECK_TRUE(!rc && strstr(beit_last_error(), "holds only"), "a 16-byte VQ file claiming n_hid 4096 is refused: %s",
+             beit_last_error());
   vq_free(&v);
 }
 

@@ -759,6 +759,8 @@ static double param_count(const dvae_config *c, int with_decoder) {
   return n;
 }
 
+double dvae_param_count(const dvae_config *c, int with_decoder) { return param_count(c, with_decoder); }
+
 /* Refuses, before anything is allocated, a config whose tensors cannot all be in
  * the file (2 bytes a value at the least): a small hostile file must not make us
  * allocate gigabytes. */

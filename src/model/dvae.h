@@ -111,6 +111,8 @@ const float *dvae_train_encode(dvae *d, const float *images, int B);
 int dvae_train_decode(dvae *d, const float *z, double *recon);
 const float *dvae_train_backward_decoder(dvae *d);
 void dvae_train_backward_encoder(dvae *d, const float *dlatent);
+/* Parameters of a valid config (nothing allocated): to refuse a file too small for it. */
+double dvae_param_count(const dvae_config *c, int with_decoder);
 /* Inference decoder on a latent z [B, vocab, h, w] to [0, 1] images. */
 int dvae_decode_latent(dvae *d, const float *z, int B, float *images);
 

@@ -275,9 +275,10 @@ int vq_load(vq_tok *v, const char *path) {
   c.net.recon = recon && !strcmp(recon, "mse") ? DVAE_RECON_MSE : DVAE_RECON_LAPLACE;
   /* each tensor needs 2 bytes a value at least: a small file cannot make us allocate gigabytes */
   if (!rc && vq_config_check(&c)) rc = beit_error_context("%s", path);
-  if (!rc && (double)c.vocab * c.net.vocab * 4 > (double)st.data_size)
-    rc = beit_errorf("%s: a codebook of %d x %d does not fit the %zu bytes of tensors", path, c.vocab, c.net.vocab,
-                     st.data_size);
+  double values = rc ? 0 : dvae_param_count(&c.net, 1) + (double)c.vocab * (2 * c.net.vocab + 1);
+  if (!rc && values * 2 > (double)st.data_size)
+    rc = beit_errorf("%s: the configuration describes %.0f values, but the file holds only %zu bytes of tensors", path,
+                     values, st.data_size);
   if (!rc) rc = vq_create(v, &c);
   if (!rc && (beit_params_load_from(&v->net.params, &st, 0) || beit_params_load_from(&v->cb, &st, 0)))
     rc = BEIT_ERR;
