@@ -30,7 +30,7 @@ static int tok_train(int argc, char **argv) {
   beit_tok_train_defaults(&c);
   const char *type = "dvae", *recon = "laplace", *norm = "patch";
   long long steps = c.steps, warmup = c.warmup, tau_steps = c.tau_steps, kl_warmup = c.kl_warmup, seed = 0;
-  long long max_patches = c.km_max_patches, max_steps = 0;
+  long long max_patches = c.km_max_patches, max_steps = 0, save_every = 0;
   int threads = 0, vocab = 0;
   const beit_arg args[] = {
       {"data", ARG_STR, &c.data, "dataset spec (fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR)", 0, 0},
@@ -47,6 +47,10 @@ static int tok_train(int argc, char **argv) {
       {"max-steps", ARG_I64, &max_steps, "dVAE: stop after N updates, the schedules still for all --steps (0 = --steps)",
        0, 1e12},
       {"overwrite", ARG_FLAG, &c.overwrite, "the run folder holds a run: delete its files and start over", 0, 0},
+      {"save-every", ARG_I64, &save_every, "dVAE: write OUT/checkpoint.safetensors every N steps (0 = never)", 0,
+       1e12},
+      {"resume", ARG_FLAG, &c.resume, "dVAE: continue the run in --out from its checkpoint (same flags; bit-exact)", 0,
+       0},
       {"batch", ARG_INT, &c.batch, "images per update (under mpirun: of all ranks together)", 1, 65536},
       {"lr", ARG_FLOAT, &c.lr, "peak AdamW learning rate", 0, 1},
       {"min-lr", ARG_FLOAT, &c.min_lr, "cosine floor of the learning rate", 0, 1},
@@ -104,6 +108,11 @@ static int tok_train(int argc, char **argv) {
     fprintf(stderr, "beit tokenizer train: --max-steps counts dVAE updates (k-means has --iters)\n");
     return 2;
   }
+  if ((save_every || c.resume) && c.type != BEIT_TOK_DVAE) {
+    fprintf(stderr, "beit tokenizer train: --save-every and --resume are for --type dvae (not yet %s)\n", type);
+    return 2;
+  }
+  c.save_every = save_every;
   c.steps = steps, c.max_steps = max_steps, c.warmup = warmup, c.tau_steps = tau_steps, c.kl_warmup = kl_warmup;
   c.seed = (uint64_t)seed;
   c.km_max_patches = max_patches;

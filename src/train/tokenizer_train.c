@@ -359,10 +359,10 @@ static char *config_json(const beit_tok_train_cfg *c) {
 /* config.json and log.jsonl in the claimed run folder, as every training command
  * has them; rank 0 only (the others log nothing: beit_run_log ignores a run
  * without a log). */
-static int open_run_folder(beit_run *run, const beit_tok_train_cfg *c) {
+static int open_run_folder(beit_run *run, const beit_tok_train_cfg *c, int64_t resume_step) {
   if (!beit_dist_is_root()) return BEIT_OK;
   char *json = config_json(c);
-  int rc = json ? beit_run_open(run, json, -1) : beit_errorf("out of memory writing config.json");
+  int rc = json ? beit_run_open(run, json, resume_step) : beit_errorf("out of memory writing config.json");
   free(json);
   return rc;
 }
@@ -395,6 +395,7 @@ typedef struct {
   dvae d;
   beit_optimizer opt;
   interval_stats iv;
+  int64_t start, epoch, in_epoch;  /* first step of this process; the loader's position */
   beit_run run;  /* the folder (rank 0): its claim, config.json, log.jsonl */
 } dvae_run;
 
@@ -403,7 +404,7 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
   if (c->batch % world)
     return beit_errorf("--batch %d is not a multiple of the %d ranks (each rank takes an equal share of the batch)",
                        c->batch, world);
-  if (root && beit_run_claim(&r->run, c->out, 0, c->overwrite, 0)) return BEIT_ERR;
+  if (root && beit_run_claim(&r->run, c->out, c->resume, c->overwrite, 1)) return BEIT_ERR;
   if (beit_dataset_open(&r->train, c->data, 1) || beit_dataset_open(&r->test, c->data, 0)) return BEIT_ERR;
   if (c->dv.image_size <= 0) {
     if (r->train.height <= 0 || r->train.height != r->train.width)
@@ -426,7 +427,17 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
   beit_optim_cfg oc = {.lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup, .total_steps = c->steps,
                        .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = c->weight_decay,
                        .layer_decay = 1.0f, .clip_grad = c->clip_grad};
-  if (beit_optimizer_init(&r->opt, &r->d.params, &oc) || open_run_folder(&r->run, c)) return BEIT_ERR;
+  if (beit_optimizer_init(&r->opt, &r->d.params, &oc)) return BEIT_ERR;
+  if (c->resume) {  /* the newest checkpoint that loads: weights, AdamW moments, the loader's position */
+    beit_train_state st;
+    char used[1200];
+    if (beit_checkpoint_resume(c->out, &r->d.params, &r->opt, &st, used, sizeof used) ||
+        beit_loader_seek(r->loader, st.epoch, st.step_in_epoch))
+      return BEIT_ERR;
+    r->start = st.step, r->epoch = st.epoch, r->in_epoch = st.step_in_epoch;
+    if (root) printf("resuming from %s at step %lld\n", used, (long long)st.step);
+  }
+  if (open_run_folder(&r->run, c, c->resume ? r->start : -1)) return BEIT_ERR;
   r->iv.hist = beit_calloc((size_t)c->dv.vocab * sizeof(int64_t), "code histogram");
   r->iv.ever = beit_calloc((size_t)c->dv.vocab * sizeof(int64_t), "code histogram");
   return r->iv.hist && r->iv.ever ? BEIT_OK : BEIT_ERR;
@@ -448,7 +459,8 @@ static int64_t dvae_end_step(const beit_tok_train_cfg *c) {
 
 static int next_batch(dvae_run *r, beit_batch *b) {
   int got = beit_loader_next(r->loader, b);
-  if (got == 0) got = beit_loader_next(r->loader, b);  /* epoch ended: the next call starts a new one */
+  if (got == 0) r->epoch++, r->in_epoch = 0, got = beit_loader_next(r->loader, b);  /* the next call: a new epoch */
+  r->in_epoch += got == 1;
   return got == 1 ? BEIT_OK : got == 0 ? beit_errorf("the data loader returned an empty epoch") : BEIT_ERR;
 }
 
@@ -506,20 +518,29 @@ static int train_step(dvae_run *r, const beit_tok_train_cfg *c, const float *ima
   return BEIT_OK;
 }
 
+/* OUT/checkpoint.safetensors after `step` updates (rank 0): weights, AdamW moments, the loader's position. */
+static int save_checkpoint(dvae_run *r, const beit_tok_train_cfg *c, int64_t step) {
+  if (!beit_dist_is_root()) return BEIT_OK;
+  beit_train_state st = {.step = step, .epoch = r->epoch, .step_in_epoch = r->in_epoch};
+  const char *kv[] = {"type", "dvae", "data", c->data};
+  return beit_checkpoint_save_kept(c->out, 1, &r->d.params, &r->opt, &st, kv, 2);
+}
+
 static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
   const int V = c->dv.vocab, ntok = dvae_grid_side(&c->dv) * dvae_grid_side(&c->dv);
   const int root = beit_dist_is_root(), world = beit_dist_world();
   const int64_t end = dvae_end_step(c);
   beit_progress bar;
-  beit_progress_start(&bar, "tokenizer", end * c->batch);
+  beit_progress_start(&bar, "tokenizer", (end - r->start) * c->batch);
   bar.enabled = bar.enabled && root;
   r->iv.t0 = beit_now();
   int bad = 0, warned = 0;
-  for (int64_t step = 0; step < end; step++) {
+  for (int64_t step = r->start; step < end; step++) {
     beit_batch b;
     dvae_train_opts o;
     dvae_stats st;
     double gn;
+    if (step > r->start && c->save_every && step % c->save_every == 0 && save_checkpoint(r, c, step)) return BEIT_ERR;
     if (next_batch(r, &b) || train_step(r, c, b.images, b.n, step, &o, &st, &gn)) return BEIT_ERR;
     if (!isfinite(gn)) {
       if (root)
@@ -644,7 +665,7 @@ static int open_kmeans(beit_tok_train_cfg *c, beit_run *run, beit_dataset *train
   t->type = BEIT_TOK_KMEANS;
   if (kmeans_create(&t->km, &c->km)) return BEIT_ERR;
   describe(t);
-  return open_run_folder(run, c);
+  return open_run_folder(run, c, -1);
 }
 
 static int train_kmeans(beit_tok_train_cfg *c) {
@@ -719,7 +740,7 @@ int beit_tokenizer_train(const beit_tok_train_cfg *cfg) {
 
 /* ---- shared with the VQ trainer (tokenizer_vq.c) --------------------------------- */
 int beit_tok_check_flags(const beit_tok_train_cfg *c, int image_size) { return check_flags(c, image_size); }
-int beit_tok_open_run_folder(beit_run *run, const beit_tok_train_cfg *c) { return open_run_folder(run, c); }
+int beit_tok_open_run_folder(beit_run *run, const beit_tok_train_cfg *c) { return open_run_folder(run, c, -1); }
 int beit_tok_evaluate(beit_tokenizer *t, const beit_dataset *test, int n, double *mae, int *used, double *ppl) {
   return evaluate(t, test, n, mae, used, ppl);
 }
