@@ -63,7 +63,8 @@ int main(void) {
   free(e);
   TEST_PATHF(a, "%s/tokenizer.safetensors", full);
   TEST_PATHF(b, "%s/tokenizer.safetensors", killed);
-  CHECK_TRUE(same_bytes(a, b), "killed + resumed run: tokenizer.safetensors equals the uninterrupted run's byte for byte");
+  CHECK_TRUE(same_bytes(a, b),
+             "killed + resumed run: tokenizer.safetensors equals the uninterrupted run's byte for byte");
   TEST_PATHF(a, "%s/log.jsonl", full);
   TEST_PATHF(b, "%s/log.jsonl", killed);
   CHECK_TRUE(count_lines(a) == 6 && count_lines(b) == 6, "both logs hold the 6 logged steps once (%d, %d lines)",

@@ -65,7 +65,8 @@ static int tiny(vq_tok *v, float *images, int B) {
   if (vq_create(v, &c)) return -1;
   vq_init_weights(v, 3);
   uint64_t s = 99;
-  for (int i = 0; i < B * 64; i++) s = s * 6364136223846793005ull + 1442695040888963407ull, images[i] = (s >> 40) / 16777216.0f;
+  for (int i = 0; i < B * 64; i++)
+    s = s * 6364136223846793005ull + 1442695040888963407ull, images[i] = (s >> 40) / 16777216.0f;
   return vq_init_codebook(v, images, B, 5);
 }
 

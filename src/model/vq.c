@@ -16,7 +16,8 @@ int vq_grid_side(const vq_config *c) { return dvae_grid_side(&c->net); }
 int vq_config_check(const vq_config *c) {
   if (dvae_config_check(&c->net)) return BEIT_ERR;
   if (c->vocab < 2 || c->vocab > 65536) return beit_errorf("vq: vocab %d is outside 2..65536", c->vocab);
-  if (c->net.vocab < 2 || c->net.vocab > 1024) return beit_errorf("vq: code dimension %d is outside 2..1024", c->net.vocab);
+  if (c->net.vocab < 2 || c->net.vocab > 1024)
+    return beit_errorf("vq: code dimension %d is outside 2..1024", c->net.vocab);
   return BEIT_OK;
 }
 

@@ -12,7 +12,8 @@
 
 int beit_tokenizer_can_decode(const beit_tokenizer *t) {
   if (t->type == BEIT_TOK_VQ) return 1;
-  return t->type == BEIT_TOK_DVAE ? t->dv.has_decoder : t->type == BEIT_TOK_KMEANS && t->km.cfg.normalize == KMEANS_NORM_NONE;
+  if (t->type == BEIT_TOK_DVAE) return t->dv.has_decoder;
+  return t->type == BEIT_TOK_KMEANS && t->km.cfg.normalize == KMEANS_NORM_NONE;
 }
 
 typedef struct {

@@ -313,8 +313,8 @@ static int log_interval(beit_run *run, interval_stats *s, int64_t step, double t
           "{\"step\": %lld, \"loss\": %.6f, \"recon\": %.6f, \"kl\": %.6f, \"tau\": %.5f, \"beta\": %.5f, "
           "\"lr\": %.3e, \"perplexity\": %.2f, \"codes_used\": %d, \"codes_used_share\": %.4f, \"codes_ever\": %d, "
           "\"codes_ever_share\": %.4f, \"grad_norm\": %.4f, \"images_per_s\": %.1f}",
-          (long long)step, s->loss / n, s->recon / n, s->kl / n, tau, beta, lr, s->ppl / n, *used, (double)*used / vocab,
-          ever, (double)ever / vocab, s->gnorm / n, el > 0 ? s->n * batch / el : 0.0);
+          (long long)step, s->loss / n, s->recon / n, s->kl / n, tau, beta, lr, s->ppl / n, *used,
+          (double)*used / vocab, ever, (double)ever / vocab, s->gnorm / n, el > 0 ? s->n * batch / el : 0.0);
   s->loss = s->recon = s->kl = s->ppl = s->gnorm = 0, s->n = 0, s->t0 = beit_now();
   memset(s->hist, 0, (size_t)vocab * sizeof(int64_t));
   return rc;
