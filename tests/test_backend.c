@@ -360,6 +360,22 @@ CASE(centroid_means) {
   be->centroid_means(out(r, K * C), in(r, M * C), dev(r, order, sizeof order), dev(r, start, sizeof start), K, C);
 }
 CASE(unpatchify) { be->unpatchify(out(r, B * 3 * 36), in(r, B * 9 * 12), ints(r, B * 9, 0, B * 9 - 1), B, 3, 6, 2); }
+CASE(vq_maps_to_rows) { be->vq_maps_to_rows(out(r, B * C * HW), in(r, B * C * HW), B, C, HW); }
+CASE(vq_rows_to_maps) { be->vq_rows_to_maps(out(r, B * C * HW), in(r, B * C * HW), B, C, HW); }
+CASE(vq_l2_normalize) { be->vq_l2_normalize(out(r, M * C), out(r, M), in(r, M * C), M, C); }
+CASE(vq_l2_normalize_backward) {
+  be->vq_l2_normalize_backward(out(r, M * C), in(r, M * C), in(r, M * C), pos(r, M), M, C);
+}
+CASE(vq_cosine_lookup) { be->vq_cosine_lookup(out_i32(r, M), out(r, M), in(r, M * C), in(r, K * C), M, C, K); }
+CASE(vq_ema_update) {
+  be->vq_ema_update(out(r, K * C), out_pos(r, K), out(r, K * C), in(r, M * C), ints(r, M, 0, K - 1), M, C, K, 0.9f);
+}
+CASE(vq_restart_dead) {
+  uint32_t pick[K] = {3, 0, 6, 1, 5, 2};
+  ret(r, be->vq_restart_dead(out(r, K * C), out_pos(r, K), out(r, K * C), in(r, M * C), dev(r, pick, sizeof pick), C, K,
+                             0.5f));
+}
+CASE(vq_commitment) { ret(r, be->vq_commitment(out(r, M * C), in(r, M * C), in(r, M * C), M, C, 0.25f)); }
 #undef CASE
 
 typedef struct { const char *name; void (*run)(run_ctx *, const beit_backend *); } kernel_case;

@@ -160,7 +160,7 @@ static void test_fresh_into_used(void) {
   /* every other command that writes a run folder */
   struct { const char *what; args_t a; const char *prefix; int resumable; } others[] = {
       {"finetune", recipe("finetune", dir, "1"), "beit finetune:", 1},
-      {"tokenizer train --type dvae", tokenizer("dvae", dir, "2"), "beit tokenizer train:", 0},
+      {"tokenizer train --type dvae", tokenizer("dvae", dir, "2"), "beit tokenizer train:", 1},  /* dVAE: --resume */
       {"tokenizer train --type kmeans", tokenizer("kmeans", dir, "2"), "beit tokenizer train:", 0},
       {"linprobe", {.n = 0}, "beit linprobe:", 0},
   };

@@ -64,6 +64,9 @@ static void test_collapse_warning(void) {
   for (const char *p = log; (p = strstr(p, "{\"step\": ")); p++) lines++;
   TEST_PATHF(path, "%s/config.json", dir);
   CHECK_TRUE(lines == 2 && file_exists(path), "dVAE run folder: config.json and a log.jsonl of 2 steps (%d lines)", lines);
+  const char *share = log ? strstr(log, "\"codes_used_share\": ") : NULL;
+  CHECK_TRUE(share && strstr(share, "\"codes_ever_share\": "),
+             "each dVAE log line has the share of the codes used in the window and ever: %.300s", log ? log : "");
   free(log);
   TEST_PATHF(dir, "%s/tokrun-flat", fx_dir());
   rc = beit("%s --data '%s' --vocab 1024 --batch 8 --eval-images 20 --out '%s'", common, g_flat, dir);

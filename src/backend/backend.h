@@ -116,7 +116,18 @@
   X(void, lower_dist2, (double *d2, const float *x, size_t n, int D, const float *c)) \
   X(double, sum_f64, (const double *x, size_t n)) \
   X(void, centroid_means, (float *C, const float *x, const size_t *order, const size_t *start, int k, int D)) \
-  X(void, unpatchify, (float *img, const float *patches, const int32_t *index, int B, int Cin, int S, int P))
+  X(void, unpatchify, (float *img, const float *patches, const int32_t *index, int B, int Cin, int S, int P)) \
+  X(void, vq_maps_to_rows, (float *rows, const float *maps, int B, int d, int hw)) \
+  X(void, vq_rows_to_maps, (float *maps, const float *rows, int B, int d, int hw)) \
+  X(void, vq_l2_normalize, (float *y, float *norm, const float *x, size_t n, int d)) \
+  X(void, vq_l2_normalize_backward, (float *dx, const float *dy, const float *y, const float *norm, size_t n, \
+      int d)) \
+  X(void, vq_cosine_lookup, (int32_t *codes, float *sim, const float *x, const float *C, size_t n, int d, int V)) \
+  X(void, vq_ema_update, (float *C, float *count, float *sum, const float *x, const int32_t *codes, size_t n, \
+      int d, int V, float decay)) \
+  X(int, vq_restart_dead, (float *C, float *count, float *sum, const float *x, const uint32_t *pick, int d, \
+      int V, float threshold)) \
+  X(double, vq_commitment, (float *dx, const float *x, const float *q, size_t n, int d, float beta))
 
 #define BEIT_BACKEND_ENTRY_(ret, name, args) ret(*name) args;
 typedef struct beit_backend {

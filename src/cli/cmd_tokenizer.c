@@ -1,6 +1,7 @@
 /* cmd_tokenizer.c - `beit tokenizer train|encode|reconstruct`: trains the dVAE
  * (or k-means) visual tokenizer, writes the token grids of a whole dataset, and
- * shows originals beside their reconstructions with the mean absolute error. */
+ * shows originals beside their reconstructions with the mean absolute error, and
+ * measures a tokenizer (codebook usage, perplexity, MAE / PSNR). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,14 +32,14 @@ static int tok_train(int argc, char **argv) {
   beit_tok_train_defaults(&c);
   const char *type = "dvae", *recon = "laplace", *norm = "patch";
   long long steps = c.steps, warmup = c.warmup, tau_steps = c.tau_steps, kl_warmup = c.kl_warmup, seed = 0;
-  long long max_patches = c.km_max_patches, max_steps = 0;
-  int threads = 0, vocab = c.dv.vocab;
+  long long max_patches = c.km_max_patches, max_steps = 0, save_every = 0;
+  int threads = 0, vocab = 0;
   const beit_arg args[] = {
       {"data", ARG_STR, &c.data, "dataset spec (fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR)", 0, 0},
       {"out", ARG_STR, &c.out, "run folder: tokenizer.safetensors, log.jsonl, config.json", 0, 0},
-      {"type", ARG_STR, &type, "dvae or kmeans", 0, 0},
+      {"type", ARG_STR, &type, "dvae, kmeans or vq (vector-quantised, EMA codebook)", 0, 0},
       {"image-size", ARG_INT, &c.dv.image_size, "input side (0 = the dataset's)", 0, 4096},
-      {"vocab", ARG_INT, &vocab, "codebook size (k for kmeans)", 2, 65536},
+      {"vocab", ARG_INT, &vocab, "codebook size (k for kmeans; 0 = 512, vq 1024)", 0, 65536},
       {"n-hid", ARG_INT, &c.dv.n_hid, "dVAE width of the first group", 4, 4096},
       {"n-init", ARG_INT, &c.dv.n_init, "dVAE decoder input width (code embedding)", 1, 4096},
       {"groups", ARG_INT, &c.dv.n_groups, "dVAE groups (downsampling 2^(groups-1))", 1, 6},
@@ -48,6 +49,10 @@ static int tok_train(int argc, char **argv) {
       {"max-steps", ARG_I64, &max_steps, "dVAE: stop after N updates, the schedules still for all --steps (0 = --steps)",
        0, 1e12},
       {"overwrite", ARG_FLAG, &c.overwrite, "the run folder holds a run: delete its files and start over", 0, 0},
+      {"save-every", ARG_I64, &save_every, "dVAE: write OUT/checkpoint.safetensors every N steps (0 = never)", 0,
+       1e12},
+      {"resume", ARG_FLAG, &c.resume, "dVAE: continue the run in --out from its checkpoint (same flags; bit-exact)", 0,
+       0},
       {"batch", ARG_INT, &c.batch, "images per update (under mpirun: of all ranks together)", 1, 65536},
       {"lr", ARG_FLOAT, &c.lr, "peak AdamW learning rate", 0, 1},
       {"min-lr", ARG_FLOAT, &c.min_lr, "cosine floor of the learning rate", 0, 1},
@@ -71,18 +76,32 @@ static int tok_train(int argc, char **argv) {
       {"images", ARG_INT, &c.km_images, "kmeans: training images (0 = all)", 0, 100000000},
       {"max-patches", ARG_I64, &max_patches, "kmeans: patches sampled for fitting (0 = all)", 0, 1e12},
       {"norm", ARG_STR, &norm, "kmeans: patch normalisation, patch or none", 0, 0},
+      {"code-dim", ARG_INT, &c.code_dim, "vq: dimension of the l2-normalised codes", 2, 1024},
+      {"commit", ARG_FLOAT, &c.vq_beta, "vq: commitment loss weight", 0, 100},
+      {"decay", ARG_FLOAT, &c.vq_decay, "vq: EMA decay of the codebook", 0, 0.99999},
+      {"dead", ARG_FLOAT, &c.vq_dead, "vq: restart a code whose EMA count of uses per batch falls below this", 0, 1e6},
       BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int rc = beit_args_parse("beit tokenizer train [options]",
                            "Train a visual tokenizer: the DALL-E dVAE (Gumbel-softmax, cosine temperature and KL "
-                           "schedules, AdamW) or k-means over patches.",
+                           "schedules, AdamW), k-means over patches, or a vector-quantised tokenizer (the dVAE's "
+                           "network around l2-normalised codes with cosine lookup, straight-through estimator, "
+                           "commitment loss, k-means-initialised EMA codebook, dead-code restart).",
                            args, (int)(sizeof args / sizeof args[0]), argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
-  int is_kmeans, is_mse, no_norm;
-  if (parse_choice("type", type, "dvae", "kmeans", &is_kmeans) || parse_choice("recon", recon, "laplace", "mse", &is_mse) ||
-      parse_choice("norm", norm, "patch", "none", &no_norm))
+  int is_kmeans = !strcmp(type, "kmeans"), is_mse, no_norm, is_vq = !strcmp(type, "vq");
+  if (!is_kmeans && !is_vq && strcmp(type, "dvae")) {
+    fprintf(stderr, "beit tokenizer: --type expects dvae, kmeans or vq, got '%s'\n", type);
     return 2;
-  c.type = is_kmeans ? BEIT_TOK_KMEANS : BEIT_TOK_DVAE;
+  }
+  if (parse_choice("recon", recon, "laplace", "mse", &is_mse) || parse_choice("norm", norm, "patch", "none", &no_norm))
+    return 2;
+  if (vocab == 1) {
+    fprintf(stderr, "beit tokenizer train: --vocab 1: a codebook needs at least 2 codes\n");
+    return 2;
+  }
+  if (!vocab) vocab = is_vq ? 1024 : c.dv.vocab;
+  c.type = is_kmeans ? BEIT_TOK_KMEANS : is_vq ? BEIT_TOK_VQ : BEIT_TOK_DVAE;
   c.dv.recon = is_mse ? DVAE_RECON_MSE : DVAE_RECON_LAPLACE;
   c.dv.vocab = c.km.k = vocab;
   c.km.image_size = c.dv.image_size;
@@ -91,6 +110,11 @@ static int tok_train(int argc, char **argv) {
     fprintf(stderr, "beit tokenizer train: --max-steps counts dVAE updates (k-means has --iters)\n");
     return 2;
   }
+  if ((save_every || c.resume) && c.type != BEIT_TOK_DVAE) {
+    fprintf(stderr, "beit tokenizer train: --save-every and --resume are for --type dvae (not yet %s)\n", type);
+    return 2;
+  }
+  c.save_every = save_every;
   c.steps = steps, c.max_steps = max_steps, c.warmup = warmup, c.tau_steps = tau_steps, c.kl_warmup = kl_warmup;
   c.seed = (uint64_t)seed;
   c.km_max_patches = max_patches;
@@ -173,11 +197,67 @@ static int tok_reconstruct(int argc, char **argv) {
   return rc ? fail("reconstruct") : 0;
 }
 
+/* ---- eval ------------------------------------------------------------------------ */
+static void print_tok_eval(const beit_tokenizer *t, const char *data, const beit_tok_eval *r) {
+  printf("%s: %lld images, %lld tokens (%dx%d each), resized to %d px\n", data, (long long)r->images,
+         (long long)r->tokens, t->grid, t->grid, t->image_size);
+  printf("time per image %.3f ms (encode%s)\n", 1e3 * r->seconds_per_image, isnan(r->mae) ? "" : " + decode");
+  printf("codes used %d/%d (%.1f%%), perplexity %.1f", r->used, t->vocab, 100.0 * r->used / t->vocab, r->perplexity);
+  if (isnan(r->mae)) printf(", MAE n/a, PSNR n/a (this tokenizer does not decode)\n");
+  else printf(", MAE %.4f, PSNR %.2f dB\n", r->mae, r->psnr);
+}
+
+static int tok_eval(int argc, char **argv) {
+  const char *ckpt = NULL, *data = "fashion-mnist", *split = "test";
+  int size = 0, batch = 256, threads = 0;
+  long long n = 0;
+  const beit_arg args[] = {
+      {"tokenizer", ARG_STR, &ckpt, "tokenizer checkpoint (beit tokenizer train, or a converted dall_e encoder)", 0, 0},
+      {"data", ARG_STR, &data, "dataset spec; images are resized to the tokenizer's input size", 0, 0},
+      {"split", ARG_STR, &split, "test or train", 0, 0},
+      {"image-size", ARG_INT, &size, "input side of a dall_e encoder (0 = 112); others take the size they were "
+       "trained at, so it must be 0 or that", 0, 4096},
+      {"n", ARG_I64, &n, "images to evaluate (0 = the whole split)", 0, 1e12},
+      {"batch", ARG_INT, &batch, "images per encoder call", 1, 65536},
+      {"threads", ARG_INT, &threads, "compute threads (0 = all cores)", 0, 1024},
+      BEIT_ARG_MAX_IMAGE_PIXELS,
+  };
+  int rc = beit_args_parse("beit tokenizer eval --tokenizer CKPT --data D [options]",
+                           "Measure a tokenizer on a dataset split: codes used of the vocabulary, perplexity of the "
+                           "code histogram, reconstruction MAE and PSNR (tokenizers that decode), time per image.",
+                           args, (int)(sizeof args / sizeof args[0]), argc, argv, NULL, NULL);
+  if (rc) return rc == ARGS_HELP ? 0 : 2;
+  int train;
+  if (parse_choice("split", split, "test", "train", &train)) return 2;
+  if (!ckpt) {
+    fprintf(stderr, "beit tokenizer eval: --tokenizer CHECKPOINT is required\n");
+    return 2;
+  }
+  beit_set_threads(threads);
+  beit_tokenizer t;
+  if (beit_tokenizer_load_sized(&t, ckpt, size ? size : BEIT_DALLE_IMAGE_SIZE)) return fail("eval");
+  if (size && size != t.image_size) {
+    fprintf(stderr, "beit tokenizer eval: --image-size %d: %s takes %d px images (the dataset's are resized to it)\n",
+            size, ckpt, t.image_size);
+    beit_tokenizer_free(&t);
+    return 2;
+  }
+  beit_dataset ds;
+  memset(&ds, 0, sizeof ds);
+  beit_tok_eval r;
+  rc = beit_dataset_open(&ds, data, train) ? BEIT_ERR : beit_tokenizer_eval(&t, &ds, n, batch, &r);
+  if (!rc) print_tok_eval(&t, data, &r);
+  beit_dataset_close(&ds);
+  beit_tokenizer_free(&t);
+  return rc ? fail("eval") : 0;
+}
+
 int cmd_tokenizer(int argc, char **argv) {
   static const beit_subcommand subs[] = {
-      {"train", tok_train, "train a dVAE (DALL-E) or k-means visual tokenizer"},
+      {"train", tok_train, "train a dVAE (DALL-E), k-means or VQ visual tokenizer"},
       {"encode", tok_encode, "write the token grids of a dataset to a token file"},
       {"reconstruct", tok_reconstruct, "originals beside reconstructions (PNG) and the mean absolute error"},
+      {"eval", tok_eval, "codes used, perplexity, reconstruction MAE / PSNR and time per image on a dataset split"},
   };
-  return beit_run_subcommand("tokenizer", subs, 3, argc, argv);
+  return beit_run_subcommand("tokenizer", subs, 4, argc, argv);
 }

@@ -424,6 +424,36 @@ int dvae_backward(dvae *d, const dvae_train_opts *o) {
   return BEIT_OK;
 }
 
+/* ---- public: training with the caller's latent (vector quantisation) -------- */
+const float *dvae_train_encode(dvae *d, const float *images, int B) {
+  if (!d->has_decoder) return beit_errorf("dvae: training needs the decoder (this model is encoder-only)"), NULL;
+  if (reserve(d, B, MODE_TRAIN)) return NULL;
+  d->B = B;
+  d->be->map_pixels(d->xm, images, (size_t)B * d->cfg.channels * d->cfg.image_size * d->cfg.image_size, DVAE_EPS);
+  return run_forward(d, d->enc, d->enc_act, d->n_enc, d->xm, B);
+}
+
+int dvae_train_decode(dvae *d, const float *z, double *recon) {
+  if (d->mode != MODE_TRAIN || d->B <= 0) return beit_errorf("dvae_train_decode: no dvae_train_encode before");
+  const dvae_config *c = &d->cfg;
+  d->be->upload(d->z, z, (size_t)d->B * c->vocab * hw_of(d) * sizeof(float));
+  const float *out = run_forward(d, d->dec, d->dec_act, d->n_dec, d->z, d->B);
+  *recon = d->be->recon_loss_forward(d->dout, d->xm, out, d->B, c->channels, (size_t)c->image_size * c->image_size,
+                                     c->recon == DVAE_RECON_LAPLACE);
+  return isfinite(*recon) ? BEIT_OK : beit_errorf("dvae: the reconstruction loss is not finite (%g)", *recon);
+}
+
+const float *dvae_train_backward_decoder(dvae *d) {
+  d->be->zero(d->dz, (size_t)d->B * d->cfg.vocab * hw_of(d));
+  run_backward(d, d->dec, d->dec_act, d->n_dec, d->z, d->dout, d->dz, d->B);
+  return d->dz;
+}
+
+void dvae_train_backward_encoder(dvae *d, const float *dlatent) {
+  d->be->upload(d->dlogits, dlatent, (size_t)d->B * d->cfg.vocab * hw_of(d) * sizeof(float));
+  run_backward(d, d->enc, d->enc_act, d->n_enc, d->xm, d->dlogits, NULL, d->B);
+}
+
 /* ---- public: inference ------------------------------------------------------ */
 #define INFER_CHUNK 64
 #define INFER_ARENA_BYTES ((size_t)1 << 30)
@@ -496,6 +526,23 @@ int dvae_decode(dvae *d, const int32_t *tokens, int B, float *images) {
   return BEIT_OK;
 }
 
+int dvae_decode_latent(dvae *d, const float *z, int B, float *images) {
+  const dvae_config *c = &d->cfg;
+  if (!d->has_decoder) return beit_errorf("dvae: decoding needs the decoder (this model is encoder-only)");
+  const size_t P = (size_t)c->image_size * c->image_size, lat = (size_t)c->vocab * hw_of(d);
+  int n = chunk_size(d, B);
+  if (reserve(d, n, MODE_INFER)) return BEIT_ERR;
+  for (int b0 = 0; b0 < B; b0 += n) {
+    int nb = B - b0 < n ? B - b0 : n;
+    d->B = 0;  /* as in encode_chunk */
+    d->be->upload(d->z, z + (size_t)b0 * lat, (size_t)nb * lat * sizeof(float));
+    const float *out = run_forward(d, d->dec, d->dec_act, d->n_dec, d->z, nb);
+    d->be->unmap_pixels(d->xm, out, nb, c->channels, P, DVAE_EPS);  /* xm: the images on the backend */
+    d->be->download(images + (size_t)b0 * c->channels * P, d->xm, (size_t)nb * c->channels * P * sizeof(float));
+  }
+  return BEIT_OK;
+}
+
 /* ---- checkpoints ------------------------------------------------------------ */
 #define NMETA 10
 
@@ -553,6 +600,8 @@ static double param_count(const dvae_config *c, int with_decoder) {
   free(t);
   return n;
 }
+
+double dvae_param_count(const dvae_config *c, int with_decoder) { return param_count(c, with_decoder); }
 
 /* Refuses, before anything is allocated, a config whose tensors cannot all be in
  * the file (2 bytes a value at the least): a small hostile file must not make us

@@ -105,6 +105,20 @@ int dvae_decode(dvae *d, const int32_t *tokens, int B, float *images);
 int dvae_forward_train(dvae *d, const float *images, int B, const dvae_train_opts *o, dvae_stats *st);
 int dvae_backward(dvae *d, const dvae_train_opts *o);
 
+/* Training with a latent of the caller's (src/model/vq.c): the encoder output
+ * [B, vocab, h, w] (vocab = the latent width), then the decoder on the caller's z
+ * of that shape (reconstruction loss, mean per value, in *recon), then the
+ * gradient w.r.t. z, then the encoder's backward from the caller's gradient
+ * w.r.t. its output. Both backwards ACCUMULATE into d->params.grad. */
+const float *dvae_train_encode(dvae *d, const float *images, int B);
+int dvae_train_decode(dvae *d, const float *z, double *recon);
+const float *dvae_train_backward_decoder(dvae *d);
+void dvae_train_backward_encoder(dvae *d, const float *dlatent);
+/* Parameters of a valid config (nothing allocated): to refuse a file too small for it. */
+double dvae_param_count(const dvae_config *c, int with_decoder);
+/* Inference decoder on a latent z [B, vocab, h, w] to [0, 1] images. */
+int dvae_decode_latent(dvae *d, const float *z, int B, float *images);
+
 /* Checkpoints: safetensors with the config in the metadata (extra_kv adds more pairs). */
 int dvae_save(const dvae *d, const char *path, const char *const *extra_kv, int n_extra);
 int dvae_load(dvae *d, const char *path);

@@ -232,4 +232,28 @@ void centroid_means(float *C, const float *x, const size_t *order, const size_t 
  * is patches[index ? index[b*G*G + p] : b*G*G + p], G = S/P */
 void unpatchify(float *img, const float *patches, const int32_t *index, int B, int Cin, int S, int P);
 
+/* ---- vector quantisation (vq.c): rows x [n, d] against a codebook C [V, d] ---- */
+/* [B, d, hw] (channel-major maps) <-> rows [B*hw, d] */
+void vq_maps_to_rows(float *rows, const float *maps, int B, int d, int hw);
+void vq_rows_to_maps(float *maps, const float *rows, int B, int d, int hw);
+/* y_i = x_i / max(|x_i|, 1e-12); norm (may be NULL) gets the divisor. y may be x. */
+void vq_l2_normalize(float *y, float *norm, const float *x, size_t n, int d);
+/* The backward of vq_l2_normalize: dx_i = (dy_i - y_i <y_i, dy_i>) / norm_i. */
+void vq_l2_normalize_backward(float *dx, const float *dy, const float *y, const float *norm, size_t n, int d);
+/* codes[i] = argmax_k <x_i, C_k> (the lowest k on ties): the nearest code by
+ * cosine similarity when rows and codes are unit vectors; sim (may be NULL) the maximum. */
+void vq_cosine_lookup(int32_t *codes, float *sim, const float *x, const float *C, size_t n, int d, int V);
+/* EMA codebook update from the assignments of one batch:
+ * count_k = decay count_k + (1 - decay) n_k, sum_k = decay sum_k + (1 - decay) sum_{codes_i = k} x_i,
+ * C_k = sum_k / |sum_k| (kept when |sum_k| = 0). */
+void vq_ema_update(float *C, float *count, float *sum, const float *x, const int32_t *codes, size_t n, int d, int V,
+                   float decay);
+/* Dead-code restart: the j-th code (in order of k) with count_k < threshold becomes
+ * x[pick[j]] (a recent encoder output, unit length), with sum_k = x[pick[j]] and count_k = 1.
+ * pick holds V entries (the caller draws them); returns how many codes restarted. */
+int vq_restart_dead(float *C, float *count, float *sum, const float *x, const uint32_t *pick, int d, int V,
+                    float threshold);
+/* Commitment loss beta * mean over n*d of (x - q)^2 (q held fixed); ADDS its gradient to dx. */
+double vq_commitment(float *dx, const float *x, const float *q, size_t n, int d, float beta);
+
 #endif

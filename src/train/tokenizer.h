@@ -10,13 +10,15 @@
 #include "data/dataset.h"
 #include "model/dvae.h"
 #include "model/kmeans.h"
+#include "model/vq.h"
 
-enum { BEIT_TOK_DVAE = 1, BEIT_TOK_KMEANS = 2 };
+enum { BEIT_TOK_DVAE = 1, BEIT_TOK_KMEANS = 2, BEIT_TOK_VQ = 3 };
 
 typedef struct {
-  int type;                /* BEIT_TOK_DVAE or BEIT_TOK_KMEANS */
+  int type;                /* BEIT_TOK_DVAE, BEIT_TOK_KMEANS or BEIT_TOK_VQ */
   dvae dv;
   kmeans_tok km;
+  vq_tok vq;
   int image_size, channels; /* input images [B, channels, image_size, image_size] in [0, 1] */
   int grid, vocab;          /* tokens [B, grid*grid], values 0..vocab-1 */
 } beit_tokenizer;
@@ -27,6 +29,8 @@ typedef struct {
  * Errors name the file. */
 #define BEIT_DALLE_IMAGE_SIZE 112
 int beit_tokenizer_load(beit_tokenizer *t, const char *path);
+/* The same with the input side of a dall_e encoder (its file does not say it). */
+int beit_tokenizer_load_sized(beit_tokenizer *t, const char *path, int dalle_size);
 void beit_tokenizer_free(beit_tokenizer *t);
 int beit_tokenizer_encode(beit_tokenizer *t, const float *images, int B, int32_t *tokens);
 /* Token grids back to [0, 1] images (dVAE; k-means only without normalisation). */
@@ -52,11 +56,13 @@ void beit_tokens_free(beit_token_file *tf);
 /* ---- training ------------------------------------------------------------------ */
 typedef struct {
   const char *data, *out;     /* dataset spec, run folder */
-  int type;                   /* BEIT_TOK_DVAE or BEIT_TOK_KMEANS */
-  dvae_config dv;             /* image_size 0 = the dataset's side */
+  int type;                   /* BEIT_TOK_DVAE, BEIT_TOK_KMEANS or BEIT_TOK_VQ */
+  dvae_config dv;             /* image_size 0 = the dataset's side; VQ: the network, dv.vocab the codebook size */
   int64_t steps;              /* dVAE updates: the schedules span them */
   int64_t max_steps;          /* stop after this many (0 = steps) */
   int overwrite;              /* a run already in `out`: remove its files first (else refused) */
+  int resume;                 /* dVAE: continue the run in `out` from its checkpoint */
+  int64_t save_every;         /* dVAE: OUT/checkpoint.safetensors every N steps (0 = never) */
   int batch;
   float lr, min_lr, weight_decay, clip_grad;
   int64_t warmup;             /* lr warmup steps */
@@ -72,6 +78,9 @@ typedef struct {
   kmeans_config km;
   int km_iters, km_images;    /* Lloyd iterations; training images (0 = all) */
   int64_t km_max_patches;
+  /* VQ (the network and schedules as the dVAE's) */
+  int code_dim;               /* D of the l2-normalised codes */
+  float vq_beta, vq_decay, vq_dead;  /* commitment weight, EMA decay, dead-code threshold (EMA uses per batch) */
 } beit_tok_train_cfg;
 
 void beit_tok_train_defaults(beit_tok_train_cfg *c);
@@ -87,6 +96,20 @@ int beit_tokenizer_encode_dataset(beit_tokenizer *t, const beit_dataset *ds, int
 #define BEIT_RECON_PNG_MAX 256
 int beit_tokenizer_reconstruct(beit_tokenizer *t, const beit_dataset *ds, int64_t first, int n, const char *png,
                                double *mae);
+
+/* ---- evaluation (tokenizer_eval.c) ---------------------------------------------- */
+/* Whether the tokens can be turned back into pixels (dVAE with a decoder; k-means without normalisation). */
+int beit_tokenizer_can_decode(const beit_tokenizer *t);
+typedef struct {
+  int64_t images, tokens;
+  int used;                 /* distinct codes over all tokens */
+  double perplexity;        /* exp(entropy) of the code histogram */
+  double mae, psnr;         /* pixels in [0, 1]; NAN when the tokenizer cannot decode (psnr INFINITY when exact) */
+  double seconds_per_image; /* encode (+ decode) time, data reading excluded */
+} beit_tok_eval;
+/* Encodes (and decodes) images [0, n) of ds (n <= 0: all) in batches, each resized
+ * to the tokenizer's input size by the eval transform (a centre crop of ratio 1). */
+int beit_tokenizer_eval(beit_tokenizer *t, const beit_dataset *ds, int64_t n, int batch, beit_tok_eval *r);
 
 /* Codebook usage of a token histogram: distinct codes and exp(entropy). */
 void beit_token_usage(const int64_t *hist, int vocab, int *used, double *perplexity);

@@ -2,7 +2,7 @@
  * k-means tokenizers, token files, dVAE training (AdamW, Gumbel temperature and
  * KL-weight schedules, codebook usage, JSON-lines log), k-means training, and
  * encoding / reconstructing whole datasets. */
-#include "train/tokenizer.h"
+#include "train/tokenizer_shared.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -22,6 +22,9 @@ static void describe(beit_tokenizer *t) {
   if (t->type == BEIT_TOK_DVAE) {
     t->image_size = t->dv.cfg.image_size, t->channels = t->dv.cfg.channels;
     t->grid = dvae_grid_side(&t->dv.cfg), t->vocab = t->dv.cfg.vocab;
+  } else if (t->type == BEIT_TOK_VQ) {
+    t->image_size = t->vq.cfg.net.image_size, t->channels = t->vq.cfg.net.channels;
+    t->grid = vq_grid_side(&t->vq.cfg), t->vocab = t->vq.cfg.vocab;
   } else {
     t->image_size = t->km.cfg.image_size, t->channels = t->km.cfg.channels;
     t->grid = kmeans_grid_side(&t->km.cfg), t->vocab = t->km.cfg.k;
@@ -29,20 +32,27 @@ static void describe(beit_tokenizer *t) {
 }
 
 int beit_tokenizer_load(beit_tokenizer *t, const char *path) {
+  return beit_tokenizer_load_sized(t, path, BEIT_DALLE_IMAGE_SIZE);
+}
+
+int beit_tokenizer_load_sized(beit_tokenizer *t, const char *path, int dalle_size) {
   if (!t || !path) return beit_errorf("beit_tokenizer_load: the %s is NULL", t ? "path" : "tokenizer");
   memset(t, 0, sizeof *t);
   beit_safetensors st;
   if (beit_st_open(&st, path)) return BEIT_ERR;
   const char *type = beit_st_meta(&st, "type");
   int dalle = !type && beit_st_find(&st, "blocks.input.w") >= 0;  /* a converted dall_e encoder.pkl */
-  t->type = dalle || (type && !strcmp(type, "dvae")) ? BEIT_TOK_DVAE : type && !strcmp(type, "kmeans") ? BEIT_TOK_KMEANS : 0;
+  t->type = dalle || (type && !strcmp(type, "dvae")) ? BEIT_TOK_DVAE : type && !strcmp(type, "kmeans") ? BEIT_TOK_KMEANS
+          : type && !strcmp(type, "vq") ? BEIT_TOK_VQ : 0;
   if (!t->type)  /* before closing: `type` points into st */
-    beit_errorf("%s: metadata type is '%.40s'; expected a tokenizer ('dvae' or 'kmeans') or a dall_e encoder",
+    beit_errorf("%s: metadata type is '%.40s'; expected a tokenizer ('dvae', 'kmeans' or 'vq') or a dall_e "
+                "encoder",
                 path, type ? type : "(none)");
   beit_st_close(&st);
   if (!t->type) return BEIT_ERR;
-  int rc = dalle ? dvae_load_dalle_encoder(&t->dv, path, BEIT_DALLE_IMAGE_SIZE)
-           : t->type == BEIT_TOK_DVAE ? dvae_load(&t->dv, path) : kmeans_load(&t->km, path);
+  int rc = dalle ? dvae_load_dalle_encoder(&t->dv, path, dalle_size)
+           : t->type == BEIT_TOK_DVAE ? dvae_load(&t->dv, path)
+           : t->type == BEIT_TOK_VQ ? vq_load(&t->vq, path) : kmeans_load(&t->km, path);
   if (rc) return BEIT_ERR;
   describe(t);
   return BEIT_OK;
@@ -51,12 +61,13 @@ int beit_tokenizer_load(beit_tokenizer *t, const char *path) {
 void beit_tokenizer_free(beit_tokenizer *t) {
   if (t->type == BEIT_TOK_DVAE) dvae_free(&t->dv);
   if (t->type == BEIT_TOK_KMEANS) kmeans_free(&t->km);
+  if (t->type == BEIT_TOK_VQ) vq_free(&t->vq);
   memset(t, 0, sizeof *t);
 }
 
 /* Misuse (a tokenizer not loaded, NULL buffers, a negative count) is an error, not a crash. */
 static int check_call(const beit_tokenizer *t, const void *in, int B, const void *out, const char *fn) {
-  if (!t || (t->type != BEIT_TOK_DVAE && t->type != BEIT_TOK_KMEANS))
+  if (!t || (t->type != BEIT_TOK_DVAE && t->type != BEIT_TOK_KMEANS && t->type != BEIT_TOK_VQ))
     return beit_errorf("%s: the tokenizer is not loaded (beit_tokenizer_load)", fn);
   if (B < 0) return beit_errorf("%s: a batch of %d images", fn, B);
   if (B > 0 && (!in || !out)) return beit_errorf("%s: the %s buffer is NULL", fn, in ? "output" : "input");
@@ -65,11 +76,13 @@ static int check_call(const beit_tokenizer *t, const void *in, int B, const void
 
 int beit_tokenizer_encode(beit_tokenizer *t, const float *images, int B, int32_t *tokens) {
   if (check_call(t, images, B, tokens, "beit_tokenizer_encode")) return BEIT_ERR;
+  if (t->type == BEIT_TOK_VQ) return vq_encode(&t->vq, images, B, tokens);
   return t->type == BEIT_TOK_DVAE ? dvae_encode(&t->dv, images, B, tokens) : kmeans_encode(&t->km, images, B, tokens);
 }
 
 int beit_tokenizer_decode(beit_tokenizer *t, const int32_t *tokens, int B, float *images) {
   if (check_call(t, tokens, B, images, "beit_tokenizer_decode")) return BEIT_ERR;
+  if (t->type == BEIT_TOK_VQ) return vq_decode(&t->vq, tokens, B, images);
   return t->type == BEIT_TOK_DVAE ? dvae_decode(&t->dv, tokens, B, images) : kmeans_decode(&t->km, tokens, B, images);
 }
 
@@ -257,6 +270,7 @@ void beit_tok_train_defaults(beit_tok_train_cfg *c) {
   c->log_every = 50, c->eval_images = 1000, c->seed = 0, c->workers = 1;
   c->km = (kmeans_config){.image_size = 0, .channels = 1, .patch = 4, .k = 512, .normalize = KMEANS_NORM_PATCH};
   c->km_iters = 20, c->km_images = 10000, c->km_max_patches = 200000;
+  c->code_dim = 32, c->vq_beta = 0.25f, c->vq_decay = 0.99f, c->vq_dead = 0.5f;
 }
 
 /* cosine from a (t = 0) to b (t >= T) */
@@ -297,10 +311,10 @@ static int log_interval(beit_run *run, interval_stats *s, int64_t step, double t
   double el = beit_now() - s->t0, n = s->n ? s->n : 1;
   int rc = beit_run_log(run,
           "{\"step\": %lld, \"loss\": %.6f, \"recon\": %.6f, \"kl\": %.6f, \"tau\": %.5f, \"beta\": %.5f, "
-          "\"lr\": %.3e, \"perplexity\": %.2f, \"codes_used\": %d, \"codes_ever\": %d, \"grad_norm\": %.4f, "
-          "\"images_per_s\": %.1f}",
-          (long long)step, s->loss / n, s->recon / n, s->kl / n, tau, beta, lr, s->ppl / n, *used, ever, s->gnorm / n,
-          el > 0 ? s->n * batch / el : 0.0);
+          "\"lr\": %.3e, \"perplexity\": %.2f, \"codes_used\": %d, \"codes_used_share\": %.4f, \"codes_ever\": %d, "
+          "\"codes_ever_share\": %.4f, \"grad_norm\": %.4f, \"images_per_s\": %.1f}",
+          (long long)step, s->loss / n, s->recon / n, s->kl / n, tau, beta, lr, s->ppl / n, *used,
+          (double)*used / vocab, ever, (double)ever / vocab, s->gnorm / n, el > 0 ? s->n * batch / el : 0.0);
   s->loss = s->recon = s->kl = s->ppl = s->gnorm = 0, s->n = 0, s->t0 = beit_now();
   memset(s->hist, 0, (size_t)vocab * sizeof(int64_t));
   return rc;
@@ -310,7 +324,7 @@ static int log_interval(beit_run *run, interval_stats *s, int64_t step, double t
 static char *config_json(const beit_tok_train_cfg *c) {
   cJSON *j = cJSON_CreateObject();
   int km = c->type == BEIT_TOK_KMEANS;
-  cJSON_AddStringToObject(j, "type", km ? "kmeans" : "dvae");
+  cJSON_AddStringToObject(j, "type", km ? "kmeans" : c->type == BEIT_TOK_VQ ? "vq" : "dvae");
   cJSON_AddStringToObject(j, "data", c->data);
   if (km) {
     const kmeans_config *k = &c->km;
@@ -332,6 +346,10 @@ static char *config_json(const beit_tok_train_cfg *c) {
                            "kl_warmup", "crop_min", "hflip", "eval_images", "seed"};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) cJSON_AddNumberToObject(j, names[i], v[i]);
     cJSON_AddStringToObject(j, "recon", d->recon == DVAE_RECON_MSE ? "mse" : "laplace");
+    if (c->type == BEIT_TOK_VQ) {
+      cJSON_AddNumberToObject(j, "code_dim", c->code_dim), cJSON_AddNumberToObject(j, "vq_beta", c->vq_beta);
+      cJSON_AddNumberToObject(j, "vq_decay", c->vq_decay), cJSON_AddNumberToObject(j, "vq_dead", c->vq_dead);
+    }
   }
   char *text = cJSON_Print(j);
   cJSON_Delete(j);
@@ -341,10 +359,10 @@ static char *config_json(const beit_tok_train_cfg *c) {
 /* config.json and log.jsonl in the claimed run folder, as every training command
  * has them; rank 0 only (the others log nothing: beit_run_log ignores a run
  * without a log). */
-static int open_run_folder(beit_run *run, const beit_tok_train_cfg *c) {
+static int open_run_folder(beit_run *run, const beit_tok_train_cfg *c, int64_t resume_step) {
   if (!beit_dist_is_root()) return BEIT_OK;
   char *json = config_json(c);
-  int rc = json ? beit_run_open(run, json, -1) : beit_errorf("out of memory writing config.json");
+  int rc = json ? beit_run_open(run, json, resume_step) : beit_errorf("out of memory writing config.json");
   free(json);
   return rc;
 }
@@ -377,6 +395,7 @@ typedef struct {
   dvae d;
   beit_optimizer opt;
   interval_stats iv;
+  int64_t start, epoch, in_epoch;  /* first step of this process; the loader's position */
   beit_run run;  /* the folder (rank 0): its claim, config.json, log.jsonl */
 } dvae_run;
 
@@ -385,7 +404,7 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
   if (c->batch % world)
     return beit_errorf("--batch %d is not a multiple of the %d ranks (each rank takes an equal share of the batch)",
                        c->batch, world);
-  if (root && beit_run_claim(&r->run, c->out, 0, c->overwrite, 0)) return BEIT_ERR;
+  if (root && beit_run_claim(&r->run, c->out, c->resume, c->overwrite, 1)) return BEIT_ERR;
   if (beit_dataset_open(&r->train, c->data, 1) || beit_dataset_open(&r->test, c->data, 0)) return BEIT_ERR;
   if (c->dv.image_size <= 0) {
     if (r->train.height <= 0 || r->train.height != r->train.width)
@@ -408,7 +427,17 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
   beit_optim_cfg oc = {.lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup, .total_steps = c->steps,
                        .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = c->weight_decay,
                        .layer_decay = 1.0f, .clip_grad = c->clip_grad};
-  if (beit_optimizer_init(&r->opt, &r->d.params, &oc) || open_run_folder(&r->run, c)) return BEIT_ERR;
+  if (beit_optimizer_init(&r->opt, &r->d.params, &oc)) return BEIT_ERR;
+  if (c->resume) {  /* the newest checkpoint that loads: weights, AdamW moments, the loader's position */
+    beit_train_state st;
+    char used[1200];
+    if (beit_checkpoint_resume(c->out, &r->d.params, &r->opt, &st, used, sizeof used) ||
+        beit_loader_seek(r->loader, st.epoch, st.step_in_epoch))
+      return BEIT_ERR;
+    r->start = st.step, r->epoch = st.epoch, r->in_epoch = st.step_in_epoch;
+    if (root) printf("resuming from %s at step %lld\n", used, (long long)st.step);
+  }
+  if (open_run_folder(&r->run, c, c->resume ? r->start : -1)) return BEIT_ERR;
   r->iv.hist = beit_calloc((size_t)c->dv.vocab * sizeof(int64_t), "code histogram");
   r->iv.ever = beit_calloc((size_t)c->dv.vocab * sizeof(int64_t), "code histogram");
   return r->iv.hist && r->iv.ever ? BEIT_OK : BEIT_ERR;
@@ -430,7 +459,8 @@ static int64_t dvae_end_step(const beit_tok_train_cfg *c) {
 
 static int next_batch(dvae_run *r, beit_batch *b) {
   int got = beit_loader_next(r->loader, b);
-  if (got == 0) got = beit_loader_next(r->loader, b);  /* epoch ended: the next call starts a new one */
+  if (got == 0) r->epoch++, r->in_epoch = 0, got = beit_loader_next(r->loader, b);  /* the next call: a new epoch */
+  r->in_epoch += got == 1;
   return got == 1 ? BEIT_OK : got == 0 ? beit_errorf("the data loader returned an empty epoch") : BEIT_ERR;
 }
 
@@ -488,20 +518,29 @@ static int train_step(dvae_run *r, const beit_tok_train_cfg *c, const float *ima
   return BEIT_OK;
 }
 
+/* OUT/checkpoint.safetensors after `step` updates (rank 0): weights, AdamW moments, the loader's position. */
+static int save_checkpoint(dvae_run *r, const beit_tok_train_cfg *c, int64_t step) {
+  if (!beit_dist_is_root()) return BEIT_OK;
+  beit_train_state st = {.step = step, .epoch = r->epoch, .step_in_epoch = r->in_epoch};
+  const char *kv[] = {"type", "dvae", "data", c->data};
+  return beit_checkpoint_save_kept(c->out, 1, &r->d.params, &r->opt, &st, kv, 2);
+}
+
 static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
   const int V = c->dv.vocab, ntok = dvae_grid_side(&c->dv) * dvae_grid_side(&c->dv);
   const int root = beit_dist_is_root(), world = beit_dist_world();
   const int64_t end = dvae_end_step(c);
   beit_progress bar;
-  beit_progress_start(&bar, "tokenizer", end * c->batch);
+  beit_progress_start(&bar, "tokenizer", (end - r->start) * c->batch);
   bar.enabled = bar.enabled && root;
   r->iv.t0 = beit_now();
   int bad = 0, warned = 0;
-  for (int64_t step = 0; step < end; step++) {
+  for (int64_t step = r->start; step < end; step++) {
     beit_batch b;
     dvae_train_opts o;
     dvae_stats st;
     double gn;
+    if (step > r->start && c->save_every && step % c->save_every == 0 && save_checkpoint(r, c, step)) return BEIT_ERR;
     if (next_batch(r, &b) || train_step(r, c, b.images, b.n, step, &o, &st, &gn)) return BEIT_ERR;
     if (!isfinite(gn)) {
       if (root)
@@ -529,10 +568,6 @@ static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
   return BEIT_OK;
 }
 
-static int can_decode(const beit_tokenizer *t) {
-  return t->type == BEIT_TOK_DVAE || t->km.cfg.normalize == KMEANS_NORM_NONE;
-}
-
 /* Codebook usage on the first n test images and, when the tokens can be turned
  * back into pixels, the reconstruction MAE (else NAN). */
 static int evaluate(beit_tokenizer *t, const beit_dataset *test, int n, double *mae, int *used, double *ppl) {
@@ -547,7 +582,7 @@ static int evaluate(beit_tokenizer *t, const beit_dataset *test, int n, double *
   if (!rc) beit_token_usage(hist, t->vocab, used, ppl);
   beit_free(x), beit_free(tok), beit_free(hist);
   *mae = NAN;
-  if (!rc && can_decode(t)) rc = beit_tokenizer_reconstruct(t, test, 0, n, NULL, mae);
+  if (!rc && beit_tokenizer_can_decode(t)) rc = beit_tokenizer_reconstruct(t, test, 0, n, NULL, mae);
   return rc;
 }
 
@@ -630,7 +665,7 @@ static int open_kmeans(beit_tok_train_cfg *c, beit_run *run, beit_dataset *train
   t->type = BEIT_TOK_KMEANS;
   if (kmeans_create(&t->km, &c->km)) return BEIT_ERR;
   describe(t);
-  return open_run_folder(run, c);
+  return open_run_folder(run, c, -1);
 }
 
 static int train_kmeans(beit_tok_train_cfg *c) {
@@ -693,5 +728,20 @@ int beit_tokenizer_train(const beit_tok_train_cfg *cfg) {
     return root || ok ? rc : beit_errorf("k-means training failed on rank 0");
   }
   /* a failing rank returns BEIT_ERR like any other; the program ends the job (src/cli/fail.c) */
+  if (c.type == BEIT_TOK_VQ)
+    return beit_dist_world() > 1 ? beit_errorf("--type vq trains in one process (no mpirun)") : beit_tok_train_vq(&c);
   return c.type == BEIT_TOK_KMEANS ? train_kmeans(&c) : train_dvae(&c);
+}
+
+/* ---- shared with the VQ trainer (tokenizer_vq.c) --------------------------------- */
+int beit_tok_check_flags(const beit_tok_train_cfg *c, int image_size) { return check_flags(c, image_size); }
+int beit_tok_open_run_folder(beit_run *run, const beit_tok_train_cfg *c) { return open_run_folder(run, c, -1); }
+int beit_tok_evaluate(beit_tokenizer *t, const beit_dataset *test, int n, double *mae, int *used, double *ppl) {
+  return evaluate(t, test, n, mae, used, ppl);
+}
+void beit_tok_print_eval(const beit_tokenizer *t, int n, double mae, int used, double ppl) {
+  print_eval(t, n, mae, used, ppl);
+}
+void beit_tok_warn_collapse(int used, int64_t tokens, int64_t step, int vocab, int *warned) {
+  warn_collapse(used, tokens, step, vocab, warned);
 }
