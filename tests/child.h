@@ -6,6 +6,7 @@
 #define BEIT_TEST_CHILD_H
 
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,17 @@ typedef struct {
   long long as_limit;      /* RLIMIT_AS in bytes, 0 = unchanged */
   const char *err_path;    /* the child's stderr goes here; NULL = /dev/null */
 } child_opts;
+
+/* Runs `beit ARGS` (ARGS from fmt and ap) through the shell, stdout into the file
+ * out and stderr into the file err; the exit status, -1 when it did not exit. */
+static inline int child_beit_shell(const char *out, const char *err, const char *fmt, va_list ap) {
+  char args[3000], cmd[8000];
+  vsnprintf(args, sizeof args, fmt, ap);
+  snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2> '%s'", child_beit_bin(), args, out, err);
+  fflush(stdout);
+  int rc = system(cmd);
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
 
 /* AddressSanitizer reserves terabytes of address space for its shadow memory,
  * so a sanitized child cannot run under RLIMIT_AS: the limit is left unset there

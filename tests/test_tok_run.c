@@ -17,15 +17,11 @@ static char g_data[1100], g_flat[1100], g_out[1100], g_err[1100];
 /* Runs `beit ARGS` through the shell, stdout into g_out and stderr into g_err; returns the exit status. */
 static int beit(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int beit(const char *fmt, ...) {
-  char args[3000], cmd[8000];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
+  int rc = child_beit_shell(g_out, g_err, fmt, ap);
   va_end(ap);
-  snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2> '%s'", child_beit_bin(), args, g_out, g_err);
-  fflush(stdout);
-  int rc = system(cmd);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  return rc;
 }
 
 /* A dataset of all-black 28x28 images: every image gives the same tokens, at most 49 codes. */

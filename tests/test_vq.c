@@ -173,15 +173,11 @@ static void test_ste_gradient(void) {
 static char g_out[1100], g_err[1100];
 static int beit(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int beit(const char *fmt, ...) {
-  char args[3000], cmd[8000];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
+  int rc = child_beit_shell(g_out, g_err, fmt, ap);
   va_end(ap);
-  snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2> '%s'", child_beit_bin(), args, g_out, g_err);
-  fflush(stdout);
-  int rc = system(cmd);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  return rc;
 }
 
 static void test_cli(void) {
