@@ -602,24 +602,7 @@ static int finish_dvae(dvae_run *r, const beit_tok_train_cfg *c, double seconds)
   int n = c->eval_images < r->test.n ? c->eval_images : (int)r->test.n, used;
   double mae, ppl;
   int rc = evaluate(&t, &r->test, n, &mae, &used, &ppl);
-  char v[3][32], path[1200];
-  const long long steps = (long long)dvae_end_step(c);
-  snprintf(v[0], sizeof v[0], "%lld", steps);
-  snprintf(v[1], sizeof v[1], "%.5f", mae);
-  snprintf(v[2], sizeof v[2], "%d", used);
-  const char *kv[] = {"steps", v[0], "test_mae", v[1], "test_codes_used", v[2], "data", c->data};
-  snprintf(path, sizeof path, "%s/tokenizer.safetensors", c->out);
-  int bad = rc ? -1 : beit_params_first_nonfinite(&t.dv.params, t.dv.params.data);
-  if (bad >= 0) rc = beit_errorf("%s: dVAE parameter '%s' holds a NaN or infinity; not writing it", path, t.dv.params.t[bad].name);
-  if (!rc) rc = dvae_save(&t.dv, path, kv, 4);
-  if (!rc) {
-    printf("trained %lld steps (%lld images) in %.1f s (%.1f images/s)%s\n", steps, steps * c->batch, seconds,
-           steps * c->batch / seconds, steps < c->steps ? " (--max-steps; the schedules span --steps)" : "");
-    print_eval(&t, n, mae, used, ppl);
-    printf("saved %s\n", path);
-  }
-  beit_tokenizer_free(&t);
-  return rc;
+  return beit_tok_save_trained(c, &t, rc, (long long)dvae_end_step(c), seconds, n, mae, used, ppl);
 }
 
 static int train_dvae(beit_tok_train_cfg *c) {
@@ -739,8 +722,29 @@ int beit_tok_open_run_folder(beit_run *run, const beit_tok_train_cfg *c) { retur
 int beit_tok_evaluate(beit_tokenizer *t, const beit_dataset *test, int n, double *mae, int *used, double *ppl) {
   return evaluate(t, test, n, mae, used, ppl);
 }
-void beit_tok_print_eval(const beit_tokenizer *t, int n, double mae, int used, double ppl) {
-  print_eval(t, n, mae, used, ppl);
+int beit_tok_save_trained(const beit_tok_train_cfg *c, beit_tokenizer *t, int rc, long long steps, double seconds,
+                          int n, double mae, int used, double ppl) {
+  char v[3][32], path[1200];
+  snprintf(v[0], sizeof v[0], "%lld", steps);
+  snprintf(v[1], sizeof v[1], "%.5f", mae);
+  snprintf(v[2], sizeof v[2], "%d", used);
+  const char *kv[] = {"steps", v[0], "test_mae", v[1], "test_codes_used", v[2], "data", c->data};
+  snprintf(path, sizeof path, "%s/tokenizer.safetensors", c->out);
+  const int dv = t->type == BEIT_TOK_DVAE;
+  const beit_params *p = dv ? &t->dv.params : &t->vq.net.params;
+  int bad = rc ? -1 : beit_params_first_nonfinite(p, p->data);
+  if (bad >= 0)
+    rc = beit_errorf("%s: %s '%s' holds a NaN or infinity; not writing it", path, dv ? "dVAE parameter" : "parameter",
+                     p->t[bad].name);
+  if (!rc) rc = dv ? dvae_save(&t->dv, path, kv, 4) : vq_save(&t->vq, path, kv, 4);
+  if (!rc) {
+    printf("trained %lld steps (%lld images) in %.1f s (%.1f images/s)%s\n", steps, steps * c->batch, seconds,
+           steps * c->batch / seconds, steps < c->steps ? " (--max-steps; the schedules span --steps)" : "");
+    print_eval(t, n, mae, used, ppl);
+    printf("saved %s\n", path);
+  }
+  beit_tokenizer_free(t);
+  return rc;
 }
 void beit_tok_warn_collapse(int used, int64_t tokens, int64_t step, int vocab, int *warned) {
   warn_collapse(used, tokens, step, vocab, warned);

@@ -161,24 +161,7 @@ static int finish_vq(vq_run *r, const beit_tok_train_cfg *c, double seconds) {
   double mae, ppl;
   int rc = beit_tok_evaluate(&t, &r->test, n, &mae, &used, &ppl);
   const long long steps = c->max_steps > 0 && c->max_steps < c->steps ? c->max_steps : c->steps;
-  char v[3][32], path[1200];
-  snprintf(v[0], sizeof v[0], "%lld", steps);
-  snprintf(v[1], sizeof v[1], "%.5f", mae);
-  snprintf(v[2], sizeof v[2], "%d", used);
-  const char *kv[] = {"steps", v[0], "test_mae", v[1], "test_codes_used", v[2], "data", c->data};
-  snprintf(path, sizeof path, "%s/tokenizer.safetensors", c->out);
-  int bad = rc ? -1 : beit_params_first_nonfinite(&t.vq.net.params, t.vq.net.params.data);
-  if (bad >= 0) rc = beit_errorf("%s: parameter '%s' holds a NaN or infinity; not writing it", path,
-                                 t.vq.net.params.t[bad].name);
-  if (!rc) rc = vq_save(&t.vq, path, kv, 4);
-  if (!rc) {
-    printf("trained %lld steps (%lld images) in %.1f s (%.1f images/s)%s\n", steps, steps * c->batch, seconds,
-           steps * c->batch / seconds, steps < c->steps ? " (--max-steps; the schedules span --steps)" : "");
-    beit_tok_print_eval(&t, n, mae, used, ppl);
-    printf("saved %s\n", path);
-  }
-  beit_tokenizer_free(&t);
-  return rc;
+  return beit_tok_save_trained(c, &t, rc, steps, seconds, n, mae, used, ppl);
 }
 
 int beit_tok_train_vq(beit_tok_train_cfg *c) {
