@@ -37,7 +37,15 @@ static int common_args(beit_arg *a, beit_recipe_opts *o) {
       {"layer-scale", ARG_FLOAT, &o->layer_scale, "LayerScale init (0 = off)", 0, 10},
       {"crop-scale-min", ARG_FLOAT, &o->crop_scale_min, "random resized crop: smallest area share", 0.01, 1},
       {"color-jitter", ARG_FLOAT, &o->color_jitter, "brightness/contrast/saturation jitter (0 = off)", 0, 1},
-      {"seed", ARG_I64, &o->seed, "seed of every random choice", 0, 9.2e18},
+      {"seed", ARG_I64, &o->seed, "seed of every random choice (but --split-seed's)", 0, 9.2e18},
+      {"val-split", ARG_I64, &o->val_split, "hold out N training images, class-balanced, as the validation split "
+                                            "(pretraining never sees them; fine-tuning evaluates and selects on them "
+                                            "and tests once at the end; 0 = none)", 0, 1e12},
+      {"split-seed", ARG_I64, &o->split_seed, "seed of the --val-split (and --labels-per-class) choice, apart from "
+                                              "--seed so every seed sees the same split", 0, 9.2e18},
+      {"weight-init", ARG_STR, &o->weight_init, "initialisation of the weights not loaded from --init: beit (unilm's "
+                                                "trunc-normal 0.02 cut at 1 sigma) or timm (timm's ViT from scratch: "
+                                                "normal 0.02, not cut)", 0, 0},
       {"threads", ARG_INT, &o->threads, "threads (0 = all cores; under mpirun, shared by the ranks of a machine; "
                                         "another count on --resume rounds sums differently)", 0, 1024, ARG_RESUME_SAFE},
       {"workers", ARG_INT, &o->workers, "data loading threads", 0, 256, ARG_RESUME_SAFE},
@@ -67,7 +75,7 @@ static int common_args(beit_arg *a, beit_recipe_opts *o) {
 /* The checks --resume and --overwrite need before the recipe runs (rank 0 reads
  * the run's config.json), and the record of the flags for config.json. */
 static int run_recipe(const char *cmd, const beit_arg *a, int n, beit_recipe_opts *o,
-                      int (*recipe)(const beit_recipe_opts *)) {
+                      int (*recipe)(const beit_recipe_opts *), int argc, char **argv) {
   if (o->resume && o->overwrite) {
     fprintf(stderr, "beit %s: --resume and --overwrite exclude each other\n", cmd);
     return 2;
@@ -81,6 +89,7 @@ static int run_recipe(const char *cmd, const beit_arg *a, int n, beit_recipe_opt
   if (o->resume && beit_dist_is_root() && beit_args_check_resume(cmd, a, n, o->out) != BEIT_OK) return cli_fail(full);
   char *record = beit_args_record(cmd, a, n);
   o->args_record = record;
+  o->argc = argc, o->argv = argv;
   int rc = recipe(o);
   free(record);
   return cli_recipe_exit(full, rc);
@@ -102,7 +111,7 @@ int cmd_pretrain(int argc, char **argv) {
     fprintf(stderr, "beit pretrain: --tokenizer is required (train one with 'beit tokenizer train', or pass 'pixel')\n");
     return 2;
   }
-  return run_recipe("pretrain", a, n, &o, beit_pretrain);
+  return run_recipe("pretrain", a, n, &o, beit_pretrain, argc, argv);
 }
 
 int cmd_finetune(int argc, char **argv) {
@@ -119,11 +128,14 @@ int cmd_finetune(int argc, char **argv) {
   a[n++] = (beit_arg){"eval-every", ARG_INT, &o.eval_every, "evaluate every N epochs (and at the end)", 1, 1e6,
                       ARG_RESUME_SAFE};
   a[n++] = (beit_arg){"eval-subset", ARG_I64, &o.eval_subset, "evaluate on the first N test images (0 = all)", 0, 1e12};
+  a[n++] = (beit_arg){"labels-per-class", ARG_I64, &o.labels_per_class, "train on N images per class of the training "
+                      "images left after --val-split, a fixed list chosen by --split-seed (0 = all)", 0, 1e12};
   int rc = beit_args_parse("beit finetune [--init PRETRAINED.safetensors] [options]",
-                           "Fine-tune a BEiT classifier and evaluate it on the test split every epoch.", a, n, argc,
-                           argv, NULL, NULL);
+                           "Fine-tune a BEiT classifier and evaluate it every epoch: on the --val-split images, keeping "
+                           "the best as best.safetensors and testing it once at the end, or without --val-split on the "
+                           "test split (the epoch then selected on the test split).", a, n, argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
-  return run_recipe("finetune", a, n, &o, beit_finetune);
+  return run_recipe("finetune", a, n, &o, beit_finetune, argc, argv);
 }
 
 int cmd_linprobe(int argc, char **argv) {

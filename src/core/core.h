@@ -58,7 +58,7 @@ int beit_memory_check(double need, const char *what);
  * do not depend on thread count, rank count or where a run was resumed. */
 enum beit_rng_purpose {
   BEIT_RNG_INIT = 1, BEIT_RNG_SHUFFLE, BEIT_RNG_AUGMENT, BEIT_RNG_MASK,
-  BEIT_RNG_DROPPATH, BEIT_RNG_MIXUP, BEIT_RNG_GUMBEL, BEIT_RNG_KMEANS, BEIT_RNG_TEST, BEIT_RNG_VQ
+  BEIT_RNG_DROPPATH, BEIT_RNG_MIXUP, BEIT_RNG_GUMBEL, BEIT_RNG_KMEANS, BEIT_RNG_TEST, BEIT_RNG_VQ, BEIT_RNG_SPLIT
 };
 typedef struct { uint64_t s[4]; } beit_rng;  /* xoshiro256** state */
 void beit_rng_seed(beit_rng *r, uint64_t seed, uint64_t purpose, uint64_t i, uint64_t j);

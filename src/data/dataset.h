@@ -48,6 +48,23 @@ int beit_dataset_get_scaled(const beit_dataset *ds, int64_t i, int min_side, bei
 /* Human-readable split name: "train" or "test"/"val". */
 const char *beit_dataset_split_name(const beit_dataset *ds);
 
+/* ---- the protocol's held-out split (docs/training.md, "Protocol: validation split") ----
+ * A pure function of (the labels of ds, val_n, per_class, seed), so every command
+ * given the same flags holds out the same images: one seeded permutation of all
+ * indices is walked; an image goes to the validation part while its class's
+ * quota is open (val_n / K each, the remainder one more for the first classes),
+ * else to the training part while its class has fewer than per_class there
+ * (per_class 0: no limit). Both lists in dataset order. Errors name --val-split
+ * and --labels-per-class. */
+typedef struct {
+  int64_t *val, n_val;
+  int64_t *train, n_train;
+} beit_split;
+int beit_split_make(const beit_dataset *ds, int64_t val_n, int64_t per_class, uint64_t seed, beit_split *s);
+void beit_split_free(beit_split *s);
+/* dst = samples idx[0..n) of src in that order, a copy (src is left as it is). */
+int beit_dataset_take(beit_dataset *dst, const beit_dataset *src, const int64_t *idx, int64_t n);
+
 /* Format readers (called by beit_dataset_open). flavour: "fashion-mnist",
  * "mnist" or "idx" (names, class count and mean/std follow from it). */
 int beit_idx_open(beit_dataset *ds, const char *dir, int train, const char *flavour);

@@ -390,6 +390,40 @@ void beit_model_init_weights(beit_model *m, uint64_t seed, float head_init_scale
   }
 }
 
+/* timm's ViT init (beit.h); tensors are named as beit_model_init_weights reads them. */
+static void init_timm(beit_model *m, uint64_t seed) {
+  beit_params *p = &m->params;
+  const beit_tensor_info *conv = &p->t[beit_params_find(p, "patch_embed.proj.weight")];
+  float bound = 1.0f / sqrtf((float)(conv->numel / conv->shape[0]));  /* kaiming_uniform_(a=sqrt(5)): 1/sqrt(fan_in) */
+  for (int i = 0; i < p->n; i++) {
+    const beit_tensor_info *t = &p->t[i];
+    float *x = p->data + t->offset;
+    beit_rng r;
+    beit_rng_seed(&r, seed, BEIT_RNG_INIT, (uint64_t)i, 1);
+    int patch = !strncmp(t->name, "patch_embed.proj.", 17), norm = strstr(t->name, "norm") != NULL;
+    for (size_t k = 0; k < t->numel; k++) {
+      if (patch) x[k] = (float)beit_rng_uniform_range(&r, -bound, bound);
+      else if (!strcmp(t->name, "cls_token")) x[k] = (float)(1e-6 * beit_rng_normal(&r));
+      else if (ends_with(t->name, "gamma_1") || ends_with(t->name, "gamma_2")) x[k] = m->cfg.layer_scale_init;
+      else if (norm) x[k] = ends_with(t->name, ".weight") ? 1 : 0;
+      else if (ends_with(t->name, ".weight") || !strcmp(t->name, "mask_token") || !strcmp(t->name, "pos_embed"))
+        x[k] = beit_rng_trunc_normal(&r, 0.02f, -2, 2);
+      else x[k] = 0;
+    }
+  }
+}
+
+int beit_model_init_named(beit_model *m, const char *scheme, uint64_t seed, float head_init_scale) {
+  int timm = scheme && !strcmp(scheme, "timm");
+  if (!timm && scheme && strcmp(scheme, "beit"))
+    return beit_errorf("--weight-init '%s': expected beit (unilm's trunc-normal 0.02 cut at 1 sigma) or timm (timm's "
+                       "ViT from scratch: normal 0.02)", scheme);
+  if (!m) return BEIT_OK;
+  if (timm) init_timm(m, seed);
+  else beit_model_init_weights(m, seed, head_init_scale);
+  return BEIT_OK;
+}
+
 /* ---------------------------------------------------------------- forward */
 /* Per-sample keep scale for the two residual branches of every block. The
  * draws are those of the whole global batch (2 * B * shards per block, branch

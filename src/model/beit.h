@@ -100,9 +100,18 @@ typedef struct {
 
 int beit_model_init(beit_model *m, const beit_config *cfg);
 void beit_model_free(beit_model *m);
-/* BEiT initialisation (spec 1.8): trunc-normal 0.02, zero biases, the
- * 1/sqrt(2*layer) rescale of attn.proj and fc2, LayerScale, head init scale. */
+/* BEiT initialisation (spec 1.8): unilm's trunc_normal_(std=0.02), which cuts at
+ * +-1 sigma (a = -std, b = std), zero biases, the 1/sqrt(2*layer) rescale of
+ * attn.proj and fc2, LayerScale, head init scale. */
 void beit_model_init_weights(beit_model *m, uint64_t seed, float head_init_scale);
+/* The initialisations --weight-init names: "beit" (beit_model_init_weights) and
+ * "timm", timm's ViT from scratch (vision_transformer.py init_weights, mode ''):
+ * Linear weights and pos_embed trunc_normal_(std=0.02) cut at +-2 absolute, i.e.
+ * a normal N(0, 0.02) in effect; cls_token N(0, 1e-6); biases 0, LayerNorm 1 / 0;
+ * the patch-embedding convolution PyTorch's default (uniform +-1/sqrt(fan_in),
+ * weight and bias); no depth rescale, no head scale. BEIT_ERR naming
+ * --weight-init for another name (m == NULL: only the check). */
+int beit_model_init_named(beit_model *m, const char *scheme, uint64_t seed, float head_init_scale);
 /* Allocates the activation arena for batches up to max_batch. with_grad = 0
  * gives a small forward-only arena (eval, predict); BEIT_GRAD_RECOMPUTE keeps
  * only each block's input and recomputes the block's forward pass during the

@@ -13,6 +13,10 @@
 #include "train/train.h"
 
 #define MAX_META 32
+/* The train state in the metadata: the integers, then the reals (beit_train_state). */
+static const char *const state_keys[] = {"train.step", "train.epoch", "train.step_in_epoch", "train.best_epochs",
+                                         "train.epoch_steps", "train.epoch_correct", "train.epoch_count", "train.best",
+                                         "train.best_top5", "train.seconds", "train.epoch_loss"};
 
 /* A checkpoint never holds a NaN or an infinity: refused before anything is written. */
 static int check_finite(const char *path, const beit_params *p, const beit_optimizer *opt) {
@@ -33,7 +37,7 @@ int beit_checkpoint_save(const char *path, const beit_params *p, const beit_opti
   int per = opt ? 3 : 1, n = p->n * per;
   beit_st_tensor *t = calloc((size_t)n, sizeof *t);
   char (*names)[BEIT_NAME_MAX + 16] = calloc((size_t)n, sizeof *names);
-  if (!t || !names || n_meta > MAX_META - 5) {
+  if (!t || !names || n_meta > MAX_META - 12) {
     free(t), free(names);
     return beit_errorf("%s: cannot build checkpoint (out of memory or too much metadata)", path);
   }
@@ -50,15 +54,16 @@ int beit_checkpoint_save(const char *path, const beit_params *p, const beit_opti
       e->data = src[k] + ti->offset;
     }
   }
-  char vals[4][32];
-  snprintf(vals[0], sizeof vals[0], "%" PRId64, s->step);
-  snprintf(vals[1], sizeof vals[1], "%" PRId64, s->epoch);
-  snprintf(vals[2], sizeof vals[2], "%" PRId64, s->step_in_epoch);
-  snprintf(vals[3], sizeof vals[3], "%.17g", s->best);
+  enum { NSTATE = 11 };
+  char vals[NSTATE][32];
+  const int64_t ints[] = {s->step, s->epoch, s->step_in_epoch, s->best_epochs, s->epoch_steps, s->epoch_correct,
+                          s->epoch_count};
+  const double reals[] = {s->best, s->best_top5, s->seconds, s->epoch_loss};
+  for (int k = 0; k < 7; k++) snprintf(vals[k], sizeof vals[k], "%" PRId64, ints[k]);
+  for (int k = 0; k < 4; k++) snprintf(vals[7 + k], sizeof vals[0], "%.17g", reals[k]);
   const char *kv[2 * MAX_META];
   int m = 0;
-  const char *state_keys[4] = {"train.step", "train.epoch", "train.step_in_epoch", "train.best"};
-  for (int k = 0; k < 4; k++) kv[2 * m] = state_keys[k], kv[2 * m + 1] = vals[k], m++;
+  for (int k = 0; k < NSTATE; k++) kv[2 * m] = state_keys[k], kv[2 * m + 1] = vals[k], m++;
   kv[2 * m] = "format", kv[2 * m + 1] = "beit.c checkpoint 1", m++;
   for (int k = 0; k < n_meta; k++) kv[2 * m] = meta_kv[2 * k], kv[2 * m + 1] = meta_kv[2 * k + 1], m++;
   int rc = beit_st_write(path, t, n, kv, m);
@@ -106,10 +111,14 @@ int beit_checkpoint_load(const char *path, beit_params *p, beit_optimizer *opt, 
   }
   if (rc == BEIT_OK && s) {
     memset(s, 0, sizeof *s);
-    const char *best = beit_st_meta(&st, "train.best");
-    if (best) s->best = strtod(best, NULL);
-    rc = read_i64_meta(&st, "train.step", &s->step) | read_i64_meta(&st, "train.epoch", &s->epoch) |
-         read_i64_meta(&st, "train.step_in_epoch", &s->step_in_epoch);
+    int64_t *ints[] = {&s->step, &s->epoch, &s->step_in_epoch, &s->best_epochs, &s->epoch_steps, &s->epoch_correct,
+                       &s->epoch_count};
+    double *reals[] = {&s->best, &s->best_top5, &s->seconds, &s->epoch_loss};
+    for (int k = 0; k < 7; k++) rc |= read_i64_meta(&st, state_keys[k], ints[k]);
+    for (int k = 0; k < 4; k++) {
+      const char *v = beit_st_meta(&st, state_keys[7 + k]);
+      if (v) *reals[k] = strtod(v, NULL);
+    }
   }
   if (rc == BEIT_OK && opt) {
     rc = load_moments(&st, opt);

@@ -1,8 +1,10 @@
 /* finetune.c - fine-tuning a BEiT classifier: start from a pretraining
  * checkpoint (the shared relative position table copied into every block, the
  * MIM head dropped) or from scratch, mean-pooled patch tokens + fc_norm + head,
- * layer-wise lr decay, mixup/cutmix with label smoothing, evaluation on the test
- * split each epoch, and the best checkpoint kept as best.safetensors. */
+ * layer-wise lr decay, mixup/cutmix with label smoothing, evaluation each epoch
+ * (on the --val-split images, else on the test split), the best checkpoint kept
+ * as best.safetensors and, with --val-split, the test split evaluated once at
+ * the end on it. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -124,27 +126,79 @@ static int check_init(const beit_recipe_opts *o, const beit_config *init, int P)
   return BEIT_OK;
 }
 
-/* Evaluates on the test split (or its first --eval-subset images), logs it and
- * keeps best.safetensors. `record` = 0 for the evaluation that ends a run
- * stopped by --max-steps where none was due: best.safetensors is written when
- * it is the best so far, but the checkpoint's best is not raised, so a resumed
- * run keeps the best.safetensors the epoch evaluations of an uninterrupted run keep. */
-static int evaluate(beit_trainer *t, const beit_dataset *test, int64_t epoch, int record, double *out) {
-  beit_eval_result r;
+/* Evaluates on the evaluation split (the --val-split images, else the test split
+ * or its first --eval-subset images), logs it and keeps best.safetensors, the
+ * weights of the best evaluation by top-1 (the first of equals). `record` = 0 for
+ * the evaluation that ends a run stopped by --max-steps where none was due: logged
+ * as "partial", it writes best.safetensors only while no evaluation of an epoch
+ * has, and changes nothing of the checkpoint's best, so a resumed run ends with
+ * the best.safetensors an uninterrupted one does. */
+static int evaluate(beit_trainer *t, const beit_dataset *ds, int64_t epoch, int record, beit_eval_result *r) {
   beit_eval_prep prep = trainer_eval_prep(t);  /* what best.safetensors will tell `beit eval` to use */
-  if (beit_evaluate_ranks(&t->model, test, &prep, &r, 0) != BEIT_OK) return BEIT_ERR;
-  double acc = *out = r.n ? (double)r.top1 / r.n : 0;
-  free(r.confusion);
-  if (beit_run_log(&t->run, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"test_top1\": %.6f, \"test_top5\": %.6f, "
-                   "\"test_loss\": %.6f}", t->st.step, epoch, acc, r.n ? (double)r.top5 / r.n : 0, r.loss) != BEIT_OK)
+  if (beit_evaluate_ranks(&t->model, ds, &prep, r, 0) != BEIT_OK) return BEIT_ERR;
+  free(r->confusion);
+  r->confusion = NULL;
+  const char *split = t->val.n ? "val" : "test";
+  double acc = r->n ? (double)r->top1 / r->n : 0, top5 = r->n ? (double)r->top5 / r->n : 0;
+  if (beit_run_log(&t->run, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"%s_top1\": %.6f, \"%s_top5\": %.6f, "
+                   "\"%s_loss\": %.6f%s}", t->st.step, epoch, split, acc, split, top5, split, r->loss,
+                   record ? "" : ", \"partial\": true") != BEIT_OK)
     return BEIT_ERR;
   if (t->rank == 0)
-    fprintf(stderr, "%sfinetune: %s %" PRId64 " test top-1 %.2f%% top-5 %.2f%% loss %.4f (%" PRId64 " images)\n",
-            beit_progress_eol(&t->bar), record ? "epoch" : "step", record ? epoch + 1 : t->st.step, 100 * acc,
-            r.n ? 100.0 * r.top5 / r.n : 0, r.loss, r.n);
-  if (acc <= t->st.best) return BEIT_OK;
-  if (record) t->st.best = acc;
+    fprintf(stderr, "%sfinetune: %s %" PRId64 " %s top-1 %.2f%% top-5 %.2f%% loss %.4f (%" PRId64 " images)\n",
+            beit_progress_eol(&t->bar), record ? "epoch" : "step", record ? epoch + 1 : t->st.step,
+            t->val.n ? "validation" : "test", 100 * acc, 100 * top5, r->loss, r->n);
+  if (record ? acc <= t->st.best && t->st.best_epochs : t->st.best_epochs) return BEIT_OK;
+  if (record) t->st.best = acc, t->st.best_top5 = top5, t->st.best_epochs = epoch + 1;
   return trainer_save_weights(t, "best.safetensors");
+}
+
+/* The selected weights (best.safetensors) into the model, on every rank. */
+static int load_best(beit_trainer *t) {
+  char path[1100];
+  beit_run_path(&t->run, "best.safetensors", path, sizeof path);
+  int rc = t->rank == 0 ? beit_checkpoint_load(path, &t->model.params, NULL, NULL, 0) : BEIT_OK;
+  if (rc != BEIT_OK) return beit_error_context("the selected weights");
+  if (t->world > 1) beit_dist_bcast(t->model.params.data, t->model.params.total * sizeof(float), 0);
+  return BEIT_OK;
+}
+
+/* The end of a complete run: with --val-split the test split evaluated once, on
+ * the weights selected on validation; the final log line, the last stderr line
+ * and summary.json. `partial`: the --max-steps evaluation (epoch `at`), the
+ * selection while no epoch has been evaluated. */
+static int finish(beit_trainer *t, const beit_dataset *test, const beit_eval_result *partial, int64_t at) {
+  beit_summary s = trainer_summary(t);
+  int recorded = t->st.best_epochs > 0;
+  double sel = recorded ? t->st.best : partial->n ? (double)partial->top1 / partial->n : 0;
+  double sel5 = recorded ? t->st.best_top5 : partial->n ? (double)partial->top5 / partial->n : 0;
+  s.result = 1, s.best_epoch = recorded ? t->st.best_epochs - 1 : at;
+  s.selected_on = t->val.n ? "val" : "test";
+  s.test_top1 = sel, s.test_top5 = sel5;
+  if (t->val.n) {
+    beit_eval_result r;
+    beit_eval_prep prep = trainer_eval_prep(t);
+    if (load_best(t) != BEIT_OK || beit_evaluate_ranks(&t->model, test, &prep, &r, 0) != BEIT_OK) return BEIT_ERR;
+    free(r.confusion);
+    s.val_top1 = sel;
+    s.test_top1 = r.n ? (double)r.top1 / r.n : 0, s.test_top5 = r.n ? (double)r.top5 / r.n : 0;
+  }
+  char val[48] = "";
+  if (t->val.n) snprintf(val, sizeof val, "\"val_top1\": %.6f, ", s.val_top1);
+  if (beit_run_log(&t->run, "{\"step\": %" PRId64 ", \"final\": true, \"best_epoch\": %lld, %s\"test_top1\": %.6f, "
+                   "\"test_top5\": %.6f, \"selected_on\": \"%s\"}", t->st.step, s.best_epoch, val, s.test_top1,
+                   s.test_top5, s.selected_on) != BEIT_OK)
+    return BEIT_ERR;
+  if (t->rank != 0) return BEIT_OK;
+  if (t->val.n)
+    fprintf(stderr, "finetune: epoch %lld selected on validation (top-1 %.2f%%, %" PRId64 " images); test top-1 %.2f%% "
+            "top-5 %.2f%%; weights in %s/best.safetensors\n", s.best_epoch + 1, 100 * s.val_top1, t->val.n,
+            100 * s.test_top1, 100 * s.test_top5, t->o->out);
+  else
+    fprintf(stderr, "finetune: best test top-1 %.2f%% (epoch %lld, selected on the test split: --val-split selects on "
+            "held-out training images); weights in %s/best.safetensors\n", 100 * s.test_top1, s.best_epoch + 1,
+            t->o->out);
+  return beit_run_write_summary(t->o->out, &s);
 }
 
 int beit_finetune(const beit_recipe_opts *o) {
@@ -187,7 +241,8 @@ int beit_finetune(const beit_recipe_opts *o) {
   if (!soft || !partner || !partner_labels) goto done;
   beit_batch b;
   int64_t epoch_done = t.st.step / t.steps_per_epoch, evaluated_at = -1;
-  double acc = 0, extra_acc = 0;
+  const beit_dataset *eval_ds = t.val.n ? &t.val : &test;
+  beit_eval_result r, extra = {0};
   int every = o->eval_every > 1 ? o->eval_every : 1;
   while (t.st.step < t.end_step && !trainer_stopping(&t)) {
     int got = beit_loader_next(t.loader, &b);
@@ -212,7 +267,7 @@ int beit_finetune(const beit_recipe_opts *o) {
     if (t.st.step % t.steps_per_epoch == 0) {  /* end of an epoch: evaluate (every --eval-every and the last) */
       epoch_done++;
       if (epoch_done % every == 0 || t.st.step == t.total_steps) {
-        if (evaluate(&t, &test, epoch_done - 1, 1, &acc) != BEIT_OK) goto done;
+        if (evaluate(&t, eval_ds, epoch_done - 1, 1, &r) != BEIT_OK) goto done;
         evaluated_at = t.st.step;
       }
       if (trainer_save(&t) != BEIT_OK) goto done;
@@ -221,13 +276,11 @@ int beit_finetune(const beit_recipe_opts *o) {
   /* --max-steps ended the run where no evaluation was due: one now, so the run has its numbers and
      best.safetensors (one an uninterrupted run does not make, so it does not count in the checkpoint's best) */
   if (t.st.step == t.end_step && t.end_step < t.total_steps && evaluated_at != t.st.step &&
-      evaluate(&t, &test, epoch_done, 0, &extra_acc) != BEIT_OK)
+      evaluate(&t, eval_ds, epoch_done, 0, &extra) != BEIT_OK)
     goto done;
   int stopped = trainer_stopping(&t);
   rc = trainer_finish(&t);
-  if (rc == BEIT_OK && !stopped && t.rank == 0)
-    fprintf(stderr, "finetune: best test top-1 %.2f%%; weights in %s/best.safetensors\n",
-            100 * (t.st.best > extra_acc ? t.st.best : extra_acc), o->out);
+  if (rc == BEIT_OK && !stopped && finish(&t, &test, &extra, epoch_done) != BEIT_OK) rc = BEIT_ERR;
 done:
   beit_free(soft), beit_free(partner), beit_free(partner_labels);
   beit_dataset_close(&test);

@@ -34,6 +34,7 @@ void beit_recipe_defaults_pretrain(beit_recipe_opts *o) {
   o->keep = 2;
   o->tokenizer = NULL;
   o->mask_ratio = 0.4f;
+  o->weight_init = "beit";
 }
 
 /* Builds the MIM (or pixel) model config from the preset and the options. */
@@ -117,6 +118,10 @@ int beit_pretrain(const beit_recipe_opts *o) {
     if (trainer_after_step(&t, &b, s.loss, &s) != BEIT_OK) goto done;
   }
   rc = trainer_finish(&t);
+  if (rc == BEIT_OK && t.rank == 0) {
+    beit_summary sum = trainer_summary(&t);
+    if (beit_run_write_summary(o->out, &sum) != BEIT_OK) rc = BEIT_ERR;
+  }
 done:
   beit_free(tokens);
   trainer_close(&t);

@@ -33,6 +33,13 @@ typedef struct {
   int skip_nonfinite;      /* skip a step with a non-finite loss/gradient (at most 10 in a row) instead of stopping */
   int log_every;           /* log.jsonl line every N steps */
   int quiet;               /* no progress bar */
+  /* the protocol (docs/training.md "Protocol: validation split"; beit_recipe_split) */
+  long long val_split;     /* hold out N training images, class-balanced (0 = none: evaluate on the test split) */
+  long long split_seed;    /* chooses them (and the labeled subset); independent of seed */
+  long long labels_per_class; /* fine-tuning: train on N images per class of the rest (0 = all) */
+  const char *weight_init; /* "beit" or "timm" (beit_model_init_named), for the weights not from --init */
+  int argc;                /* the command line, for summary.json */
+  char **argv;
   /* pretraining */
   const char *tokenizer;   /* tokenizer checkpoint, or "pixel" for the regression ablation */
   float mask_ratio;
@@ -60,6 +67,33 @@ int beit_recipe_check(const beit_recipe_opts *o, const char *kind);
  * the flags. */
 int beit_check_sizes(int image_size, int patch_size, const beit_dataset *ds, int *S, int *P);
 int beit_recipe_check_data(const beit_recipe_opts *o, const char *kind, const beit_dataset *ds);
+/* The protocol's split of the training set ds (beit_split_make): ds becomes its
+ * training part (all images but the held-out ones, or labels_per_class of each
+ * class of them), *val (when val != NULL) the held-out part; nothing changes
+ * when val_split and labels_per_class are 0. With dir != NULL, dir/val_indices.txt
+ * and dir/labels_indices.txt list the indices chosen (one a line, 0-based in the
+ * training split), written atomically. */
+int beit_recipe_split(beit_dataset *ds, beit_dataset *val, long long val_split, long long labels_per_class,
+                      long long split_seed, const char *dir);
+/* What summary.json says of a run besides its epochs (beit_run_write_summary). */
+typedef struct {
+  const char *kind;        /* pretrain, finetune, linprobe */
+  const char *command;     /* the command line as a JSON array of strings */
+  long long seed, split_seed, val_split, labels_per_class;
+  double seconds;          /* wall time of the run's work (resumed parts included) */
+  int result;              /* the fields below are set (fine-tuning, linear probe) */
+  long long best_epoch;    /* -1: none */
+  double val_top1, test_top1, test_top5;  /* val_top1 < 0: no validation split */
+  const char *selected_on; /* "val", "test" or "last" */
+} beit_summary;
+/* dir/summary.json, atomically: the fields of s, the CPU, the threads and, from
+ * dir/log.jsonl, one entry per epoch (lines marked "final" or "partial" are not
+ * epochs): pretraining {"epoch", "loss", "mim_accuracy"} from its "epoch_loss"
+ * lines, else {"epoch", "val_top1" / "test_top1"} from its evaluations. */
+int beit_run_write_summary(const char *dir, const beit_summary *s);
+/* ["beit", argv...] as a JSON array (argv[0] is the subcommand); malloc'd, NULL when out of memory. */
+char *beit_command_json(int argc, char **argv);
+
 /* Each returns BEIT_OK (also when --max-steps ended it), BEIT_ERR (the message
  * in beit_last_error; nothing is printed and, under MPI, the caller ends the
  * other ranks: src/cli/fail.c), or BEIT_STOPPED when SIGINT or SIGTERM stopped
@@ -76,6 +110,9 @@ typedef struct {
   int overwrite;           /* replace a run already in `out` */
   long long subset, seed;
   float lr, weight_decay;
+  long long val_split, split_seed, labels_per_class;  /* as beit_recipe_opts */
+  int argc;
+  char **argv;
 } beit_linprobe_opts;
 /* Prints the accuracies on stdout; BEIT_OK or BEIT_ERR (message in beit_last_error). */
 int beit_linprobe(const beit_linprobe_opts *o);

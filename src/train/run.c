@@ -50,7 +50,8 @@ static int trim_log(const char *path, int64_t keep_until) {
  * holds a run, and --overwrite removes them and nothing else. */
 static int is_run_file(const char *name) {
   static const char *const fixed[] = {"config.json", "log.jsonl", "model.safetensors", "best.safetensors",
-                                      "tokenizer.safetensors", "probe.json", "checkpoint.safetensors"};
+                                      "tokenizer.safetensors", "probe.json", "checkpoint.safetensors",
+                                      "summary.json", "val_indices.txt", "labels_indices.txt"};
   static const char *const suffixes[] = {".tmp", ".bad", ".link"};
   char base[256];
   snprintf(base, sizeof base, "%s", name);

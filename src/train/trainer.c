@@ -17,12 +17,16 @@ int trainer_open_data(beit_trainer *t, const beit_recipe_opts *o, const char *ki
   memset(t, 0, sizeof *t);
   t->o = o;
   t->kind = kind;
+  t->t_begin = beit_now();
   t->rank = beit_dist_rank(), t->world = beit_dist_world();
   if (o->batch % t->world)
     return beit_errorf("--batch %d is not a multiple of the %d ranks (each rank takes an equal share of the batch)",
                        o->batch, t->world);
   if (t->rank == 0 && beit_run_claim(&t->run, o->out, o->resume, o->overwrite, 1) != BEIT_OK) return BEIT_ERR;
   if (beit_dataset_open(&t->ds, o->data, 1) != BEIT_OK || beit_recipe_check_data(o, kind, &t->ds) != BEIT_OK)
+    return BEIT_ERR;
+  if (beit_recipe_split(&t->ds, &t->val, o->val_split, o->labels_per_class, o->split_seed,
+                        t->rank == 0 ? o->out : NULL) != BEIT_OK)
     return BEIT_ERR;
   if (o->subset > 0 && o->subset < t->ds.n) t->ds.n = o->subset;
   beit_loader_cfg lc;
@@ -75,6 +79,10 @@ char *trainer_config_json(const beit_trainer *t) {
   cJSON_AddNumberToObject(a, "seed", (double)o->seed);
   cJSON_AddNumberToObject(a, "threads", o->threads);
   cJSON_AddNumberToObject(a, "ranks", t->world);
+  cJSON_AddNumberToObject(a, "val_split", (double)o->val_split);
+  cJSON_AddNumberToObject(a, "split_seed", (double)o->split_seed);
+  cJSON_AddNumberToObject(a, "labels_per_class", (double)o->labels_per_class);
+  cJSON_AddStringToObject(a, "weight_init", o->weight_init ? o->weight_init : "beit");
   if (!strcmp(t->kind, "pretrain")) {
     cJSON_AddStringToObject(a, "tokenizer", o->tokenizer ? o->tokenizer : "pixel");
     cJSON_AddNumberToObject(a, "mask_ratio", o->mask_ratio);
@@ -90,6 +98,8 @@ char *trainer_config_json(const beit_trainer *t) {
   cJSON_AddItemToObject(j, "beit_train_args", a);
   cJSON *record = o->args_record ? cJSON_Parse(o->args_record) : NULL;  /* what --resume compares (cli/args.h) */
   if (record) cJSON_AddItemToObject(j, "beit_args", record);
+  cJSON *command = t->command ? cJSON_Parse(t->command) : NULL;
+  if (command) cJSON_AddItemToObject(j, "beit_command", command);
   char *s = cJSON_Print(j);
   cJSON_Delete(j);
   if (!s) beit_errorf("out of memory writing the run's config.json");
@@ -106,6 +116,30 @@ static void sync_from_root(beit_trainer *t) {
   beit_dist_bcast(t->opt.v, bytes, 0);
   beit_dist_bcast(&t->st, sizeof t->st, 0);
   t->opt.step = t->st.step;
+}
+
+/* The command line that started the run: a resumed run keeps its config.json's. */
+static char *run_command(const beit_trainer *t) {
+  char path[1100];
+  uint8_t *text = NULL;
+  size_t size;
+  beit_run_path(&t->run, "config.json", path, sizeof path);
+  cJSON *j = t->o->resume && beit_read_file(path, &text, &size) == BEIT_OK ? cJSON_Parse((const char *)text) : NULL;
+  beit_free(text);
+  const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "beit_command");
+  char *s = cJSON_IsArray(c) ? cJSON_PrintUnformatted(c) : beit_command_json(t->o->argc, t->o->argv);
+  cJSON_Delete(j);
+  if (!s) beit_errorf("out of memory for the command line");
+  return s;
+}
+
+double trainer_seconds(const beit_trainer *t) { return t->seconds0 + beit_now() - t->t_begin; }
+
+beit_summary trainer_summary(const beit_trainer *t) {
+  const beit_recipe_opts *o = t->o;
+  return (beit_summary){.kind = t->kind, .command = t->command, .seed = o->seed, .split_seed = o->split_seed,
+                        .val_split = o->val_split, .labels_per_class = o->labels_per_class,
+                        .seconds = trainer_seconds(t), .best_epoch = -1, .val_top1 = -1};
 }
 
 static int grad_mode(const beit_recipe_opts *o) { return o->recompute ? BEIT_GRAD_RECOMPUTE : BEIT_GRAD_KEEP; }
@@ -127,7 +161,7 @@ int trainer_open_model(beit_trainer *t, const beit_config *cfg, float layer_deca
   if (check_memory(t, cfg) != BEIT_OK) return BEIT_ERR;
   if (beit_model_init(&t->model, cfg) != BEIT_OK || beit_model_reserve(&t->model, o->batch / t->world, grad_mode(o)) != BEIT_OK)
     return BEIT_ERR;
-  beit_model_init_weights(&t->model, (uint64_t)o->seed, 0.001f);
+  if (beit_model_init_named(&t->model, o->weight_init, (uint64_t)o->seed, 0.001f) != BEIT_OK) return BEIT_ERR;
   beit_optim_cfg oc = {.lr = o->lr, .min_lr = o->min_lr,
                        .warmup_steps = (int64_t)llroundf(o->warmup_epochs * t->steps_per_epoch),
                        .total_steps = t->total_steps, .beta1 = 0.9f, .beta2 = o->beta2, .eps = 1e-8f,
@@ -141,6 +175,8 @@ int trainer_open_model(beit_trainer *t, const beit_config *cfg, float layer_deca
       return beit_error_context("--resume");
   }
   sync_from_root(t);
+  t->seconds0 = t->st.seconds;
+  if (root && !(t->command = run_command(t))) return BEIT_ERR;
   if (o->resume) {
     if (beit_loader_seek(t->loader, t->st.epoch, t->st.step_in_epoch) != BEIT_OK) return BEIT_ERR;
     resume_step = t->st.step;
@@ -269,6 +305,7 @@ int trainer_save(beit_trainer *t) {
   const char *kv[10];
   int n = trainer_meta(t, kv, &json, &names, norm, sizeof norm, crop, sizeof crop);
   if (n < 0) return BEIT_ERR;
+  t->st.seconds = trainer_seconds(t);
   int rc = beit_checkpoint_save_kept(t->run.dir, t->o->keep, &t->model.params, &t->opt, &t->st, kv, n);
   free(json), beit_free(names);
   return rc == BEIT_OK ? trainer_save_weights(t, "model.safetensors") : rc;
@@ -309,6 +346,19 @@ int trainer_finish(beit_trainer *t) {
   return BEIT_OK;
 }
 
+/* The epoch's mean loss and accuracy over its updates (the sums live in the
+ * checkpoint, so a resumed run logs what an uninterrupted one does). */
+static int log_epoch(beit_trainer *t, int64_t epoch) {
+  beit_train_state *st = &t->st;
+  char lossv[32];
+  int rc = beit_run_log(&t->run, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"epoch_loss\": %s, "
+                        "\"epoch_accuracy\": %.6f}", st->step, epoch,
+                        json_num(lossv, sizeof lossv, "%.6f", st->epoch_steps ? st->epoch_loss / st->epoch_steps : NAN),
+                        st->epoch_count ? (double)st->epoch_correct / st->epoch_count : 0.0);
+  st->epoch_loss = 0, st->epoch_steps = st->epoch_correct = st->epoch_count = 0;
+  return rc;
+}
+
 int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const beit_stats *s_local) {
   const beit_recipe_opts *o = t->o;
   beit_stats reduced = *s_local, *s = &reduced;
@@ -323,6 +373,8 @@ int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const 
     t->window_loss += loss;
     t->window_correct += s->correct;
     t->window_count += s->count;
+    t->st.epoch_loss += loss, t->st.epoch_steps++;
+    t->st.epoch_correct += s->correct, t->st.epoch_count += s->count;
   }
   t->window_skipped += what[0] != 0;
   t->st.step++;
@@ -358,6 +410,7 @@ int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const 
     t->window_loss = 0, t->window_correct = t->window_count = t->window_images = t->window_steps = 0;
     t->window_skipped = 0;
   }
+  if (epoch_end && log_epoch(t, b->epoch) != BEIT_OK) return BEIT_ERR;
   if (o->save_every > 0 && t->st.step % o->save_every == 0 && !last && !(epoch_end && t->saves_at_epoch_end))
     return trainer_save(t);
   return BEIT_OK;
@@ -370,4 +423,7 @@ void trainer_close(beit_trainer *t) {
   beit_model_free(&t->model);
   if (t->loader) beit_loader_close(t->loader);
   beit_dataset_close(&t->ds);
+  beit_dataset_close(&t->val);
+  free(t->command);
+  t->command = NULL;
 }

@@ -34,11 +34,15 @@ typedef struct {
   int skipped_in_row;          /* consecutive non-finite steps */
   int saves_at_epoch_end;      /* the recipe checkpoints after its end-of-epoch evaluation itself,
                                   so --save-every must not checkpoint that step before it */
+  beit_dataset val;            /* the images --val-split holds out of ds (n = 0 without) */
+  double t_begin, seconds0;    /* this process's start; the run's work before it (st.seconds at resume) */
+  char *command;               /* the command line that started the run, as JSON (summary.json) */
 } beit_trainer;
 
 /* Claims the run folder (rank 0; beit_run_claim: the lock, a fresh run refused in
- * a used folder unless --overwrite), then opens the training split (first
- * o->subset images) and a loader in `mode`.
+ * a used folder unless --overwrite), then opens the training split, holds out
+ * --val-split images into t->val and keeps --labels-per-class (beit_recipe_split),
+ * takes the first o->subset images of the rest and opens a loader in `mode`.
  * Under MPI the loader takes this rank's slice and o->batch / ranks images per
  * step (o->batch, the global batch, must be a multiple of the ranks). */
 int trainer_open_data(beit_trainer *t, const beit_recipe_opts *o, const char *kind, beit_load_mode mode,
@@ -70,6 +74,10 @@ beit_eval_prep trainer_eval_prep(const beit_trainer *t);
 /* Weights only (with config, class names and eval preprocessing) as out/<name>; rank 0. */
 int trainer_save_weights(beit_trainer *t, const char *name);
 void trainer_close(beit_trainer *t);
+/* The wall time of the run's work so far: the resumed state's plus this process's. */
+double trainer_seconds(const beit_trainer *t);
+/* The fields of summary.json the trainer knows (kind, command, seeds, split, time). */
+beit_summary trainer_summary(const beit_trainer *t);
 /* Model config in JSON with the recipe's arguments, for config.json and metadata. */
 char *trainer_config_json(const beit_trainer *t);
 
