@@ -153,6 +153,11 @@ int cmd_linprobe(int argc, char **argv) {
       {"weight-decay", ARG_FLOAT, &o.weight_decay, "AdamW weight decay", 0, 10},
       {"subset", ARG_I64, &o.subset, "training images (0 = all)", 0, 1e12},
       {"seed", ARG_I64, &o.seed, "seed", 0, 9.2e18},
+      {"val-split", ARG_I64, &o.val_split, "hold out N training images, class-balanced (as pretrain's --val-split): "
+                                           "the probe of the epoch best on them is tested once (0 = none: the last)",
+       0, 1e12},
+      {"split-seed", ARG_I64, &o.split_seed, "seed of the --val-split and --labels-per-class choice", 0, 9.2e18},
+      {"labels-per-class", ARG_I64, &o.labels_per_class, "train on N images per class of the rest (0 = all)", 0, 1e12},
       {"threads", ARG_INT, &o.threads, "threads (0 = all cores)", 0, 1024},
       {"out", ARG_STR, &o.out, "folder for probe.json", 0, 0},
       {"overwrite", ARG_FLAG, &o.overwrite, "the folder holds a run: delete its files first", 0, 0},
@@ -163,5 +168,6 @@ int cmd_linprobe(int argc, char **argv) {
                            "Linear probe: frozen encoder, mean-pooled patch tokens of one block, a linear classifier.",
                            a, (int)(sizeof a / sizeof a[0]), argc, argv, NULL, NULL);
   if (rc) return rc == ARGS_HELP ? 0 : 2;
+  o.argc = argc, o.argv = argv;
   return cli_recipe_exit("beit linprobe", beit_linprobe(&o));
 }
