@@ -460,9 +460,11 @@ static void test_max_steps_finetune(void) {
   char p[1100];
   path_in(p, sizeof p, ref, "log.jsonl");
   char *log = slurp(p);
-  CHECK_TRUE(rc == 0 && count(log, "test_top1") == 2 && strstr(log, "{\"step\": 16, \"epoch\": 1, \"test_top1\"") &&
-             strstr(log, "{\"step\": 24, \"epoch\": 2, \"test_top1\"") && count(e, "(32 images)") == 2,
-             "--epochs 3 --eval-every 2 --eval-subset 32: evaluations after epochs 2 and 3, on 32 images (exit %d)", rc);
+  CHECK_TRUE(rc == 0 && count(log, "test_top1") == 3 && strstr(log, "{\"step\": 16, \"epoch\": 1, \"test_top1\"") &&
+             strstr(log, "{\"step\": 24, \"epoch\": 2, \"test_top1\"") && strstr(log, "{\"step\": 24, \"final\": true") &&
+             count(e, "(32 images)") == 2,
+             "--epochs 3 --eval-every 2 --eval-subset 32: evaluations after epochs 2 and 3, on 32 images, and the final "
+             "line (exit %d)", rc);
   free(e), free(log);
   a = recipe("finetune", dir, "3");
   add(&a, "--quiet", "--eval-every", "2", "--eval-subset", "32", "--max-steps", "5", NULL);

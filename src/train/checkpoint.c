@@ -16,7 +16,7 @@
 /* The train state in the metadata: the integers, then the reals (beit_train_state). */
 static const char *const state_keys[] = {"train.step", "train.epoch", "train.step_in_epoch", "train.best_epochs",
                                          "train.epoch_steps", "train.epoch_correct", "train.epoch_count", "train.best",
-                                         "train.best_top5", "train.seconds", "train.epoch_loss"};
+                                         "train.best_top5", "train.epoch_loss"};
 
 /* A checkpoint never holds a NaN or an infinity: refused before anything is written. */
 static int check_finite(const char *path, const beit_params *p, const beit_optimizer *opt) {
@@ -37,7 +37,7 @@ int beit_checkpoint_save(const char *path, const beit_params *p, const beit_opti
   int per = opt ? 3 : 1, n = p->n * per;
   beit_st_tensor *t = calloc((size_t)n, sizeof *t);
   char (*names)[BEIT_NAME_MAX + 16] = calloc((size_t)n, sizeof *names);
-  if (!t || !names || n_meta > MAX_META - 12) {
+  if (!t || !names || n_meta > MAX_META - 11) {
     free(t), free(names);
     return beit_errorf("%s: cannot build checkpoint (out of memory or too much metadata)", path);
   }
@@ -54,13 +54,13 @@ int beit_checkpoint_save(const char *path, const beit_params *p, const beit_opti
       e->data = src[k] + ti->offset;
     }
   }
-  enum { NSTATE = 11 };
+  enum { NSTATE = 10 };
   char vals[NSTATE][32];
   const int64_t ints[] = {s->step, s->epoch, s->step_in_epoch, s->best_epochs, s->epoch_steps, s->epoch_correct,
                           s->epoch_count};
-  const double reals[] = {s->best, s->best_top5, s->seconds, s->epoch_loss};
+  const double reals[] = {s->best, s->best_top5, s->epoch_loss};
   for (int k = 0; k < 7; k++) snprintf(vals[k], sizeof vals[k], "%" PRId64, ints[k]);
-  for (int k = 0; k < 4; k++) snprintf(vals[7 + k], sizeof vals[0], "%.17g", reals[k]);
+  for (int k = 0; k < 3; k++) snprintf(vals[7 + k], sizeof vals[0], "%.17g", reals[k]);
   const char *kv[2 * MAX_META];
   int m = 0;
   for (int k = 0; k < NSTATE; k++) kv[2 * m] = state_keys[k], kv[2 * m + 1] = vals[k], m++;
@@ -113,9 +113,9 @@ int beit_checkpoint_load(const char *path, beit_params *p, beit_optimizer *opt, 
     memset(s, 0, sizeof *s);
     int64_t *ints[] = {&s->step, &s->epoch, &s->step_in_epoch, &s->best_epochs, &s->epoch_steps, &s->epoch_correct,
                        &s->epoch_count};
-    double *reals[] = {&s->best, &s->best_top5, &s->seconds, &s->epoch_loss};
+    double *reals[] = {&s->best, &s->best_top5, &s->epoch_loss};
     for (int k = 0; k < 7; k++) rc |= read_i64_meta(&st, state_keys[k], ints[k]);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 3; k++) {
       const char *v = beit_st_meta(&st, state_keys[7 + k]);
       if (v) *reals[k] = strtod(v, NULL);
     }

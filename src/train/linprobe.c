@@ -150,10 +150,11 @@ int beit_linprobe(const beit_linprobe_opts *o) {
   if (beit_model_reserve(&m, 256, 0) != BEIT_OK) goto done;
   int C = m.cfg.dim, K = train.num_classes, B = 256;
   int64_t ntr = o->subset > 0 && o->subset < train.n ? o->subset : train.n, nte = test.n, nva = val.n;
-  if (ntr < B) {
-    beit_errorf("--data %s: %lld training images give no full batch of %d for the probe", o->data, (long long)ntr, B);
+  if (ntr < 1) {
+    beit_errorf("--data %s: no training images left for the probe", o->data);
     goto done;
   }
+  if (ntr < B) B = (int)ntr;  /* a small (held-out) training set: one batch of all of it */
   ftr = beit_alloc((size_t)ntr * C * sizeof(float), "train features");
   fte = beit_alloc((size_t)nte * C * sizeof(float), "test features");
   mean = beit_alloc((size_t)C * sizeof(float), "feature means");

@@ -51,7 +51,7 @@ static int trim_log(const char *path, int64_t keep_until) {
 static int is_run_file(const char *name) {
   static const char *const fixed[] = {"config.json", "log.jsonl", "model.safetensors", "best.safetensors",
                                       "tokenizer.safetensors", "probe.json", "checkpoint.safetensors",
-                                      "summary.json", "val_indices.txt", "labels_indices.txt"};
+                                      "summary.json", "val_indices.txt", "labels_indices.txt", "time.json"};
   static const char *const suffixes[] = {".tmp", ".bad", ".link"};
   char base[256];
   snprintf(base, sizeof base, "%s", name);

@@ -54,7 +54,7 @@ typedef struct {
  * a folder another process holds is refused at once, naming its pid. A fresh
  * run (resume = 0) into a folder holding a run (any file a run writes: config.json,
  * log.jsonl, checkpoint*.safetensors, model / best / tokenizer.safetensors,
- * probe.json, summary.json, val_indices.txt, labels_indices.txt, their .tmp /
+ * probe.json, summary.json, time.json, val_indices.txt, labels_indices.txt, their .tmp /
  * .bad leftovers) is refused, naming the folder and the
  * ways out (--resume when can_resume, --overwrite); with overwrite those files
  * (and no others) are removed first. */
@@ -99,7 +99,6 @@ typedef struct {
   double best;           /* best evaluation metric so far (fine-tuning) */
   double best_top5;      /* the top-5 of that evaluation */
   int64_t best_epochs;   /* epochs done at that evaluation (0 = none yet) */
-  double seconds;        /* wall time of the run's work up to this state */
   double epoch_loss;     /* sums over this epoch's updates so far: loss, */
   int64_t epoch_steps, epoch_correct, epoch_count;  /* updates, correct / counted predictions */
 } beit_train_state;

@@ -135,6 +135,29 @@ static char *run_command(const beit_trainer *t) {
 
 double trainer_seconds(const beit_trainer *t) { return t->seconds0 + beit_now() - t->t_begin; }
 
+/* DIR/time.json: the wall time of the run's work up to its newest checkpoint, for
+ * summary.json's minutes (outside the checkpoint, which a resumed run writes bit
+ * for bit as an uninterrupted one does). */
+static int save_seconds(const beit_trainer *t) {
+  char path[1100], text[96];
+  beit_run_path(&t->run, "time.json", path, sizeof path);
+  int n = snprintf(text, sizeof text, "{\"step\": %" PRId64 ", \"seconds\": %.3f}\n", t->st.step, trainer_seconds(t));
+  return beit_write_file_atomic(path, text, (size_t)n);
+}
+
+static double load_seconds(const beit_trainer *t) {
+  char path[1100];
+  uint8_t *text = NULL;
+  size_t size;
+  beit_run_path(&t->run, "time.json", path, sizeof path);
+  cJSON *j = beit_read_file(path, &text, &size) == BEIT_OK ? cJSON_Parse((const char *)text) : NULL;
+  beit_free(text);
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "seconds");
+  double s = cJSON_IsNumber(v) ? v->valuedouble : 0;
+  cJSON_Delete(j);
+  return s;
+}
+
 beit_summary trainer_summary(const beit_trainer *t) {
   const beit_recipe_opts *o = t->o;
   return (beit_summary){.kind = t->kind, .command = t->command, .seed = o->seed, .split_seed = o->split_seed,
@@ -175,7 +198,7 @@ int trainer_open_model(beit_trainer *t, const beit_config *cfg, float layer_deca
       return beit_error_context("--resume");
   }
   sync_from_root(t);
-  t->seconds0 = t->st.seconds;
+  if (root && o->resume) t->seconds0 = load_seconds(t);
   if (root && !(t->command = run_command(t))) return BEIT_ERR;
   if (o->resume) {
     if (beit_loader_seek(t->loader, t->st.epoch, t->st.step_in_epoch) != BEIT_OK) return BEIT_ERR;
@@ -305,9 +328,9 @@ int trainer_save(beit_trainer *t) {
   const char *kv[10];
   int n = trainer_meta(t, kv, &json, &names, norm, sizeof norm, crop, sizeof crop);
   if (n < 0) return BEIT_ERR;
-  t->st.seconds = trainer_seconds(t);
   int rc = beit_checkpoint_save_kept(t->run.dir, t->o->keep, &t->model.params, &t->opt, &t->st, kv, n);
   free(json), beit_free(names);
+  if (rc == BEIT_OK) rc = save_seconds(t);
   return rc == BEIT_OK ? trainer_save_weights(t, "model.safetensors") : rc;
 }
 
@@ -346,17 +369,16 @@ int trainer_finish(beit_trainer *t) {
   return BEIT_OK;
 }
 
-/* The epoch's mean loss and accuracy over its updates (the sums live in the
- * checkpoint, so a resumed run logs what an uninterrupted one does). */
-static int log_epoch(beit_trainer *t, int64_t epoch) {
+/* ", epoch_loss, epoch_accuracy" of the line that ends an epoch: the means over
+ * its updates (the sums live in the checkpoint, so a resumed run logs what an
+ * uninterrupted one does); then the sums start again. */
+static void epoch_fields(beit_trainer *t, char *out, size_t n) {
   beit_train_state *st = &t->st;
   char lossv[32];
-  int rc = beit_run_log(&t->run, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"epoch_loss\": %s, "
-                        "\"epoch_accuracy\": %.6f}", st->step, epoch,
-                        json_num(lossv, sizeof lossv, "%.6f", st->epoch_steps ? st->epoch_loss / st->epoch_steps : NAN),
-                        st->epoch_count ? (double)st->epoch_correct / st->epoch_count : 0.0);
+  snprintf(out, n, ", \"epoch_loss\": %s, \"epoch_accuracy\": %.6f",
+           json_num(lossv, sizeof lossv, "%.6f", st->epoch_steps ? st->epoch_loss / st->epoch_steps : NAN),
+           st->epoch_count ? (double)st->epoch_correct / st->epoch_count : 0.0);
   st->epoch_loss = 0, st->epoch_steps = st->epoch_correct = st->epoch_count = 0;
-  return rc;
 }
 
 int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const beit_stats *s_local) {
@@ -393,24 +415,24 @@ int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const 
     fprintf(stderr, "%s%s: gradient allreduce took %.2f s of %.2f s on rank 0\n", beit_progress_eol(&t->bar),
             t->kind, beit_dist_reduce_seconds(), beit_now() - t->t_start);
   /* at multiples of --log-every (not every N steps from the start of this process): a resumed run logs the steps
-     the uninterrupted one does */
-  if (t->st.step % o->log_every == 0 || last) {
+     the uninterrupted one does; and at the end of each epoch, with the epoch's means */
+  if (t->st.step % o->log_every == 0 || last || epoch_end) {
     double now = beit_now();
-    char lossv[32], normv[32], skipped[48] = "";
+    char lossv[32], normv[32], skipped[48] = "", epoch[96] = "";
     if (t->window_skipped) snprintf(skipped, sizeof skipped, ", \"skipped\": %" PRId64, t->window_skipped);
+    if (epoch_end) epoch_fields(t, epoch, sizeof epoch);
     int64_t good = t->window_steps - t->window_skipped;
     int rc = beit_run_log(&t->run,
                  "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"lr\": %.6g, \"loss\": %s, \"accuracy\": %.6f, "
-                 "\"grad_norm\": %s, \"images_per_s\": %.1f%s}",
+                 "\"grad_norm\": %s%s, \"images_per_s\": %.1f%s}",
                  t->st.step, b->epoch, lr, json_num(lossv, sizeof lossv, "%.6f", good ? t->window_loss / good : NAN),
                  t->window_count ? (double)t->window_correct / t->window_count : 0.0,
-                 json_num(normv, sizeof normv, "%.4f", norm), t->window_images / (now - t->t_window), skipped);
+                 json_num(normv, sizeof normv, "%.4f", norm), epoch, t->window_images / (now - t->t_window), skipped);
     if (rc != BEIT_OK) return BEIT_ERR;
     t->t_window = now;
     t->window_loss = 0, t->window_correct = t->window_count = t->window_images = t->window_steps = 0;
     t->window_skipped = 0;
   }
-  if (epoch_end && log_epoch(t, b->epoch) != BEIT_OK) return BEIT_ERR;
   if (o->save_every > 0 && t->st.step % o->save_every == 0 && !last && !(epoch_end && t->saves_at_epoch_end))
     return trainer_save(t);
   return BEIT_OK;

@@ -35,7 +35,7 @@ typedef struct {
   int saves_at_epoch_end;      /* the recipe checkpoints after its end-of-epoch evaluation itself,
                                   so --save-every must not checkpoint that step before it */
   beit_dataset val;            /* the images --val-split holds out of ds (n = 0 without) */
-  double t_begin, seconds0;    /* this process's start; the run's work before it (st.seconds at resume) */
+  double t_begin, seconds0;    /* this process's start; the run's work before it (time.json at resume) */
   char *command;               /* the command line that started the run, as JSON (summary.json) */
 } beit_trainer;
 
