@@ -11,7 +11,7 @@
 #include "core/dist.h"
 #include "train/recipes.h"
 
-#define MAX_ARGS 48
+#define MAX_ARGS 64
 
 /* Flags common to both recipes; returns how many were added. */
 static int common_args(beit_arg *a, beit_recipe_opts *o) {
