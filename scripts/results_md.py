@@ -1,132 +1,333 @@
 #!/usr/bin/env python3
-"""Writes docs/results.md from the run folders of scripts/reproduce (stdout).
-Every number comes from those folders: log.jsonl, probe.json, done.json and the
-tokenizers' safetensors metadata."""
-import argparse, json, os, struct
+"""The records of scripts/reproduce, and docs/results.md + docs/results.json made from them.
 
-PAPER = {  # BEiT-B, 300 epochs ImageNet-1k, fine-tuned top-1 (paper Table 4; Table 9 for the probe)
-    "dvae-block": "82.86", "dvae-random": "82.77", "pixel-block": "81.04", "kmeans-block": "-",
-    "scratch": "81.8 (DeiT-B, Table 1)",
-}
+  results_md.py --record OUT.json --run-dir DIR --id ID --arm ARM --regime R --seed S --dataset D -- CMD...
+      one finished run's record: its command, seed, minutes, and its summary.json (pretrain,
+      finetune, linprobe) or `beit tokenizer eval`'s figures (tokenizers)
+  results_md.py --choose RESULTS ID...
+      of a finished grid (every ID recorded), the point with the best validation top-1, printed
+      as "RECIPE LR" (nothing while any ID is missing)
+  results_md.py --write RUNS --md docs/results.md --json docs/results.json [--beit build/beit]
+      the tables, curves and JSON from RUNS/*/*.json only
+
+Every number in docs/results.md comes from those records: nothing is typed in by hand but the
+paper's ImageNet figures, which have a table of their own."""
+import argparse, glob, json, math, os, re, shutil, statistics, subprocess, sys, tempfile
+
+ARMS = [  # key in results.json, label, the ids of its runs at seed S (the seed-0 grid for beit/scratch)
+    ("beit", "BEiT (VQ tokens, blockwise masks)"),
+    ("scratch", "scratch (epoch-matched, own grid, timm init)"),
+    ("random_mask", "BEiT, random masking"),
+    ("pixel", "BEiT, pixel regression"),
+    ("kmeans", "BEiT, k-means tokens"),
+]
+PAPER = [  # BEiT paper, ImageNet-1k, ViT-B/16, 300 (or 800) pretraining epochs; NOT comparable to ours
+    ("BEiT-B, 224 px", "83.2", "Table 1"),
+    ("BEiT-B, 300 ep", "82.86", "Table 4"),
+    ("BEiT-B, random masking, 300 ep", "82.77", "Table 4"),
+    ("BEiT-B, pixel regression, 300 ep", "81.04", "Table 4"),
+    ("DeiT-B from scratch, 300 ep", "81.8", "Table 1"),
+    ("BEiT-B linear probe (block 9)", "56.7", "Table 9"),
+]
 
 
-def jsonl(path):
+ANCHORS = [  # published CIFAR-10 figures on GPUs with far longer schedules (the results issue cites them)
+    ("ViT from scratch, strong augmentation, 100 epochs (9 blocks, width 192, patch 4)", "93.58",
+     "Vision Transformer for Small-Size Datasets"),
+    ("ViT from scratch (the same repository's baseline)", "77.7", "yjh0410/MAE"),
+    ("ViT after MAE pretraining on CIFAR-10 (400 + 50 epochs)", "89.4", "yjh0410/MAE"),
+]
+
+
+def write_json_atomic(path, obj):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def tokenizer_eval(path):
+    """`codes used N/V (P%), perplexity X, MAE Y, PSNR Z dB` (MAE/PSNR may read n/a)"""
+    line = open(path).read().strip()
+    m = re.search(r"codes used (\d+)/(\d+) \(([\d.]+)%\), perplexity ([\d.]+)", line)
+    if not m:
+        sys.exit(f"results_md.py: {path}: not a `beit tokenizer eval` line: {line!r}")
+    out = {"codes_used": int(m[1]), "vocab": int(m[2]), "codes_share": float(m[3]) / 100, "perplexity": float(m[4])}
+    for key, pat in (("mae", r"MAE ([\d.]+)"), ("psnr_db", r"PSNR ([\d.]+) dB")):
+        mm = re.search(pat, line)
+        out[key] = float(mm[1]) if mm else None
+    out["line"] = line
+    return out
+
+
+def record(a, cmd):
+    secs = 0
+    sec_file = os.path.join(a.run_dir, "reproduce-seconds.txt")
+    if os.path.exists(sec_file):
+        secs = sum(int(x) for x in open(sec_file).read().split())
+    rec = {"id": a.id, "arm": a.arm, "regime": a.regime, "seed": int(a.seed), "dataset": a.dataset,
+           "command": " ".join(cmd), "minutes": round(secs / 60, 2), "cpu": cpu_model(), "threads": os.cpu_count()}
+    summary = os.path.join(a.run_dir, "summary.json")
+    if os.path.exists(summary):
+        rec["summary"] = json.load(open(summary))
+    elif os.path.exists(os.path.join(a.run_dir, "eval.txt")):
+        rec["tokenizer"] = tokenizer_eval(os.path.join(a.run_dir, "eval.txt"))
+    else:
+        sys.exit(f"results_md.py: {a.run_dir}: neither summary.json nor eval.txt (did the run finish?)")
+    write_json_atomic(a.record, rec)
+
+
+def load(path):
     with open(path) as f:
-        return [json.loads(l) for l in f if l.strip()]
+        return json.load(f)
 
 
-def st_meta(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        return json.loads(f.read(n)).get("__metadata__", {})
+def val_of(rec):
+    s = rec.get("summary", {})
+    return s.get("val_top1")
 
 
-def finetune(runs, v):
-    rows = [r for r in jsonl(os.path.join(runs, "ft-" + v, "log.jsonl")) if "test_top1" in r]
-    return 100 * rows[-1]["test_top1"], 100 * max(r["test_top1"] for r in rows), len(rows)
+def choose(results, ids):
+    recs = []
+    for i in ids:
+        p = os.path.join(results, i + ".json")
+        if not os.path.exists(p):
+            return  # the grid is not finished: nothing is chosen yet
+        recs.append(load(p))
+    best = max(recs, key=lambda r: (val_of(r) if val_of(r) is not None else -1))
+    m = re.search(r"-s\d+-([a-z]+)-(.+)$", best["id"])
+    print(m[1], m[2])
 
 
-def pretrain_last(runs, v):
-    rows = [r for r in jsonl(os.path.join(runs, "pt-" + v, "log.jsonl")) if "loss" in r and "step" in r]
-    return rows[-1]
+# ---- the write-up ----------------------------------------------------------------------------
+def pct(x):
+    """summary.json holds shares (log.jsonl's convention); the write-up percent"""
+    return None if x is None else 100 * x
 
 
-def caption(runs, which, png):
-    """What `beit plot` printed for one picture: its axes, then a colour per run."""
-    path = os.path.join(runs, "plots-" + which + ".txt")
-    if not os.path.exists(path):
-        return ""
-    lines, keep = [], False
-    for l in open(path):
-        if l.startswith("/") or l.startswith(runs) or ".png:" in l:
-            keep = l.split(":")[0].endswith("/" + png)
-            if keep:
-                lines.append(l.split(": ", 1)[1].strip())
-        elif keep and l.strip():
-            colour, rest = l.split(None, 1)
-            lines.append(f"{colour}: {os.path.basename(rest.split(' (')[0])}")
-    return ("*" + "; ".join(lines) + "*\n") if lines else ""
+def mean_std(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None, None
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
 
 
-def seconds(runs, name):
-    with open(os.path.join(runs, name, "done.json")) as f:
-        d = json.load(f)
-    return d["seconds"], d["command"]
+def fmt(m, s, n):
+    if m is None:
+        return "-"
+    return f"{m:.2f} ± {s:.2f} (n={n})" if s is not None else f"{m:.2f} (n={n})"
+
+
+def grid_of(recs, prefix):
+    """seed-0 grid points of an arm: ids PREFIX-s0-RECIPE-LR"""
+    return sorted((r for i, r in recs.items() if re.fullmatch(re.escape(prefix) + r"-s0-[a-z]+-.+", i)),
+                  key=lambda r: r["id"])
+
+
+def arm_runs(recs, ft_prefix, arm):
+    """the fine-tuning records of one arm, one per seed: seed 0 is the grid's best on validation
+    (when the arm has a grid), the other seeds their own run"""
+    out = {}
+    grid = grid_of(recs, ft_prefix)
+    if grid:
+        out[0] = max(grid, key=lambda r: val_of(r) or -1)
+    for i, r in recs.items():
+        if re.fullmatch(re.escape(ft_prefix) + r"-s\d+", i):
+            out[r["seed"]] = r
+    return [out[s] for s in sorted(out)]
+
+
+def pretrain_minutes(recs, arm, seed):
+    pt = {"beit": "pt-beit", "random_mask": "pt-random_mask", "pixel": "pt-pixel", "kmeans": "pt-kmeans"}.get(arm)
+    r = recs.get(f"{pt}-s{seed}") if pt else None
+    return r["minutes"] if r else 0
+
+
+def regime_table(recs, regime_prefix):
+    """{arm: {test_top1: [...], val_top1: [...], seeds, runs, minutes}} for one regime"""
+    res = {}
+    for arm, _ in ARMS:
+        runs = arm_runs(recs, f"{regime_prefix}-{arm}", arm)
+        if not runs:
+            continue
+        res[arm] = {
+            "test_top1": [pct(r["summary"].get("test_top1")) for r in runs],
+            "val_top1": [pct(r["summary"].get("val_top1")) for r in runs],
+            "seeds": [r["seed"] for r in runs],
+            "runs": [r["id"] for r in runs],
+            "best_epoch": [r["summary"].get("best_epoch") for r in runs],
+            "minutes": [round(r["minutes"] + pretrain_minutes(recs, arm, r["seed"]), 1) for r in runs],
+            "commands": [r["command"] for r in runs],
+        }
+    return res
+
+
+def seeds_to_separate(a, b):
+    """seeds per arm for a two-sided t-test at 5% to find the observed difference with 80% power"""
+    ma, sa = mean_std(a)
+    mb, sb = mean_std(b)
+    if sa is None or sb is None or ma is None or mb is None or ma == mb:
+        return None
+    var = (sa * sa + sb * sb) / 2
+    return max(2, math.ceil(2 * (1.96 + 0.84) ** 2 * var / (ma - mb) ** 2))
+
+
+def curves(recs_by_ds, beit, outdir):
+    """validation top-1 per epoch of each arm's seed-0 run, drawn by `beit plot` from the records
+    (each written out as a log.jsonl of its own)"""
+    if not beit or not os.path.exists(beit):
+        return []
+    made = []
+    for ds, recs in recs_by_ds.items():
+        tmp = tempfile.mkdtemp()
+        dirs = []
+        for arm, _ in ARMS:
+            runs = arm_runs(recs, f"ft-{arm}", arm)
+            if not runs:
+                continue
+            d = os.path.join(tmp, arm)
+            os.makedirs(d)
+            with open(os.path.join(d, "log.jsonl"), "w") as f:
+                for e in runs[0]["summary"].get("epochs", []):
+                    if e.get("val_top1") is not None:
+                        f.write(json.dumps({"epoch": e["epoch"], "step": e["epoch"], "val_top1": e["val_top1"]}) + "\n")
+            dirs.append(d)
+        if dirs:
+            out = os.path.join(tmp, "plot")
+            p = subprocess.run([beit, "plot", *dirs, "--fields", "val_top1", "--out", out], capture_output=True, text=True)
+            png = os.path.join(out, "val_top1.png")
+            if p.returncode == 0 and os.path.exists(png):
+                os.makedirs(outdir, exist_ok=True)
+                dst = os.path.join(outdir, f"{ds}-val-top1.png")
+                shutil.copy(png, dst)
+                made.append((ds, dst, p.stdout.strip()))
+        shutil.rmtree(tmp, ignore_errors=True)
+    return made
+
+
+def write(a):
+    recs_by_ds = {}
+    for p in sorted(glob.glob(os.path.join(a.write, "*", "*.json"))):
+        r = load(p)
+        recs_by_ds.setdefault(r["dataset"], {})[r["id"]] = r
+    doc = {"protocol": {
+        "validation": "a class-balanced split of the training set (--val-split, --split-seed 0) held out of "
+                      "pretraining and fine-tuning; recipe, lr and best epoch chosen on it",
+        "test": "evaluated once per run, at its end, on the weights of the best validation epoch",
+        "seeds": "mean ± sample std over seeds; seed 0 of beit/scratch is its grid's best point on validation",
+        "scratch": "as many optimizer steps as pretraining + fine-tuning, its own recipe x lr grid, timm init, "
+                   "no layer decay",
+        "ablations": "fine-tuned with BEiT's chosen recipe and lr",
+    }, "tokenizers": {}}
+    md = ["# Results", "",
+          "Generated by `scripts/results_md.py` from the run records in `docs/results/runs/` (written by "
+          "`scripts/reproduce`); do not edit by hand. Protocol: " + doc["protocol"]["validation"] + "; the test "
+          "split " + doc["protocol"]["test"] + ". Scratch: " + doc["protocol"]["scratch"] + ". Ablations: " +
+          doc["protocol"]["ablations"] + ". Mean ± sample standard deviation over seeds.", ""]
+    for ds, recs in sorted(recs_by_ds.items()):
+        cpus = sorted({r["cpu"] for r in recs.values()})
+        md += [f"## {ds}", "", f"Runs: {len(recs)}, on {', '.join(cpus)} ({max(r['threads'] for r in recs.values())} "
+               "threads).", ""]
+        toks = {r["id"]: r["tokenizer"] for r in recs.values() if "tokenizer" in r}
+        if toks:
+            doc["tokenizers"][ds] = toks
+            md += ["| tokenizer | codes used | perplexity | MAE | PSNR | minutes |", "|---|---:|---:|---:|---:|---:|"]
+            for i, t in sorted(toks.items()):
+                md.append(f"| {i} | {t['codes_used']}/{t['vocab']} ({100 * t['codes_share']:.1f}%) | "
+                          f"{t['perplexity']:.1f} | {t['mae'] if t['mae'] is not None else 'n/a'} | "
+                          f"{t['psnr_db'] if t['psnr_db'] is not None else 'n/a'} | {recs[i]['minutes']:.1f} |")
+            md.append("")
+        for key, prefix, title in ((ds, "ft", "all training labels"), (ds + "_4k", "ft4k", "400 labels per class")):
+            table = regime_table(recs, prefix)
+            if not table:
+                continue
+            doc[key] = table
+            md += [f"### {title}", "", "| arm | test top-1 % | val top-1 % | per seed (test) | minutes per seed "
+                   "(pretrain + fine-tune) |", "|---|---:|---:|---|---|"]
+            for arm, label in ARMS:
+                if arm not in table:
+                    continue
+                t = table[arm]
+                md.append(f"| {label} | {fmt(*mean_std(t['test_top1']), len(t['test_top1']))} | "
+                          f"{fmt(*mean_std(t['val_top1']), len(t['val_top1']))} | "
+                          f"{', '.join(f'{x:.2f}' for x in t['test_top1'])} | {', '.join(map(str, t['minutes']))} |")
+            md.append("")
+            if "beit" in table:
+                for arm, label in ARMS[1:]:
+                    if arm not in table:
+                        continue
+                    d = statistics.mean(table["beit"]["test_top1"]) - statistics.mean(table[arm]["test_top1"])
+                    n = seeds_to_separate(table["beit"]["test_top1"], table[arm]["test_top1"])
+                    md.append(f"- BEiT − {label}: {d:+.2f} points (test, means)" +
+                              (f"; seeds per arm to tell this difference apart (t-test, 5%, power 80%): {n}" if n else ""))
+                md.append("")
+            for arm in ("beit", "scratch"):
+                grid = grid_of(recs, f"{prefix}-{arm}")
+                if grid:
+                    md += [f"Grid of `{arm}` at seed 0 (validation top-1 %, the chosen point in bold; test not shown):", ""]
+                    best = max(grid, key=lambda r: val_of(r) or -1)
+                    for r in grid:
+                        v = pct(val_of(r))
+                        s = f"{r['id']}: {v:.2f}" if v is not None else f"{r['id']}: -"
+                        md.append(f"- **{s}**" if r is best else f"- {s}")
+                    md.append("")
+        probes = {i: r for i, r in recs.items() if r["arm"].startswith("linprobe")}
+        if probes:
+            md += ["### linear probe", "", "| encoder | test top-1 % | val top-1 % |", "|---|---:|---:|"]
+            doc.setdefault(ds + "_probe", {})
+            for i, r in sorted(probes.items()):
+                s = r["summary"]
+                doc[ds + "_probe"][r["arm"]] = {"test_top1": [pct(s.get("test_top1"))], "val_top1": [pct(s.get("val_top1"))]}
+                md.append(f"| {i} | {fmt(pct(s.get('test_top1')), None, 1)} | {fmt(pct(s.get('val_top1')), None, 1)} |")
+            md.append("")
+    for ds, png, caption in curves(recs_by_ds, a.beit, os.path.join(os.path.dirname(a.md), "results")):
+        md += [f"![{ds}: validation top-1 per epoch]({os.path.relpath(png, os.path.dirname(a.md))})", "",
+               "`beit plot`: " + caption.replace("\n", "; "), ""]
+    md += ["## The paper's numbers (ImageNet-1k, ViT-B/16: not comparable to the tables above)", "",
+           "| model | top-1 % | source |", "|---|---:|---|"] + [f"| {m} | {v} | BEiT paper, {s} |" for m, v, s in PAPER]
+    md += ["", "## Published CIFAR-10 anchors (GPU, far longer schedules: for scale, not a comparison)", "",
+           "| model | top-1 % | source |", "|---|---:|---|"] + [f"| {m} | {v} | {s} |" for m, v, s in ANCHORS]
+    if not recs_by_ds:
+        md += ["", "No run has finished yet: `scripts/reproduce --data cifar10:DIR` makes them."]
+    with open(a.md + ".tmp", "w") as f:
+        f.write("\n".join(md) + "\n")
+    os.replace(a.md + ".tmp", a.md)
+    write_json_atomic(a.json, doc)
 
 
 def main():
+    argv = sys.argv[1:]
+    cmd = []
+    if "--" in argv:
+        cmd = argv[argv.index("--") + 1:]
+        argv = argv[:argv.index("--")]
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", required=True)
-    ap.add_argument("--scale", required=True)
-    ap.add_argument("--minutes", type=int, required=True)
-    a = ap.parse_args()
-    R = a.runs
-    ft = {v: finetune(R, v) for v in ["scratch", "dvae-block", "dvae-random", "kmeans-block", "pixel-block"]}
-    lp = {v: json.load(open(os.path.join(R, "lp-" + v, "probe.json"))) for v in ["pretrained", "random"]}
-    dv = st_meta(os.path.join(R, "tok-dvae", "tokenizer.safetensors"))
-    km = st_meta(os.path.join(R, "tok-kmeans", "tokenizer.safetensors"))
-    epochs = ft["scratch"][2]
-    beit, scratch = ft["dvae-block"][0], ft["scratch"][0]
-    best_pt = max(ft[v][0] for v in ["dvae-block", "dvae-random", "kmeans-block", "pixel-block"])
-    p = print
-    p("# Results: BEiT's claims at Fashion-MNIST scale\n")
-    total = sum(seconds(R, n)[0] for n in os.listdir(R) if os.path.exists(os.path.join(R, n, "done.json")))
-    p(f"Produced by `scripts/reproduce{' --quick' if a.scale == 'quick' else ''}` on the 2-core development machine "
-      f"(shared with other work while it ran): {total / 60:.0f} minutes of training runs (the table at the end; the "
-      f"linear probes besides), {a.minutes} minutes in its last invocation (finished runs are not repeated). Every "
-      "number below is read from the run folders by `scripts/results_md.py`; nothing is typed in by hand except the "
-      "paper's column.\n")
-    p("Setup (one recipe for every row): BEiT-mini (4 blocks, dim 96, 3 heads, LayerScale, relative position bias), "
-      "Fashion-MNIST resized to 32x32, 8x8 patches (a 4x4 token grid), batch 256, seed 0, "
-      f"{pretrain_last(R, 'dvae-block')['epoch'] + 1} pretraining epoch(s), {epochs} fine-tuning epochs "
-      "(lr 8e-3, layer decay 0.9 for pretrained encoders, warmup 0.5 epoch, horizontal flip, no crop, no label "
-      "smoothing, no drop path, no mixup). The paper's numbers are BEiT-B on ImageNet-1k (300 epochs) and are there "
-      "for the direction of each effect, not to be compared in size.\n")
-    p("## Fine-tuning top-1 on the Fashion-MNIST test set (10,000 images)\n")
-    p("| pretraining | final top-1 | best epoch | paper (ImageNet, Table 4) |")
-    p("|---|---|---|---|")
-    names = {"dvae-block": "BEiT: dVAE visual tokens, blockwise masking",
-             "dvae-random": "dVAE tokens, random masking",
-             "kmeans-block": "k-means visual tokens, blockwise masking",
-             "pixel-block": "pixel regression, blockwise masking",
-             "scratch": "none (from scratch)"}
-    for v in ["dvae-block", "dvae-random", "kmeans-block", "pixel-block", "scratch"]:
-        p(f"| {names[v]} | {ft[v][0]:.2f}% | {ft[v][1]:.2f}% | {PAPER[v]} |")
-    p("\n## Linear probe (frozen encoder, block {} of 4, mean-pooled)\n".format(lp["pretrained"]["layer"]))
-    p("| encoder | test top-1 | paper (ImageNet, Table 9) |")
-    p("|---|---|---|")
-    p(f"| BEiT-pretrained (dVAE, blockwise) | {100 * lp['pretrained']['test_top1']:.2f}% | 56.7 (BEiT-B) |")
-    p(f"| random initialisation | {100 * lp['random']['test_top1']:.2f}% | - |")
-    p("\n## Tokenizers\n")
-    p("| tokenizer | codes used (test) | reconstruction MAE (test) | training time |")
-    p("|---|---|---|---|")
-    p(f"| dVAE, {dv.get('steps')} steps | {dv.get('test_codes_used')} / 512 | {float(dv.get('test_mae', 'nan')):.4f} | "
-      f"{seconds(R, 'tok-dvae')[0]} s |")
-    km_mae = km.get('test_mae', 'nan')
-    km_mae = f"{float(km_mae):.4f}" if km_mae not in ("nan", "-nan") else "n/a (codes of normalised patches)"
-    km_used = f"{km['test_codes_used']} / 512" if "test_codes_used" in km else "- (not recorded)"
-    p(f"| k-means, {km.get('train_images', '?')} training images | {km_used} | {km_mae} | {seconds(R, 'tok-kmeans')[0]} s |")
-    p("\n## Targets (issue: the paper's claim at small scale)\n")
-    p(f"- BEiT-pretrained fine-tuned at least 92.5% top-1: **{'met' if beit >= 92.5 else 'not met'}** ({beit:.2f}%).")
-    p(f"- At least 1.0 point above scratch at the same fine-tuning budget: **{'met' if beit - scratch >= 1.0 else 'not met'}** "
-      f"({beit - scratch:+.2f} points; best pretraining variant {best_pt - scratch:+.2f}).")
-    p("\n## Curves\n")
-    p("![fine-tuning test top-1 per epoch](results/finetune-test-top1.png)\n")
-    p(caption(R, "finetune", "test_top1.png"))
-    p("![pretraining loss](results/pretrain-loss.png)\n")
-    p(caption(R, "pretrain", "loss.png"))
-    p("![pretraining masked-token accuracy](results/pretrain-accuracy.png)\n")
-    p(caption(R, "pretrain", "accuracy.png"))
-    p("## Commands and wall time of each run\n")
-    p("| run | seconds | command |")
-    p("|---|---|---|")
-    for name in sorted(os.listdir(R)):
-        if os.path.exists(os.path.join(R, name, "done.json")):
-            s, cmd = seconds(R, name)
-            p(f"| {name} | {s} | `{cmd}` |")
-    p("\nThe linear probes: `beit linprobe --checkpoint <pt-dvae-block>/model.safetensors` and "
-      "`beit linprobe --model mini --patch-size 8 --image-size 32` (random encoder), "
-      f"{lp['pretrained']['epochs']} epochs each, seed 0.")
+    ap.add_argument("--record"), ap.add_argument("--run-dir"), ap.add_argument("--id"), ap.add_argument("--arm")
+    ap.add_argument("--regime"), ap.add_argument("--seed"), ap.add_argument("--dataset")
+    ap.add_argument("--choose", nargs="+")
+    ap.add_argument("--write"), ap.add_argument("--md"), ap.add_argument("--json")
+    ap.add_argument("--beit", default=os.path.join(os.path.dirname(__file__), "..", "build", "beit"))
+    a = ap.parse_args(argv)
+    if a.record:
+        record(a, cmd)
+    elif a.choose:
+        choose(a.choose[0], a.choose[1:])
+    elif a.write:
+        write(a)
+    else:
+        ap.error("one of --record, --choose, --write")
 
 
 if __name__ == "__main__":
