@@ -335,7 +335,7 @@ int main(void) {
   snprintf(tiny, sizeof tiny, "%s/protocol-mnist", fx_dir());
   TEST_PATHF(g_data, "mnist:%s", tiny);
   TEST_PATHF(g_dir, "%s/protocol-runs", fx_dir());
-  char cmd[1300];
+  char cmd[2400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", g_dir, g_dir);
   CHECK_TRUE(make_tiny_mnist(tiny, 256, 64) == 0 && system(cmd) == 0, "tiny dataset in %s", tiny);
   test_split();
