@@ -30,6 +30,10 @@ void beit_recipe_defaults_finetune(beit_recipe_opts *o) {
   o->cutmix = 1.0f;
   o->crop_scale_min = 0.08f;
   o->eval_every = 1;
+  o->randaug = "rand-m9-mstd0.5-inc1";  /* unilm's run_class_finetuning.py defaults (spec 7.2) */
+  o->reprob = 0.25f;
+  o->crop_pad = -1;         /* unilm's datasets.py: RandomCrop(32, padding 4) for inputs of 32 px and below */
+  o->model_ema_decay = 0.9999f;
 }
 
 /* Copies what the classifier shares with a pretraining checkpoint of any
@@ -129,7 +133,7 @@ static int check_init(const beit_recipe_opts *o, const beit_config *init, int P)
  * stopped by --max-steps where none was due: best.safetensors is written when
  * it is the best so far, but the checkpoint's best is not raised, so a resumed
  * run keeps the best.safetensors the epoch evaluations of an uninterrupted run keep. */
-static int evaluate(beit_trainer *t, const beit_dataset *test, int64_t epoch, int record, double *out) {
+static int evaluate_weights(beit_trainer *t, const beit_dataset *test, int64_t epoch, int record, double *out) {
   beit_eval_result r;
   beit_eval_prep prep = trainer_eval_prep(t);  /* what best.safetensors will tell `beit eval` to use */
   if (beit_evaluate_ranks(&t->model, test, &prep, &r, 0) != BEIT_OK) return BEIT_ERR;
@@ -145,6 +149,14 @@ static int evaluate(beit_trainer *t, const beit_dataset *test, int64_t epoch, in
   if (acc <= t->st.best) return BEIT_OK;
   if (record) t->st.best = acc;
   return trainer_save_weights(t, "best.safetensors");
+}
+
+/* On the EMA weights with --model-ema (timm's ModelEma: what is kept), else on the trained ones. */
+static int evaluate(beit_trainer *t, const beit_dataset *test, int64_t epoch, int record, double *out) {
+  trainer_use_ema(t, 1);
+  int rc = evaluate_weights(t, test, epoch, record, out);
+  trainer_use_ema(t, 0);
+  return rc;
 }
 
 int beit_finetune(const beit_recipe_opts *o) {
@@ -178,6 +190,7 @@ int beit_finetune(const beit_recipe_opts *o) {
   t.saves_at_epoch_end = 1;  /* the end-of-epoch checkpoint comes after the evaluation */
   if (trainer_open_model(&t, &cfg, o->layer_decay) != BEIT_OK) goto done;
   if (use_init && load_pretrained(&t.model, &init, o->init) != BEIT_OK) goto done;
+  if (!o->resume) beit_optimizer_ema_reset(&t.opt);  /* the EMA starts from the weights training starts from */
   beit_model_free(&init);
   int K = cfg.num_classes, mixing = o->mixup > 0 || o->cutmix > 0;
   size_t img = (size_t)cfg.channels * cfg.image_size * cfg.image_size;

@@ -34,6 +34,7 @@ typedef struct {
   int skipped_in_row;          /* consecutive non-finite steps */
   int saves_at_epoch_end;      /* the recipe checkpoints after its end-of-epoch evaluation itself,
                                   so --save-every must not checkpoint that step before it */
+  int ema_in;                  /* the model holds the EMA weights (trainer_use_ema) */
 } beit_trainer;
 
 /* Claims the run folder (rank 0; beit_run_claim: the lock, a fresh run refused in
@@ -67,7 +68,11 @@ int trainer_save(beit_trainer *t);
  * default crop_pct, the loader's mean/std. Fine-tuning evaluates with it and
  * every file written carries it (metadata normalize, crop_pct). */
 beit_eval_prep trainer_eval_prep(const beit_trainer *t);
-/* Weights only (with config, class names and eval preprocessing) as out/<name>; rank 0. */
+/* --model-ema: on = 1 puts the EMA weights in the model (the trained ones in the
+ * optimizer's EMA buffer), on = 0 swaps them back; no-op without an EMA or when already so. */
+void trainer_use_ema(beit_trainer *t, int on);
+/* Weights only (with config, class names and eval preprocessing) as out/<name>;
+ * rank 0. With --model-ema these are the EMA weights. */
 int trainer_save_weights(beit_trainer *t, const char *name);
 void trainer_close(beit_trainer *t);
 /* Model config in JSON with the recipe's arguments, for config.json and metadata. */
