@@ -90,6 +90,12 @@ static void test_finetune_run(void) {
                   "--epochs", "2", "--threads", "2", "--workers", "1", "--quiet", "--model-ema", "--model-ema-decay",
                   "0.5", "--lr", "1e-2", "--overwrite", "--out", out, NULL};
   CHECK_TRUE(child_run(args, NULL) == 0, "fine-tuning with --model-ema exits 0");
+  TEST_PATHF(p, "%s/config.json", out);
+  char *conf = slurp(p);
+  CHECK_TRUE(conf && strstr(conf, "\"crop_pad\":\t4") && strstr(conf, "\"randaug\":\t\"rand-m9-mstd0.5-inc1\"") &&
+             strstr(conf, "\"reprob\":\t0.25"), "config.json: the defaults at 28 px, RandAugment, reprob 0.25 and "
+             "--crop-pad -1 resolved to 4 (unilm's RandomCrop(S, padding 4) up to 32 px)");
+  free(conf);
   beit_safetensors ck, model, best;
   TEST_PATHF(p, "%s/checkpoint.safetensors", out);
   TEST_PATHF(q, "%s/model.safetensors", out);

@@ -182,6 +182,12 @@ static void test_train_view(void) {
              p.ops[0] >= 0 ? beit_randaug_op_names[p.ops[0]] : "-", p.ops[1] >= 0 ? beit_randaug_op_names[p.ops[1]] : "-",
              p.erase.w, p.erase.h);
   CHECK_TRUE(memcmp(a, plain, sizeof(float) * 3 * S * S) != 0, "the view differs from the one without them");
+  beit_aug_defaults(&cfg);  /* all three off (the demo's recipe): the view pretraining's view A always was */
+  beit_rng_seed(&r1, 9, BEIT_RNG_AUGMENT, 1, 2), beit_rng_seed(&r2, 9, BEIT_RNG_AUGMENT, 1, 2);
+  rc = beit_aug_train(&cfg, &img, &r1, S, mean, std, a, NULL);
+  rc |= beit_aug_pretrain(&cfg, &img, &r2, S, 0, mean, std, b, NULL, NULL);
+  CHECK_TRUE(rc == BEIT_OK && !memcmp(a, b, sizeof(float) * 3 * S * S) && !memcmp(a, plain, sizeof(float) * 3 * S * S),
+             "with RandAugment, erasing and the padded crop off the train view is the plain crop + flip + jitter");
   beit_image gray = {0};
   beit_image_reserve(&gray, 9, 11, 1);
   for (int i = 0; i < 99; i++) gray.data[i] = (uint8_t)(i * 7);

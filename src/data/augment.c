@@ -8,6 +8,7 @@
 #include <string.h>
 
 void beit_aug_defaults(beit_aug_cfg *cfg) {
+  memset(cfg, 0, sizeof *cfg);  /* RandAugment, erasing and the padded crop off */
   cfg->scale_min = 0.08f, cfg->scale_max = 1.0f;
   cfg->ratio_min = 3.0f / 4.0f, cfg->ratio_max = 4.0f / 3.0f;
   cfg->hflip = 0.5f;
