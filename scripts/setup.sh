@@ -11,6 +11,7 @@ PACKAGES=(
   libpng-dev libjpeg-dev zlib1g-dev       # images and gzip'd IDX files
   python3-torch python3-numpy             # the independent PyTorch reference (tests, bench)
   python3-scipy                           # reference for resizing relative position tables (interp2d, as unilm)
+  python3-pil                             # reference for the RandAugment ops (PIL itself, as timm calls it)
   dataset-fashion-mnist                   # the embedded default dataset
   openmpi-bin libopenmpi-dev              # optional: data-parallel training under mpirun (docs/distributed.md)
   clang libclang-rt-14-dev libomp-14-dev  # libFuzzer harnesses, ASan/UBSan runtimes, clang's OpenMP (docs/fuzzing.md)

@@ -190,6 +190,9 @@ static void kill_and_resume(const char *command, int kills, int epochs, beit_rng
                     "--save-every", finetune ? "2" : "3", "--out", ref, NULL};
   int n = 23;
   if (!finetune) args[n++] = "--tokenizer", args[n++] = "pixel";
+  /* fine-tuning with its default RandAugment, erasing and padded crop, and an EMA of the weights that
+     checkpoints must carry (decay 0.9: it differs from the weights within a few steps) */
+  if (finetune) args[n++] = "--model-ema", args[n++] = "--model-ema-decay", args[n++] = "0.9";
   args[n] = NULL;
   int rc = child_run(args, NULL);
   CHECK_TRUE(rc == 0, "%s: uninterrupted run exits 0 (got %d)", command, rc);

@@ -83,6 +83,7 @@ static void finetune_opts(const demo_opts *d, char *dir, char *init, size_t n, b
    * layer decay 0.75, drop path 0.1, smoothing 0.1 (docs/training.md). */
   o->lr = 8e-3f, o->layer_decay = 0.9f, o->mixup = 0, o->cutmix = 0, o->crop_scale_min = 1.0f, o->warmup_epochs = 0.5f;
   o->drop_path = 0, o->label_smoothing = 0;
+  o->randaug = "none", o->reprob = 0, o->crop_pad = 0;  /* not the recipe the demo was measured with */
   o->batch = d->batch, o->log_every = 20, o->image_size = DEMO_SIDE, o->patch_size = d->patch, o->color_jitter = 0;
   o->overwrite = d->overwrite;
 }

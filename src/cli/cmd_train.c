@@ -130,6 +130,15 @@ int cmd_finetune(int argc, char **argv) {
   a[n++] = (beit_arg){"eval-subset", ARG_I64, &o.eval_subset, "evaluate on the first N test images (0 = all)", 0, 1e12};
   a[n++] = (beit_arg){"labels-per-class", ARG_I64, &o.labels_per_class, "train on N images per class of the training "
                       "images left after --val-split, a fixed list chosen by --split-seed (0 = all)", 0, 1e12};
+  a[n++] = (beit_arg){"randaug", ARG_STR, &o.randaug, "timm's RandAugment after crop and flip: rand-mM-nN-mstdS-incI "
+                      "(unilm's default; none = off); on, it replaces --color-jitter, as in timm", 0, 0};
+  a[n++] = (beit_arg){"reprob", ARG_FLOAT, &o.reprob, "random erasing probability (timm's mode pixel: one box of N(0,1) "
+                      "values after normalisation; 0 = off)", 0, 1};
+  a[n++] = (beit_arg){"crop-pad", ARG_INT, &o.crop_pad, "RandomCrop(S, padding N) + flip instead of the random resized "
+                      "crop (-1 = 4 when the input is 32 px or less, as unilm's datasets.py, else off; 0 = off)", -1, 1024};
+  a[n++] = (beit_arg){"model-ema", ARG_FLAG, &o.model_ema, "keep an exponential moving average of the weights (timm's "
+                      "ModelEma, after each step): evaluated, and saved as best/model.safetensors", 0, 0};
+  a[n++] = (beit_arg){"model-ema-decay", ARG_FLOAT, &o.model_ema_decay, "EMA decay per step", 0, 1};
   int rc = beit_args_parse("beit finetune [--init PRETRAINED.safetensors] [options]",
                            "Fine-tune a BEiT classifier and evaluate it every epoch: on the --val-split images, keeping "
                            "the best as best.safetensors and testing it once at the end, or without --val-split on the "

@@ -8,6 +8,7 @@
 #include <string.h>
 
 void beit_aug_defaults(beit_aug_cfg *cfg) {
+  memset(cfg, 0, sizeof *cfg);  /* RandAugment, erasing and the padded crop off */
   cfg->scale_min = 0.08f, cfg->scale_max = 1.0f;
   cfg->ratio_min = 3.0f / 4.0f, cfg->ratio_max = 4.0f / 3.0f;
   cfg->hflip = 0.5f;
@@ -278,9 +279,86 @@ int beit_aug_pretrain(const beit_aug_cfg *cfg, const beit_image *img, beit_rng *
   return out_b ? make_view(&p, img, size_b, cfg->interp_b, out_b) : BEIT_OK;
 }
 
+/* torchvision's RandomCrop(size, padding N) (zeros) after the image is resized to
+ * size x size, then the flip; jitter last (it sees the padding, as ColorJitter does). */
+static int pad_crop_view(const beit_aug_cfg *cfg, const beit_image *img, beit_rng *rng, int size,
+                         beit_aug_params *p, float *out) {
+  int N = cfg->crop_pad, C = img->c;
+  memset(p, 0, sizeof *p);
+  draw_jitter(cfg, rng, img, p);
+  p->box = (beit_box){(int)beit_rng_randint(rng, 0, 2 * N), (int)beit_rng_randint(rng, 0, 2 * N), size, size};
+  p->flip = cfg->hflip > 0 && beit_rng_uniform(rng) < cfg->hflip;
+  size_t plane = (size_t)size * size;
+  float *full = beit_alloc(sizeof(float) * C * plane, "the padded crop");
+  if (!full || beit_resize_box(img, (beit_box){0, 0, img->h, img->w}, size, size, cfg->interp, 0, full)) {
+    beit_free(full);
+    return BEIT_ERR;
+  }
+  for (int c = 0; c < C; c++)
+    for (int y = 0; y < size; y++)
+      for (int x = 0; x < size; x++) {
+        int sy = p->box.top - N + y, sx = p->box.left - N + (p->flip ? size - 1 - x : x);
+        int in = sy >= 0 && sx >= 0 && sy < size && sx < size;
+        out[c * plane + (size_t)y * size + x] = in ? full[c * plane + (size_t)sy * size + sx] : 0;
+      }
+  beit_free(full);
+  beit_jitter_apply(p, out, C, (int)plane);
+  return BEIT_OK;
+}
+
+/* RandAugment works on what PIL would hold: the view rounded to uint8, HWC. */
+static int randaug_view(const beit_randaug_cfg *ra, float *x, int C, int size, const float mean[3], beit_rng *rng,
+                        int *ops) {
+  beit_image im = {0};
+  size_t plane = (size_t)size * size;
+  if (beit_image_reserve(&im, size, size, C) != BEIT_OK) return BEIT_ERR;
+  uint8_t fill[3];
+  for (int c = 0; c < 3; c++) fill[c] = (uint8_t)fmin(255, nearbyint(255 * mean[c < C ? c : 0]));  /* timm's img_mean */
+  for (int c = 0; c < C; c++)
+    for (size_t i = 0; i < plane; i++) im.data[i * C + c] = (uint8_t)(x[c * plane + i] * 255 + 0.5f);
+  int rc = beit_randaug_apply(ra, &im, rng, fill, ops);
+  for (int c = 0; c < C; c++)
+    for (size_t i = 0; i < plane; i++) x[c * plane + i] = im.data[i * C + c] * (1.0f / 255.0f);
+  beit_image_free(&im);
+  return rc;
+}
+
+int beit_random_erase(float *x, int C, int H, int W, float prob, beit_rng *rng, beit_box *box) {
+  if (prob <= 0 || beit_rng_uniform(rng) >= prob) return 0;
+  double area = (double)H * W, lr = log(0.3);
+  for (int attempt = 0; attempt < 10; attempt++) {
+    double target = beit_rng_uniform_range(rng, 0.02, 1 / 3.0) * area;
+    double ar = exp(beit_rng_uniform_range(rng, lr, -lr));
+    int h = round_py(sqrt(target * ar)), w = round_py(sqrt(target / ar));
+    if (w >= W || h >= H) continue;
+    *box = (beit_box){(int)beit_rng_randint(rng, 0, H - h), (int)beit_rng_randint(rng, 0, W - w), h, w};
+    for (int c = 0; c < C; c++)
+      for (int y = box->top; y < box->top + h; y++)
+        for (int i = box->left; i < box->left + w; i++) x[((size_t)c * H + y) * W + i] = (float)beit_rng_normal(rng);
+    return 1;
+  }
+  return 0;
+}
+
 int beit_aug_train(const beit_aug_cfg *cfg, const beit_image *img, beit_rng *rng, int size, const float mean[3],
                    const float std[3], float *out, beit_aug_params *drawn) {
-  return beit_aug_pretrain(cfg, img, rng, size, 0, mean, std, out, NULL, drawn);
+  if (cfg->crop_pad <= 0 && cfg->randaug.n <= 0 && cfg->reprob <= 0)
+    return beit_aug_pretrain(cfg, img, rng, size, 0, mean, std, out, NULL, drawn);
+  beit_aug_cfg c = *cfg;
+  if (c.randaug.n > 0) c.brightness = c.contrast = c.saturation = 0;  /* timm: no jitter with an auto-augment policy */
+  beit_aug_params p;
+  if (c.crop_pad > 0) {
+    if (pad_crop_view(&c, img, rng, size, &p, out) != BEIT_OK) return BEIT_ERR;
+  } else {
+    beit_aug_draw(&c, rng, img, &p);
+    if (make_view(&p, img, size, c.interp, out) != BEIT_OK) return BEIT_ERR;
+  }
+  for (int k = 0; k < 16; k++) p.ops[k] = -1;
+  if (c.randaug.n > 0 && randaug_view(&c.randaug, out, img->c, size, mean, rng, p.ops) != BEIT_OK) return BEIT_ERR;
+  beit_normalize(out, img->c, size * size, mean, std);
+  p.erased = beit_random_erase(out, img->c, size, size, c.reprob, rng, &p.erase);
+  if (drawn) *drawn = p;
+  return BEIT_OK;
 }
 
 /* 0.875 (224 of 256, spec 7.3) between, and 1 from 384 px (BEiT's 384 fine-tuning

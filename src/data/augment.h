@@ -7,6 +7,7 @@
 #define BEIT_AUGMENT_H
 
 #include "core/core.h"
+#include "data/randaug.h"
 #include "io/image.h"
 
 typedef enum { BEIT_INTERP_BILINEAR = 0, BEIT_INTERP_BICUBIC, BEIT_INTERP_LANCZOS } beit_interp;
@@ -22,6 +23,10 @@ typedef struct {
   float brightness, contrast, saturation; /* jitter strengths: 0.4 (0 = off) */
   beit_interp interp;         /* view A / train view: bicubic */
   beit_interp interp_b;       /* pretraining view B: Lanczos (spec section 4) */
+  /* fine-tuning only (beit_aug_train), all off by default: */
+  beit_randaug_cfg randaug;   /* timm's RandAugment after crop + flip (n = 0: off); replaces the jitter, as timm */
+  float reprob;               /* random erasing probability, after normalisation (timm, mode pixel) */
+  int crop_pad;               /* > 0: RandomCrop(S, padding N) of the image at S x S instead of the resized crop */
 } beit_aug_cfg;
 
 /* What one call drew (for tests and previews). */
@@ -31,6 +36,9 @@ typedef struct {
   int order[3];      /* jitter op order: 0 brightness, 1 contrast, 2 saturation */
   float factor[3];   /* jitter factors (1 = identity) */
   float gray_mean;   /* mean gray level the contrast op blends towards, [0, 1] */
+  int ops[16];       /* RandAugment: the op of each layer (randaug.h), -1 when skipped */
+  int erased;        /* random erasing happened, in box `erase` of the output */
+  beit_box erase;
 } beit_aug_params;
 
 void beit_aug_defaults(beit_aug_cfg *cfg);
@@ -54,9 +62,18 @@ void beit_normalize(float *chw, int c, int hw, const float mean[3], const float 
  * and view B (size_b, cfg->interp_b, plain [0,1]). out_b may be NULL. */
 int beit_aug_pretrain(const beit_aug_cfg *cfg, const beit_image *img, beit_rng *rng, int size_a, int size_b,
                       const float mean[3], const float std[3], float *out_a, float *out_b, beit_aug_params *drawn);
-/* Fine-tuning train view: crop + flip + jitter, normalised. */
+/* Fine-tuning train view, timm's order: random resized crop (or, with crop_pad,
+ * RandomCrop(size, padding crop_pad) of the image resized to size x size; box then
+ * holds the crop's offset in the padded image), flip, then jitter or, when
+ * randaug.n > 0, RandAugment on the view rounded to uint8 as PIL's would be (fill:
+ * the mean in 0..255), normalisation, random erasing with probability reprob. */
 int beit_aug_train(const beit_aug_cfg *cfg, const beit_image *img, beit_rng *rng, int size, const float mean[3],
                    const float std[3], float *out, beit_aug_params *drawn);
+/* timm's RandomErasing(p, mode 'pixel', one box) on a normalised CHW image: with
+ * probability p, up to 10 tries of a box of area share U(0.02, 1/3) and aspect
+ * h/w log-uniform in [0.3, 1/0.3], kept when it fits, filled with N(0, 1) per value.
+ * Returns 1 when a box was erased (*box), else 0. */
+int beit_random_erase(float *chw, int c, int h, int w, float p, beit_rng *rng, beit_box *box);
 /* The eval preprocessing of a model (spec 7.3): what `beit eval`, `predict`,
  * `attention` and fine-tuning's evaluation all feed the model, taken from the
  * checkpoint (beit_checkpoint_eval_prep in model/convert.h). */

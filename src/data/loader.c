@@ -71,6 +71,7 @@ static int resolve_sizes(beit_loader_cfg *c, const beit_dataset *ds) {
   else if (c->second_size == 0) c->second_size = c->image_size / c->patch_size * 8;
   if (c->std[0] == 0) memcpy(c->mean, ds->mean, sizeof c->mean), memcpy(c->std, ds->std, sizeof c->std);
   if (c->crop_pct <= 0) c->crop_pct = beit_default_crop_pct(c->image_size);
+  if (c->aug.crop_pad < 0) c->aug.crop_pad = c->image_size <= 32 ? 4 : 0;  /* unilm's datasets.py, input_size <= 32 */
   return BEIT_OK;
 }
 

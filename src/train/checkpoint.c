@@ -20,9 +20,9 @@ static const char *const state_keys[] = {"train.step", "train.epoch", "train.ste
 
 /* A checkpoint never holds a NaN or an infinity: refused before anything is written. */
 static int check_finite(const char *path, const beit_params *p, const beit_optimizer *opt) {
-  const float *bufs[3] = {p->data, opt ? opt->m : NULL, opt ? opt->v : NULL};
-  const char *what[3] = {"parameter", "AdamW first moment of", "AdamW second moment of"};
-  for (int k = 0; k < 3; k++) {
+  const float *bufs[4] = {p->data, opt ? opt->m : NULL, opt ? opt->v : NULL, opt ? opt->ema : NULL};
+  const char *what[4] = {"parameter", "AdamW first moment of", "AdamW second moment of", "the EMA of"};
+  for (int k = 0; k < 4; k++) {
     int bad = bufs[k] ? beit_params_first_nonfinite(p, bufs[k]) : -1;
     if (bad >= 0)
       return beit_errorf("%s: %s '%s' holds a NaN or infinity; not writing the checkpoint (the previous one is kept)",
@@ -34,7 +34,7 @@ static int check_finite(const char *path, const beit_params *p, const beit_optim
 int beit_checkpoint_save(const char *path, const beit_params *p, const beit_optimizer *opt,
                          const beit_train_state *s, const char *const *meta_kv, int n_meta) {
   if (check_finite(path, p, opt) != BEIT_OK) return BEIT_ERR;
-  int per = opt ? 3 : 1, n = p->n * per;
+  int per = opt ? (opt->ema ? 4 : 3) : 1, n = p->n * per;
   beit_st_tensor *t = calloc((size_t)n, sizeof *t);
   char (*names)[BEIT_NAME_MAX + 16] = calloc((size_t)n, sizeof *names);
   if (!t || !names || n_meta > MAX_META - 11) {
@@ -43,8 +43,8 @@ int beit_checkpoint_save(const char *path, const beit_params *p, const beit_opti
   }
   for (int i = 0; i < p->n; i++) {
     const beit_tensor_info *ti = &p->t[i];
-    const float *src[3] = {p->data, opt ? opt->m : NULL, opt ? opt->v : NULL};
-    const char *prefix[3] = {"", "optim.m.", "optim.v."};
+    const float *src[4] = {p->data, opt ? opt->m : NULL, opt ? opt->v : NULL, opt ? opt->ema : NULL};
+    const char *prefix[4] = {"", "optim.m.", "optim.v.", "optim.ema."};
     for (int k = 0; k < per; k++) {
       beit_st_tensor *e = &t[k * p->n + i];
       snprintf(names[k * p->n + i], sizeof names[0], "%s%s", prefix[k], ti->name);
@@ -86,11 +86,12 @@ static int load_moments(const beit_safetensors *st, beit_optimizer *opt) {
   const beit_params *p = opt->p;
   char name[BEIT_NAME_MAX + 16];
   for (int i = 0; i < p->n; i++) {
-    float *dst[2] = {opt->m, opt->v};
-    const char *prefix[2] = {"optim.m.", "optim.v."};
-    for (int k = 0; k < 2; k++) {
+    float *dst[3] = {opt->m, opt->v, opt->ema};
+    const char *prefix[3] = {"optim.m.", "optim.v.", "optim.ema."};
+    for (int k = 0; k < (opt->ema ? 3 : 2); k++) {
       snprintf(name, sizeof name, "%s%s", prefix[k], p->t[i].name);
       int j = beit_st_find(st, name);
+      if (j < 0 && k == 2) return beit_errorf("%s: no EMA weights '%s' (the run was trained without --model-ema)", st->path, name);
       if (j < 0) return beit_errorf("%s: no optimizer state '%s' (a weights-only file cannot resume training)", st->path, name);
       if (beit_st_read_f32(st, j, dst[k] + p->t[i].offset, p->t[i].numel) != BEIT_OK) return BEIT_ERR;
     }

@@ -32,6 +32,10 @@ void beit_recipe_defaults_finetune(beit_recipe_opts *o) {
   o->cutmix = 1.0f;
   o->crop_scale_min = 0.08f;
   o->eval_every = 1;
+  o->randaug = "rand-m9-mstd0.5-inc1";  /* unilm's run_class_finetuning.py defaults (spec 7.2) */
+  o->reprob = 0.25f;
+  o->crop_pad = -1;         /* unilm's datasets.py: RandomCrop(32, padding 4) for inputs of 32 px and below */
+  o->model_ema_decay = 0.9999f;
 }
 
 /* Copies what the classifier shares with a pretraining checkpoint of any
@@ -133,7 +137,7 @@ static int check_init(const beit_recipe_opts *o, const beit_config *init, int P)
  * as "partial", it writes best.safetensors only while no evaluation of an epoch
  * has, and changes nothing of the checkpoint's best, so a resumed run ends with
  * the best.safetensors an uninterrupted one does. */
-static int evaluate(beit_trainer *t, const beit_dataset *ds, int64_t epoch, int record, beit_eval_result *r) {
+static int evaluate_weights(beit_trainer *t, const beit_dataset *ds, int64_t epoch, int record, beit_eval_result *r) {
   beit_eval_prep prep = trainer_eval_prep(t);  /* what best.safetensors will tell `beit eval` to use */
   if (beit_evaluate_ranks(&t->model, ds, &prep, r, 0) != BEIT_OK) return BEIT_ERR;
   free(r->confusion);
@@ -151,6 +155,14 @@ static int evaluate(beit_trainer *t, const beit_dataset *ds, int64_t epoch, int 
   if (record ? acc <= t->st.best && t->st.best_epochs : t->st.best_epochs) return BEIT_OK;
   if (record) t->st.best = acc, t->st.best_top5 = top5, t->st.best_epochs = epoch + 1;
   return trainer_save_weights(t, "best.safetensors");
+}
+
+/* On the EMA weights with --model-ema (timm's ModelEma: what is kept), else on the trained ones. */
+static int evaluate(beit_trainer *t, const beit_dataset *ds, int64_t epoch, int record, beit_eval_result *r) {
+  trainer_use_ema(t, 1);
+  int rc = evaluate_weights(t, ds, epoch, record, r);
+  trainer_use_ema(t, 0);
+  return rc;
 }
 
 /* The selected weights (best.safetensors) into the model, on every rank. */
@@ -232,6 +244,7 @@ int beit_finetune(const beit_recipe_opts *o) {
   t.saves_at_epoch_end = 1;  /* the end-of-epoch checkpoint comes after the evaluation */
   if (trainer_open_model(&t, &cfg, o->layer_decay) != BEIT_OK) goto done;
   if (use_init && load_pretrained(&t.model, &init, o->init) != BEIT_OK) goto done;
+  if (!o->resume) beit_optimizer_ema_reset(&t.opt);  /* the EMA starts from the weights training starts from */
   beit_model_free(&init);
   int K = cfg.num_classes, mixing = o->mixup > 0 || o->cutmix > 0;
   size_t img = (size_t)cfg.channels * cfg.image_size * cfg.image_size;

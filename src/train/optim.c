@@ -33,9 +33,21 @@ int beit_optimizer_init(beit_optimizer *o, beit_params *p, const beit_optim_cfg 
   return BEIT_OK;
 }
 
+int beit_optimizer_ema_init(beit_optimizer *o, float decay) {
+  if (!(o->ema = beit_alloc(o->p->total * sizeof(float), "the EMA of the weights"))) return BEIT_ERR;
+  o->ema_decay = decay;
+  beit_optimizer_ema_reset(o);
+  return BEIT_OK;
+}
+
+void beit_optimizer_ema_reset(beit_optimizer *o) {
+  if (o->ema) memcpy(o->ema, o->p->data, o->p->total * sizeof(float));
+}
+
 void beit_optimizer_free(beit_optimizer *o) {
   beit_free(o->m);
   beit_free(o->v);
+  beit_free(o->ema);
   memset(o, 0, sizeof *o);
 }
 
@@ -54,6 +66,10 @@ double beit_optimizer_step(beit_optimizer *o) {
     double scale = c->layer_decay > 0 && c->layer_decay != 1 ? pow(c->layer_decay, c->num_layers + 1 - t->layer_id) : 1;
     be->adamw_update(p->data + t->offset, p->grad + t->offset, o->m + t->offset, o->v + t->offset, t->numel,
                      (float)(lr * scale), c->beta1, c->beta2, c->eps, t->decay ? c->weight_decay : 0.0f, o->step);
+  }
+  if (o->ema) {
+    be->scale_inplace(o->ema, p->total, o->ema_decay);
+    be->axpy(o->ema, p->data, 1.0f - o->ema_decay, p->total);
   }
   return norm;
 }

@@ -43,6 +43,8 @@ int beit_recipe_check(const beit_recipe_opts *o, const char *kind) {
   beit_config c = {0};
   if (beit_config_preset(&c, o->model) != BEIT_OK) return beit_error_context("--model");
   if (beit_model_init_named(NULL, o->weight_init, 0, 0) != BEIT_OK) return BEIT_ERR;
+  beit_randaug_cfg ra;
+  if (beit_randaug_parse(o->randaug, &ra) != BEIT_OK) return beit_error_context("--randaug");
   if (o->subset > 0 && o->subset < o->batch)
     return beit_errorf("--subset %lld is smaller than --batch %d: not one full batch per epoch", o->subset, o->batch);
   if (o->image_size <= 0) return BEIT_OK;  /* the dataset's side: beit_recipe_check_data */

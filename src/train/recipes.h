@@ -50,6 +50,11 @@ typedef struct {
   int use_cls;             /* classify from the CLS token instead of mean pooling */
   int eval_every;          /* evaluate every N epochs (and after the last step); 0 or 1 = each epoch */
   long long eval_subset;   /* evaluate on the first N test images (0 = all) */
+  const char *randaug;     /* timm's RandAugment string (data/randaug.h); NULL or "none" = off */
+  float reprob;            /* random erasing probability */
+  int crop_pad;            /* RandomCrop padding instead of the resized crop: -1 = 4 up to 32 px else off, 0 = off */
+  int model_ema;           /* keep an EMA of the weights: evaluation, best and model.safetensors use it */
+  float model_ema_decay;
 } beit_recipe_opts;
 
 void beit_recipe_defaults_pretrain(beit_recipe_opts *o);

@@ -31,6 +31,8 @@ typedef struct {
   const struct beit_backend *be;  /* runs the update and the clipping (init: the default) */
   float *m, *v;        /* mirror p->data */
   int64_t step;        /* number of updates done */
+  float *ema;          /* NULL, or the EMA of p->data (beit_optimizer_ema_init) */
+  float ema_decay;
 } beit_optimizer;
 
 /* lr at update `step` (0-based): linear warmup (step+1)/warmup*lr... see train/schedule.c */
@@ -41,6 +43,11 @@ void beit_optimizer_free(beit_optimizer *o);
  * Returns the gradient norm before clipping; a non-finite norm is returned
  * without touching the parameters (the caller reports it). */
 double beit_optimizer_step(beit_optimizer *o);
+/* An exponential moving average of the weights, timm's ModelEma: started as a
+ * copy of p->data, then after every update ema = decay * ema + (1 - decay) * p
+ * (scale_inplace + axpy of the backend). Saved in checkpoints as optim.ema.NAME. */
+int beit_optimizer_ema_init(beit_optimizer *o, float decay);
+void beit_optimizer_ema_reset(beit_optimizer *o);  /* ema = p->data (after loading pretrained weights) */
 
 /* ---- run folder: its lock, config.json, log.jsonl ------------------------- */
 typedef struct {

@@ -40,6 +40,10 @@ int trainer_open_data(beit_trainer *t, const beit_recipe_opts *o, const char *ki
   lc.random_mask = random_mask;
   lc.aug.scale_min = o->crop_scale_min;
   lc.aug.brightness = lc.aug.contrast = lc.aug.saturation = o->color_jitter;
+  if (mode == BEIT_LOAD_TRAIN) {  /* the fine-tuning recipe's own augmentations */
+    if (beit_randaug_parse(o->randaug, &lc.aug.randaug) != BEIT_OK) return beit_error_context("--randaug");
+    lc.aug.reprob = o->reprob, lc.aug.crop_pad = o->crop_pad;
+  }
   lc.seed = (uint64_t)o->seed;
   lc.num_workers = o->workers;
   if (beit_loader_open(&t->loader, &t->ds, &lc) != BEIT_OK) return BEIT_ERR;
@@ -93,6 +97,10 @@ char *trainer_config_json(const beit_trainer *t) {
     cJSON_AddNumberToObject(a, "label_smoothing", o->label_smoothing);
     cJSON_AddNumberToObject(a, "mixup", o->mixup);
     cJSON_AddNumberToObject(a, "cutmix", o->cutmix);
+    cJSON_AddStringToObject(a, "randaug", o->randaug ? o->randaug : "none");
+    cJSON_AddNumberToObject(a, "reprob", o->reprob);
+    cJSON_AddNumberToObject(a, "crop_pad", beit_loader_config(t->loader)->aug.crop_pad);  /* resolved */
+    cJSON_AddNumberToObject(a, "model_ema_decay", o->model_ema ? o->model_ema_decay : 0);
   }
   cJSON_AddStringToObject(a, "blas", beit_blas_describe());
   cJSON_AddItemToObject(j, "beit_train_args", a);
@@ -114,6 +122,7 @@ static void sync_from_root(beit_trainer *t) {
   beit_dist_bcast(t->model.params.data, bytes, 0);
   beit_dist_bcast(t->opt.m, bytes, 0);
   beit_dist_bcast(t->opt.v, bytes, 0);
+  if (t->opt.ema) beit_dist_bcast(t->opt.ema, bytes, 0);
   beit_dist_bcast(&t->st, sizeof t->st, 0);
   t->opt.step = t->st.step;
 }
@@ -191,6 +200,7 @@ int trainer_open_model(beit_trainer *t, const beit_config *cfg, float layer_deca
                        .weight_decay = o->weight_decay, .layer_decay = layer_decay, .num_layers = cfg->depth,
                        .clip_grad = o->clip_grad};
   if (beit_optimizer_init(&t->opt, &t->model.params, &oc) != BEIT_OK) return BEIT_ERR;
+  if (o->model_ema && beit_optimizer_ema_init(&t->opt, o->model_ema_decay) != BEIT_OK) return BEIT_ERR;
   int64_t resume_step = -1;
   if (o->resume && root) {
     char path[1100];
@@ -305,8 +315,7 @@ static int trainer_meta(const beit_trainer *t, const char **kv, char **json, cha
   return 5;
 }
 
-int trainer_save_weights(beit_trainer *t, const char *name) {
-  if (t->rank != 0) return BEIT_OK;
+static int save_weights(beit_trainer *t, const char *name) {
   char path[1100], *json, *names, norm[128], crop[32];
   const char *kv[10];
   int n = trainer_meta(t, kv, &json, &names, norm, sizeof norm, crop, sizeof crop);
@@ -317,6 +326,25 @@ int trainer_save_weights(beit_trainer *t, const char *name) {
                    : beit_errorf("%s: parameter '%s' holds a NaN or infinity; not writing it (the previous file is kept)",
                                  path, t->model.params.t[bad].name);
   free(json), beit_free(names);
+  return rc;
+}
+
+void trainer_use_ema(beit_trainer *t, int on) {
+  if (!t->opt.ema || t->ema_in == on) return;
+  float *w = t->model.params.data, *e = t->opt.ema;
+  for (size_t i = 0; i < t->model.params.total; i++) {
+    float x = w[i];
+    w[i] = e[i], e[i] = x;
+  }
+  t->ema_in = on;
+}
+
+int trainer_save_weights(beit_trainer *t, const char *name) {
+  if (t->rank != 0) return BEIT_OK;
+  int was = t->ema_in;
+  trainer_use_ema(t, 1);
+  int rc = save_weights(t, name);
+  trainer_use_ema(t, was);
   return rc;
 }
 

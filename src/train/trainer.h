@@ -37,6 +37,7 @@ typedef struct {
   beit_dataset val;            /* the images --val-split holds out of ds (n = 0 without) */
   double t_begin, seconds0;    /* this process's start; the run's work before it (time.json at resume) */
   char *command;               /* the command line that started the run, as JSON (summary.json) */
+  int ema_in;                  /* the model holds the EMA weights (trainer_use_ema) */
 } beit_trainer;
 
 /* Claims the run folder (rank 0; beit_run_claim: the lock, a fresh run refused in
@@ -71,7 +72,11 @@ int trainer_save(beit_trainer *t);
  * default crop_pct, the loader's mean/std. Fine-tuning evaluates with it and
  * every file written carries it (metadata normalize, crop_pct). */
 beit_eval_prep trainer_eval_prep(const beit_trainer *t);
-/* Weights only (with config, class names and eval preprocessing) as out/<name>; rank 0. */
+/* --model-ema: on = 1 puts the EMA weights in the model (the trained ones in the
+ * optimizer's EMA buffer), on = 0 swaps them back; no-op without an EMA or when already so. */
+void trainer_use_ema(beit_trainer *t, int on);
+/* Weights only (with config, class names and eval preprocessing) as out/<name>;
+ * rank 0. With --model-ema these are the EMA weights. */
 int trainer_save_weights(beit_trainer *t, const char *name);
 void trainer_close(beit_trainer *t);
 /* The wall time of the run's work so far: the resumed state's plus this process's. */
