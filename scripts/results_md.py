@@ -26,7 +26,7 @@ PAPER = [  # BEiT paper, ImageNet-1k, ViT-B/16, 300 (or 800) pretraining epochs;
     ("BEiT-B, 300 ep", "82.86", "Table 4"),
     ("BEiT-B, random masking, 300 ep", "82.77", "Table 4"),
     ("BEiT-B, pixel regression, 300 ep", "81.04", "Table 4"),
-    ("DeiT-B from scratch, 300 ep", "81.8", "Table 1"),
+    ("DeiT-B from scratch", "81.8", "Table 1"),
     ("BEiT-B linear probe (block 9)", "56.7", "Table 9"),
 ]
 
@@ -99,6 +99,12 @@ def val_of(rec):
     return s.get("val_top1")
 
 
+def best_on_val(recs):
+    """the record with the best validation top-1; of equals, the first id in alphabetical order (one rule for
+    the choice reproduce makes and for the write-up)"""
+    return max(sorted(recs, key=lambda r: r["id"]), key=lambda r: val_of(r) if val_of(r) is not None else -1)
+
+
 def choose(results, ids):
     recs = []
     for i in ids:
@@ -106,7 +112,7 @@ def choose(results, ids):
         if not os.path.exists(p):
             return  # the grid is not finished: nothing is chosen yet
         recs.append(load(p))
-    best = max(recs, key=lambda r: (val_of(r) if val_of(r) is not None else -1))
+    best = best_on_val(recs)
     m = re.search(r"-s\d+-([a-z]+)-(.+)$", best["id"])
     print(m[1], m[2])
 
@@ -142,7 +148,7 @@ def arm_runs(recs, ft_prefix, arm):
     out = {}
     grid = grid_of(recs, ft_prefix)
     if grid:
-        out[0] = max(grid, key=lambda r: val_of(r) or -1)
+        out[0] = best_on_val(grid)
     for i, r in recs.items():
         if re.fullmatch(re.escape(ft_prefix) + r"-s\d+", i):
             out[r["seed"]] = r
@@ -277,7 +283,7 @@ def write(a):
                 grid = grid_of(recs, f"{prefix}-{arm}")
                 if grid:
                     md += [f"Grid of `{arm}` at seed 0 (validation top-1 %, the chosen point in bold; test not shown):", ""]
-                    best = max(grid, key=lambda r: val_of(r) or -1)
+                    best = best_on_val(grid)
                     for r in grid:
                         v = pct(val_of(r))
                         s = f"{r['id']}: {v:.2f}" if v is not None else f"{r['id']}: -"

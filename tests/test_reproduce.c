@@ -1,0 +1,139 @@
+/* test_reproduce.c - scripts/reproduce and scripts/results_md.py (issue 18): the
+ * write-up from records whose figures are known by construction
+ * (tests/ref/results_md_check.py), and a small matrix on a tiny MNIST-layout set:
+ * a recipe grid at seed 0, the next seed run with the grid point chosen on
+ * validation, one record per finished run, results.json made from the records,
+ * and a second invocation that finds everything done and runs nothing. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "child.h"
+#include "fixture.h"
+#include "test.h"
+#include <cjson/cJSON.h>
+
+static char g_root[1100], g_dir[1100];
+
+static int shell(const char *fmt, ...) {
+  char cmd[6000];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  fflush(stdout);
+  int rc = system(cmd);
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static cJSON *read_json(const char *fmt, const char *a) {
+  char path[2400];
+  snprintf(path, sizeof path, fmt, g_dir, a);
+  char *s = slurp(path);
+  cJSON *j = s ? cJSON_Parse(s) : NULL;
+  free(s);
+  return j;
+}
+
+static double num(const cJSON *j, const char *key) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+  return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+static void test_write_up(void) {
+  printf("results_md.py on records known by construction\n");
+  int rc = shell("/usr/bin/python3 '%s/tests/ref/results_md_check.py' '%s' '%s/check'", g_root, g_root, g_dir);
+  CHECK_TRUE(rc == 0, "tests/ref/results_md_check.py (exit %d)", rc);
+}
+
+/* the sizes of a matrix that runs in seconds: a grid of two recipes at seed 0, then seed 1 */
+#define ENV "SUBSET=0 VAL=100 LPC=10 PT_EPOCHS=3 FT_EPOCHS=1 MODEL=micro BATCH=50 RECIPES='official light' " \
+            "SCRATCH_LRS=1e-2 LRS=4e-3 SEEDS='0 1'"
+
+static int reproduce(const char *extra, const char *log) {
+  return shell("cd '%s' && " ENV " BEIT='%s' bash scripts/reproduce --data 'mnist:%s/mnist' --out '%s/runs' "
+               "--results '%s/records' --docs '%s/docs' --only 'ft-scratch' %s > '%s/%s' 2>&1",
+               g_root, child_beit_bin(), g_dir, g_dir, g_dir, g_dir, extra, g_dir, log);
+}
+
+static void test_matrix(void) {
+  printf("a scratch grid at seed 0, seed 1 at the point chosen on validation, results.json from the records\n");
+  shell("mkdir -p '%s/docs'", g_dir);
+  int rc = reproduce("--budget 10", "first.log");
+  CHECK_TRUE(rc == 0, "scripts/reproduce exit %d (%s/first.log)", rc, g_dir);
+  cJSON *a = read_json("%s/records/mnist/%s.json", "ft-scratch-s0-official-1e-2");
+  cJSON *b = read_json("%s/records/mnist/%s.json", "ft-scratch-s0-light-1e-2");
+  cJSON *s1 = read_json("%s/records/mnist/%s.json", "ft-scratch-s1");
+  CHECK_TRUE(a && b && s1, "one record per finished run (grid of two, seed 1)");
+  if (!a || !b || !s1) goto out;
+  const cJSON *sa = cJSON_GetObjectItem(a, "summary"), *sb = cJSON_GetObjectItem(b, "summary");
+  const cJSON *ss = cJSON_GetObjectItem(s1, "summary");
+  double va = num(sa, "val_top1"), vb = num(sb, "val_top1");
+  /* of equals, the first id in alphabetical order: light */
+  const char *want = va > vb ? "--lr 1e-2 --layer-decay" : "--randaug none";
+  const cJSON *cmd = cJSON_GetObjectItem(s1, "command");
+  int light = cJSON_IsString(cmd) && strstr(cmd->valuestring, "--randaug none") != NULL;
+  CHECK_TRUE(cJSON_IsString(cmd) && (va > vb ? !light : light), "seed 1 runs the grid point with the best validation "
+             "top-1 (official %.3f, light %.3f; want '%s' in: %s)", va, vb, want, cJSON_IsString(cmd) ? cmd->valuestring : "?");
+  CHECK_TRUE(!strcmp(cJSON_GetObjectItem(ss, "selected_on")->valuestring, "val"), "selected on validation");
+  cJSON *doc = read_json("%s/docs/%s", "results.json");
+  const cJSON *scratch = doc ? cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "mnist"), "scratch") : NULL;
+  const cJSON *top1 = scratch ? cJSON_GetObjectItem(scratch, "test_top1") : NULL;
+  double chosen = 100 * num(va > vb ? sa : sb, "test_top1"), seed1 = 100 * num(ss, "test_top1");
+  CHECK_TRUE(cJSON_GetArraySize(top1) == 2 && fabs(cJSON_GetArrayItem(top1, 0)->valuedouble - chosen) < 1e-6 &&
+                 fabs(cJSON_GetArrayItem(top1, 1)->valuedouble - seed1) < 1e-6,
+             "results.json mnist.scratch.test_top1 = [chosen grid point %.2f, seed 1 %.2f] in percent", chosen, seed1);
+  cJSON_Delete(doc);
+  struct stat before, after;
+  char rec[2400];
+  snprintf(rec, sizeof rec, "%s/records/mnist/ft-scratch-s1.json", g_dir);
+  stat(rec, &before);
+  rc = reproduce("--budget 10", "second.log");
+  stat(rec, &after);
+  char *second = NULL, path[2400];
+  snprintf(path, sizeof path, "%s/second.log", g_dir);
+  second = slurp(path);
+  CHECK_TRUE(rc == 0 && second && !strstr(second, "beit finetune") && before.st_mtime == after.st_mtime &&
+                 before.st_size == after.st_size,
+             "a second invocation finds every run done and runs nothing (exit %d)", rc);
+  free(second);
+  rc = reproduce("--list", "list.log");
+  snprintf(path, sizeof path, "%s/list.log", g_dir);
+  char *list = slurp(path);
+  CHECK_TRUE(rc == 0 && list && strstr(list, "done     ft-scratch-s1"), "--list shows the finished runs");
+  free(list);
+out:
+  cJSON_Delete(a), cJSON_Delete(b), cJSON_Delete(s1);
+}
+
+static void test_bad_args(void) {
+  printf("bad arguments: one line naming the argument, exit 2\n");
+  int rc = shell("cd '%s' && bash scripts/reproduce --data fashion-mnist --budget soon > '%s/bad.log' 2>&1", g_root, g_dir);
+  char path[2400];
+  snprintf(path, sizeof path, "%s/bad.log", g_dir);
+  char *s = slurp(path);
+  CHECK_TRUE(rc == 2 && s && strstr(s, "--budget 'soon'"), "--budget soon: exit %d, %s", rc, s ? s : "");
+  free(s);
+  rc = shell("cd '%s' && bash scripts/reproduce > '%s/bad.log' 2>&1", g_root, g_dir);
+  s = slurp(path);
+  CHECK_TRUE(rc == 2 && s && strstr(s, "--data is required"), "no --data: exit %d, %s", rc, s ? s : "");
+  free(s);
+}
+
+int main(void) {
+  TEST_BEGIN("test_reproduce");
+  const char *root = getenv("BEIT_ROOT");
+  snprintf(g_root, sizeof g_root, "%s", root ? root : ".");
+  snprintf(g_dir, sizeof g_dir, "%s/reproduce", fx_dir());
+  shell("rm -rf '%s' && mkdir -p '%s'", g_dir, g_dir);
+  char data[1200];
+  snprintf(data, sizeof data, "%s/mnist", g_dir);
+  CHECK_TRUE(make_tiny_mnist(data, 600, 100) == 0, "tiny dataset in %s", data);
+  test_write_up();
+  test_matrix();
+  test_bad_args();
+  return TEST_END();
+}
