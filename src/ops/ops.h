@@ -27,6 +27,11 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
                     int M, int C, int OC);
 void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, int M, int C, int OC);
+/* ---- the MLP's first layer and its GELU in one pass: pre = linear(inp), out = gelu(pre).
+ * The rows are done in tiles of about 128 KiB of output: bias and GELU run on each tile
+ * right after its sgemm, while it is in cache (linear_forward's bias the same way). */
+void linear_gelu_forward(float *out, float *pre, const float *inp, const float *weight, const float *bias,
+                         int M, int C, int OC);
 
 /* ---- layernorm over the last dim C (torch F.layer_norm); mean, rstd: [M] saved */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
@@ -38,6 +43,12 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
 /* ---- GELU, exact erf form (torch nn.GELU()) */
 void gelu_forward(float *out, const float *inp, size_t n);
 void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+/* The backward pass's GELU in one pass over inp: out = gelu(inp) (the value the forward
+ * pass did not keep) and deriv = gelu'(inp) (one exponential for both); then
+ * gelu_backward_deriv: dinp += dout * deriv, or, with dinp == deriv, dinp = dout * deriv
+ * in place (the derivative's buffer becomes the input gradient). */
+void gelu_forward_deriv(float *out, float *deriv, const float *inp, size_t n);
+void gelu_backward_deriv(float *dinp, const float *dout, const float *deriv, size_t n);
 
 /* ---- relative position bias (BEiT): table [R,H], R = (2Wh-1)(2Ww-1)+3.
  * index [N*N] with N = Wh*Ww+1 (token 0 = CLS), as in the spec section 1.4. */

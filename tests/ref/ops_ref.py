@@ -100,6 +100,12 @@ put("adamw", p3=pt)
 x = torch.cat([torch.linspace(-12, 12, 997), torch.tensor([0.0, -0.0, 1e-30])]).requires_grad_(True)
 put("gelu_wide", x=x)
 with_grad("gelu_wide", F.gelu(x), dict(x=x))
+# the MLP's first layer with its GELU: 300 rows of 520 outputs are several tiles per thread, with a
+# partial vector at each row's end
+x, w, b = rnd(300, 24), rnd(520, 24, scale=0.3), rnd(520)
+pre = F.linear(x, w, b)
+put("lin_gelu", x=x, w=w, b=b, pre=pre)
+with_grad("lin_gelu", F.gelu(pre), dict(x=x, w=w, b=b))
 x, w, b = (rnd(5, 100, scale=3.0) + 40).detach().requires_grad_(True), rnd(100), rnd(100)
 put("ln_wide", x=x, w=w, b=b)
 with_grad("ln_wide", F.layer_norm(x, (100,), w, b, 1e-6), dict(x=x, w=w, b=b))
