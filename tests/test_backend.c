@@ -235,9 +235,6 @@ CASE(linear_forward) { be->linear_forward(out(r, M * OC), in(r, M * C), in(r, OC
 CASE(linear_backward) {
   be->linear_backward(out(r, M * C), out(r, OC * C), out(r, OC), in(r, M * OC), in(r, M * C), in(r, OC * C), M, C, OC);
 }
-CASE(linear_gelu_forward) {
-  be->linear_gelu_forward(out(r, M * OC), out(r, M * OC), in(r, M * C), in(r, OC * C), in(r, OC), M, C, OC);
-}
 CASE(layernorm_forward) {
   be->layernorm_forward(out(r, M * C), out(r, M), out(r, M), in(r, M * C), in(r, C), in(r, C), M, C, 1e-5f);
 }

@@ -34,8 +34,6 @@
       int OC)) \
   X(void, linear_backward, (float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, \
       const float *weight, int M, int C, int OC)) \
-  X(void, linear_gelu_forward, (float *out, float *pre, const float *inp, const float *weight, const float *bias, \
-      int M, int C, int OC)) \
   X(void, layernorm_forward, (float *out, float *mean, float *rstd, const float *inp, const float *weight, \
       const float *bias, int M, int C, float eps)) \
   X(void, layernorm_backward, (float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, \

@@ -466,7 +466,8 @@ static void block_forward(beit_model *m, int l, int B, const float *bias, const 
   be->linear_forward(k->proj, k->attn_out, w->proj_w, w->proj_b, BN, C, C);
   be->residual_forward(k->mid, a->resid[l], k->proj, w->gamma_1, keep_a, B, N, C);
   be->layernorm_forward(k->ln2, k->ln2_mean, k->ln2_rstd, k->mid, w->norm2_w, w->norm2_b, BN, C, c->ln_eps);
-  be->linear_gelu_forward(k->gelu, k->fc1, k->ln2, w->fc1_w, w->fc1_b, BN, C, F);
+  be->linear_forward(k->fc1, k->ln2, w->fc1_w, w->fc1_b, BN, C, F);
+  be->gelu_forward(k->gelu, k->fc1, (size_t)BN * F);
   be->linear_forward(k->fc2, k->gelu, w->fc2_w, w->fc2_b, BN, F, C);
   be->residual_forward(a->resid[l + 1], k->mid, k->fc2, w->gamma_2, keep_m, B, N, C);
 }

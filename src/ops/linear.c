@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "ops/ops.h"
-#include "ops/simd.h"
 
 #define GEMM_SPLIT_MIN_FLOPS (1 << 18) /* below this a single call is cheaper */
 
@@ -56,56 +55,14 @@ void column_sums_add(float *sums, const float *x, int M, int N) {
   }
 }
 
-/* Output floats per tile of linear_tiled: 128 KiB, which stays in L2 from the sgemm
- * that writes it to the epilogue that reads it. */
-#define LINEAR_TILE_FLOATS 32768
-
-/* Rows m0..m1 of pre = inp @ weight^T, a tile at a time, each followed by its epilogue:
- * pre += bias (gelu = 0, out unused) or pre += bias, out = gelu(pre) (gelu = 1). */
-static void linear_rows(float *out, float *pre, const float *inp, const float *weight, const float *bias, int m0,
-                        int m1, int C, int OC, int gelu) {
-  const simd_kernels *sk = simd();
-  int R = LINEAR_TILE_FLOATS / OC < 16 ? 16 : LINEAR_TILE_FLOATS / OC;
-  for (int r0 = m0; r0 < m1; r0 += R) {
-    int r1 = m1 - r0 < R ? m1 : r0 + R;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, OC, C, 1.0f, inp + (size_t)r0 * C, C, weight, C,
-                0.0f, pre + (size_t)r0 * OC, OC);
-    for (int m = r0; m < r1; m++) {
-      float *row = pre + (size_t)m * OC;
-      if (gelu) sk->bias_gelu_row(out + (size_t)m * OC, row, bias, OC);
-      else if (bias) {
-#pragma omp simd
-        for (int o = 0; o < OC; o++) row[o] += bias[o];
-      }
-    }
-  }
-}
-
-/* linear_rows over all M rows, in contiguous blocks per thread as gemm splits them */
-static void linear_tiled(float *out, float *pre, const float *inp, const float *weight, const float *bias, int M,
-                         int C, int OC, int gelu) {
-  int T = omp_in_parallel() ? 1 : omp_get_max_threads();
-  if (T <= 1 || (double)M * OC * C < GEMM_SPLIT_MIN_FLOPS || M < 2 * T) {
-    linear_rows(out, pre, inp, weight, bias, 0, M, C, OC, gelu);
-    return;
-  }
-#pragma omp parallel num_threads(T)
-  {
-    int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    int m0 = (int)((long long)M * t / nt), m1 = (int)((long long)M * (t + 1) / nt);
-    linear_rows(out, pre, inp, weight, bias, m0, m1, C, OC, gelu);
-  }
-}
-
 /* out[M,OC] = inp[M,C] @ weight[OC,C]^T + bias */
 void linear_forward(float *out, const float *inp, const float *weight, const float *bias,
                     int M, int C, int OC) {
-  linear_tiled(NULL, out, inp, weight, bias, M, C, OC, 0);
-}
-
-void linear_gelu_forward(float *out, float *pre, const float *inp, const float *weight, const float *bias,
-                         int M, int C, int OC) {
-  linear_tiled(out, pre, inp, weight, bias, M, C, OC, 1);
+  if (bias) {
+#pragma omp parallel for
+    for (int m = 0; m < M; m++) memcpy(out + (size_t)m * OC, bias, (size_t)OC * sizeof(float));
+  }
+  gemm(0, 1, M, OC, C, 1.0f, inp, C, weight, C, bias ? 1.0f : 0.0f, out, OC);
 }
 
 /* dinp[M,C] += dout @ weight; dweight[OC,C] += dout^T @ inp; dbias += colsum(dout) */

@@ -27,11 +27,6 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
                     int M, int C, int OC);
 void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, int M, int C, int OC);
-/* ---- the MLP's first layer and its GELU in one pass: pre = linear(inp), out = gelu(pre).
- * The rows are done in tiles of about 128 KiB of output: bias and GELU run on each tile
- * right after its sgemm, while it is in cache (linear_forward's bias the same way). */
-void linear_gelu_forward(float *out, float *pre, const float *inp, const float *weight, const float *bias,
-                         int M, int C, int OC);
 
 /* ---- layernorm over the last dim C (torch F.layer_norm); mean, rstd: [M] saved */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,

@@ -15,8 +15,6 @@ typedef struct {
   void (*gelu_backward)(float *dinp, const float *dout, const float *inp, size_t n);
   /* out = gelu(inp), deriv = gelu'(inp) */
   void (*gelu_forward_deriv)(float *out, float *deriv, const float *inp, size_t n);
-  /* pre += bias (NULL: none), out = gelu(pre) over one row of n values */
-  void (*bias_gelu_row)(float *out, float *pre, const float *bias, int n);
   /* p = softmax(x) over K values (p may be x); returns log(sum_k e^x[k]) */
   double (*softmax_row)(float *p, const float *x, int K);
   /* log(sum_k e^x[k]) */

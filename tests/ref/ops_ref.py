@@ -100,8 +100,7 @@ put("adamw", p3=pt)
 x = torch.cat([torch.linspace(-12, 12, 997), torch.tensor([0.0, -0.0, 1e-30])]).requires_grad_(True)
 put("gelu_wide", x=x)
 with_grad("gelu_wide", F.gelu(x), dict(x=x))
-# the MLP's first layer with its GELU: 300 rows of 520 outputs are several tiles per thread, with a
-# partial vector at each row's end
+# the MLP's first layer with its GELU (the backward pass's fused GELU), rows of 520: a partial vector
 x, w, b = rnd(300, 24), rnd(520, 24, scale=0.3), rnd(520)
 pre = F.linear(x, w, b)
 put("lin_gelu", x=x, w=w, b=b, pre=pre)
