@@ -10,10 +10,14 @@
 #include "fixture.h"
 #include "test.h"
 
-/* the test_top1 of each evaluation line of a log.jsonl; returns how many */
-static int test_evals(const char *log, double *top1, int max) {
+/* the test_top1 of each epoch's evaluation line of a log.jsonl (not the closing "final" summary
+ * line, which repeats the selected epoch's numbers); returns how many */
+static int test_evals(char *log, double *top1, int max) {
   int n = 0;
-  for (const char *p = log; (p = strstr(p, "\"test_top1\": ")) && n < max; p++) top1[n++] = atof(p + 13);
+  for (char *line = strtok(log, "\n"); line && n < max; line = strtok(NULL, "\n")) {
+    const char *t = strstr(line, "\"test_top1\": ");
+    if (t && !strstr(line, "\"final\": true")) top1[n++] = atof(t + 13);
+  }
   return n;
 }
 
