@@ -185,7 +185,7 @@ static int check_demo(const demo_opts *d) {
 
 int cmd_demo(int argc, char **argv) {
   demo_opts d = {.out = "runs/demo", .model = "mini", .tokenizer = "kmeans", .threads = 0, .tok_steps = 1500,
-                 .pt_epochs = 3, .ft_epochs = 13, .eval_every = 5, .patch = 7, .batch = 256, .subset = 60000, .ft_subset = 60000};
+                 .pt_epochs = 3, .ft_epochs = 12, .eval_every = 5, .patch = 7, .batch = 256, .subset = 60000, .ft_subset = 60000};
   beit_arg a[] = {
       {"out", ARG_STR, &d.out, "folder for everything the demo writes", 0, 0},
       {"model", ARG_STR, &d.model, "BEiT preset", 0, 0},
