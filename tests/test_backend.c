@@ -244,6 +244,8 @@ CASE(layernorm_backward) {
 }
 CASE(gelu_forward) { be->gelu_forward(out(r, M * C), in(r, M * C), M * C); }
 CASE(gelu_backward) { be->gelu_backward(out(r, M * C), in(r, M * C), in(r, M * C), M * C); }
+CASE(gelu_forward_deriv) { be->gelu_forward_deriv(out(r, M * C), out(r, M * C), in(r, M * C), M * C); }
+CASE(gelu_backward_deriv) { be->gelu_backward_deriv(out(r, M * C), in(r, M * C), in(r, M * C), M * C); }
 CASE(relpos_build_index) { be->relpos_build_index(out_i32(r, 10 * 10), 3, 3); }
 CASE(relpos_bias_forward) { be->relpos_bias_forward(out(r, H * N * N), in(r, 19 * H), ints(r, N * N, 0, 18), N, H); }
 CASE(relpos_bias_backward) { be->relpos_bias_backward(out(r, 19 * H), in(r, H * N * N), ints(r, N * N, 0, 18), N, H); }

@@ -43,6 +43,31 @@ static void test_linear(const beit_safetensors *st) {
   check_close("linear backward accumulates (2x dw)", dw, dw2, OC * C, 1e-6, 1e-6);
 }
 
+/* The MLP's first layer as a block's backward pass runs it: gelu_forward_deriv on the kept
+ * pre-activation, gelu_backward_deriv (in place and accumulating) into linear_backward, against
+ * autograd through F.gelu(F.linear(x, w, b)). */
+static void test_linear_gelu(const beit_safetensors *st) {
+  int M = 300, C = 24, OC = 520;
+  size_t n = (size_t)M * OC;
+  float *x = fx_f32(st, "lin_gelu.x", 0), *w = fx_f32(st, "lin_gelu.w", 0), *b = fx_f32(st, "lin_gelu.b", 0);
+  float *dout = fx_f32(st, "lin_gelu.dout", 0), *want = fx_f32(st, "lin_gelu.out", 0);
+  float *pre = zeros(n), *out = zeros(n), *deriv = zeros(n), *dpre = zeros(n);
+  float *dx = zeros(M * C), *dw = zeros(OC * C), *db = zeros(OC);
+  linear_forward(pre, x, w, b, M, C, OC);
+  check_close("linear forward, 520 outputs", pre, fx_f32(st, "lin_gelu.pre", 0), n, FWD_TOL);
+  gelu_forward_deriv(out, deriv, pre, n);
+  check_close("gelu_forward_deriv out, 520 a row", out, want, n, FWD_TOL);
+  for (size_t i = 0; i < n; i++) dpre[i] = 1.0f;  /* accumulates onto what is there */
+  gelu_backward_deriv(dpre, dout, deriv, n);
+  for (size_t i = 0; i < n; i++) dpre[i] -= 1.0f;
+  gelu_backward_deriv(deriv, dout, deriv, n);  /* in place: overwrites */
+  check_close("gelu_backward_deriv accumulates = in place", dpre, deriv, n, 1e-6, 1e-6);
+  linear_backward(dx, dw, db, deriv, x, w, M, C, OC);
+  check_close("linear+gelu dx", dx, fx_f32(st, "lin_gelu.dx", 0), M * C, BWD_TOL);
+  check_close("linear+gelu dw", dw, fx_f32(st, "lin_gelu.dw", 0), OC * C, BWD_TOL);
+  check_close("linear+gelu db", db, fx_f32(st, "lin_gelu.db", 0), OC, BWD_TOL);
+}
+
 static void test_layernorm(const beit_safetensors *st) {
   int M = 13, C = 24;
   float *x = fx_f32(st, "ln.x", 0), *w = fx_f32(st, "ln.w", 0), *b = fx_f32(st, "ln.b", 0);
@@ -79,6 +104,11 @@ static void test_gelu(const beit_safetensors *st) {
   check_close("gelu forward, -12..12", out, fx_f32(st, "gelu_wide.out", 0), n, FWD_TOL);
   gelu_backward(dx, fx_f32(st, "gelu_wide.dout", 0), x, n);
   check_close("gelu dx, -12..12", dx, fx_f32(st, "gelu_wide.dx", 0), n, BWD_TOL);
+  float *deriv = zeros(n);
+  gelu_forward_deriv(out, deriv, x, n);
+  check_close("gelu_forward_deriv out, -12..12", out, fx_f32(st, "gelu_wide.out", 0), n, FWD_TOL);
+  gelu_backward_deriv(deriv, fx_f32(st, "gelu_wide.dout", 0), deriv, n);
+  check_close("gelu_backward_deriv dx, -12..12", deriv, fx_f32(st, "gelu_wide.dx", 0), n, BWD_TOL);
 }
 
 static void test_attention(const beit_safetensors *st) {
@@ -224,6 +254,16 @@ static double gelu_loss(const float *x, void *p) {
   return dot(c->out, c->w, c->n);
 }
 
+/* dot(w, gelu(x @ wl^T + bl)) */
+typedef struct { int M, C, OC; const float *w, *wl, *bl; float *out, *pre; } lin_gelu_ctx;
+
+static double lin_gelu_loss(const float *x, void *p) {
+  lin_gelu_ctx *c = p;
+  linear_forward(c->pre, x, c->wl, c->bl, c->M, c->C, c->OC);
+  gelu_forward(c->out, c->pre, (size_t)c->M * c->OC);
+  return dot(c->out, c->w, (size_t)c->M * c->OC);
+}
+
 static void fill(float *x, size_t n, float scale, uint64_t key) {
   beit_rng r;
   beit_rng_seed(&r, 99, BEIT_RNG_TEST, key, 0);
@@ -254,6 +294,21 @@ static void test_finite_differences(void) {
   gelu_ctx gc = {n, wg, zeros(n)};
   gelu_backward(dg, wg, xg, n);
   fd_check("gelu dx", gelu_loss, xg, dg, n, &gc, 1e-2f, 2e-2);
+  float *deriv = zeros(n);
+  gelu_forward_deriv(zeros(n), deriv, xg, n);
+  gelu_backward_deriv(deriv, wg, deriv, n);
+  fd_check("gelu dx (forward_deriv)", gelu_loss, xg, deriv, n, &gc, 1e-2f, 2e-2);
+
+  int Mf = 9, Cf = 7, OCf = 37;  /* rows end in a partial vector */
+  float *xf = zeros(Mf * Cf), *wf = zeros(OCf * Cf), *bf = zeros(OCf), *wo = zeros(Mf * OCf), *dxf = zeros(Mf * Cf);
+  fill(xf, Mf * Cf, 1.0f, 10), fill(wf, OCf * Cf, 1.0f, 11), fill(bf, OCf, 1.0f, 12), fill(wo, Mf * OCf, 1.0f, 13);
+  lin_gelu_ctx lg = {Mf, Cf, OCf, wo, wf, bf, zeros(Mf * OCf), zeros(Mf * OCf)};
+  lin_gelu_loss(xf, &lg);
+  float *dpre = zeros(Mf * OCf);
+  gelu_forward_deriv(zeros(Mf * OCf), dpre, lg.pre, Mf * OCf);
+  gelu_backward_deriv(dpre, wo, dpre, Mf * OCf);
+  linear_backward(dxf, NULL, NULL, dpre, xf, wf, Mf, Cf, OCf);
+  fd_check("linear+gelu dx", lin_gelu_loss, xf, dxf, Mf * Cf, &lg, 1e-2f, 2e-2);
 }
 
 /* The kernels that add up over threads give the same bits in every run with a given
@@ -285,13 +340,13 @@ static void test_repeatable(void) {
  * its corners (partial vectors, exp's cut-off at -87, zeros of both signs). The
  * paths with FMA (AVX2, AVX-512) must agree bit for bit, and with the generic one
  * to rounding; AdamW has no fused operation, so all paths agree on it exactly. */
-enum { PN = 16 * 500 + 13, PM = 37, PC = 205, PK = 1005, PR = 6, NPATH = 10 }; /* PN >= PM * PC */
+enum { PN = 16 * 500 + 13, PM = 37, PC = 205, PK = 1005, PR = 6, NPATH = 11 }; /* PN >= PM * PC */
 static const char *const PATH_OUT[NPATH] = {"gelu forward", "gelu dx", "layernorm forward", "layernorm mean, rstd",
                                             "layernorm dx", "layernorm dw, db", "softmax rows", "log-sum-exp loss",
-                                            "attention probabilities", "AdamW 2 steps"};
+                                            "attention probabilities", "gelu forward + deriv", "AdamW 2 steps"};
 
 static void path_outputs(float *out[NPATH], size_t len[NPATH]) {
-  size_t sizes[NPATH] = {PN, PN, PM * PC, 2 * PM, PM * PC, 2 * PC, PR * PK, 1, 2 * 3 * 33 * 33, 3 * PN};
+  size_t sizes[NPATH] = {PN, PN, PM * PC, 2 * PM, PM * PC, 2 * PC, PR * PK, 1, 2 * 3 * 33 * 33, 2 * PN, 3 * PN};
   for (int i = 0; i < NPATH; i++) out[i] = zeros(len[i] = sizes[i]);
   float *x = zeros(PN), *g = zeros(PN), *w = zeros(PC), *b = zeros(PC), *lg = zeros(PR * PK);
   fill(x, PN, 6.0f, 20), fill(g, PN, 1.0f, 21), fill(w, PC, 1.0f, 22), fill(b, PC, 1.0f, 23);
@@ -308,7 +363,8 @@ static void path_outputs(float *out[NPATH], size_t len[NPATH]) {
   float *qkv = zeros(2 * 33 * 72);  /* B 2, N 33, C 24, H 3: rows of 33 */
   fill(qkv, 2 * 33 * 72, 3.0f, 25);
   attention_forward(zeros(2 * 33 * 24), out[8], qkv, NULL, 2, 33, 24, 3);
-  float *p = out[9], *m = p + PN, *v = m + PN;
+  gelu_forward_deriv(out[9], out[9] + PN, x, PN);
+  float *p = out[10], *m = p + PN, *v = m + PN;
   memcpy(p, x, PN * sizeof(float));
   for (int t = 1; t <= 2; t++) adamw_update(p, g, m, v, PN, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.05f, t);
 }
@@ -338,6 +394,7 @@ static void test_isa_paths(const beit_safetensors *st) {
     paths++;
     test_layernorm(st);
     test_gelu(st);
+    test_linear_gelu(st);
     test_attention(st);
     test_losses(st);
     test_adamw(st);

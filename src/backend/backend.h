@@ -40,6 +40,8 @@
       const float *weight, const float *mean, const float *rstd, int M, int C)) \
   X(void, gelu_forward, (float *out, const float *inp, size_t n)) \
   X(void, gelu_backward, (float *dinp, const float *dout, const float *inp, size_t n)) \
+  X(void, gelu_forward_deriv, (float *out, float *deriv, const float *inp, size_t n)) \
+  X(void, gelu_backward_deriv, (float *dinp, const float *dout, const float *deriv, size_t n)) \
   X(void, relpos_build_index, (int32_t *index, int Wh, int Ww)) \
   X(void, relpos_bias_forward, (float *bias, const float *table, const int32_t *index, int N, int H)) \
   X(void, relpos_bias_backward, (float *dtable, const float *dbias, const int32_t *index, int N, int H)) \

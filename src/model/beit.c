@@ -685,13 +685,12 @@ static void block_backward(beit_model *m, int l, int B, float *drelbias) {
   /* MLP branch: dresid is d(resid[l+1]) and, through the identity path, d(mid) */
   /* the forward values not kept (see layout) */
   be->layernorm_forward(k->ln2, k->ln2_mean, k->ln2_rstd, k->mid, w->norm2_w, w->norm2_b, BN, C, c->ln_eps);
-  be->gelu_forward(k->gelu, k->fc1, (size_t)BN * F);
+  be->gelu_forward_deriv(k->gelu, a->dfc1, k->fc1, (size_t)BN * F);  /* dfc1 holds gelu'(fc1) until ... */
   be->zero(a->dfc2, (size_t)BN * C);
   be->residual_backward(NULL, a->dfc2, g->gamma_2, a->dresid, k->fc2, w->gamma_2, keep_m, B, N, C);
   be->zero(a->dgelu, (size_t)BN * F);
   be->linear_backward(a->dgelu, g->fc2_w, g->fc2_b, a->dfc2, k->gelu, w->fc2_w, BN, F, C);
-  be->zero(a->dfc1, (size_t)BN * F);
-  be->gelu_backward(a->dfc1, a->dgelu, k->fc1, (size_t)BN * F);
+  be->gelu_backward_deriv(a->dfc1, a->dgelu, a->dfc1, (size_t)BN * F);  /* ... here, in place: dgelu * gelu' */
   be->zero(a->dln, (size_t)BN * C);
   be->linear_backward(a->dln, g->fc1_w, g->fc1_b, a->dfc1, k->ln2, w->fc1_w, BN, C, F);
   be->layernorm_backward(a->dresid, g->norm2_w, g->norm2_b, a->dln, k->mid, w->norm2_w, k->ln2_mean, k->ln2_rstd, BN,

@@ -24,6 +24,23 @@ void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
     sk->gelu_backward(dinp + i, dout + i, inp + i, n - i < SIMD_CHUNK ? n - i : SIMD_CHUNK);
 }
 
+void gelu_forward_deriv(float *out, float *deriv, const float *inp, size_t n) {
+  const simd_kernels *sk = simd();
+#pragma omp parallel for
+  for (size_t i = 0; i < n; i += SIMD_CHUNK)
+    sk->gelu_forward_deriv(out + i, deriv + i, inp + i, n - i < SIMD_CHUNK ? n - i : SIMD_CHUNK);
+}
+
+void gelu_backward_deriv(float *dinp, const float *dout, const float *deriv, size_t n) {
+  if (dinp == deriv) {
+#pragma omp parallel for simd
+    for (size_t i = 0; i < n; i++) dinp[i] = dout[i] * deriv[i];
+  } else {
+#pragma omp parallel for simd
+    for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * deriv[i];
+  }
+}
+
 /* out[c] = res[c] + k * gamma[c] * x[c] (gamma NULL: 1); out may be res. The test on
  * gamma stays out of the loops, which then vectorise. */
 static void residual_row(float *out, const float *res, const float *x, const float *gamma, float k, int C) {

@@ -38,6 +38,12 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
 /* ---- GELU, exact erf form (torch nn.GELU()) */
 void gelu_forward(float *out, const float *inp, size_t n);
 void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+/* The backward pass's GELU in one pass over inp: out = gelu(inp) (the value the forward
+ * pass did not keep) and deriv = gelu'(inp) (one exponential for both); then
+ * gelu_backward_deriv: dinp += dout * deriv, or, with dinp == deriv, dinp = dout * deriv
+ * in place (the derivative's buffer becomes the input gradient). */
+void gelu_forward_deriv(float *out, float *deriv, const float *inp, size_t n);
+void gelu_backward_deriv(float *dinp, const float *dout, const float *deriv, size_t n);
 
 /* ---- relative position bias (BEiT): table [R,H], R = (2Wh-1)(2Ww-1)+3.
  * index [N*N] with N = Wh*Ww+1 (token 0 = CLS), as in the spec section 1.4. */

@@ -13,6 +13,8 @@ typedef struct { float beta1, beta2, decay, step, rbc2, eps; } adamw_consts;
 typedef struct {
   void (*gelu_forward)(float *out, const float *inp, size_t n);
   void (*gelu_backward)(float *dinp, const float *dout, const float *inp, size_t n);
+  /* out = gelu(inp), deriv = gelu'(inp) */
+  void (*gelu_forward_deriv)(float *out, float *deriv, const float *inp, size_t n);
   /* p = softmax(x) over K values (p may be x); returns log(sum_k e^x[k]) */
   double (*softmax_row)(float *p, const float *x, int K);
   /* log(sum_k e^x[k]) */
