@@ -62,6 +62,8 @@ static int tok_train(int argc, char **argv) {
       {"tau-start", ARG_FLOAT, &c.tau_start, "initial Gumbel-softmax temperature", 1e-3, 100},
       {"tau-end", ARG_FLOAT, &c.tau_end, "final temperature (cosine schedule)", 1e-3, 100},
       {"tau-steps", ARG_I64, &tau_steps, "steps of the temperature schedule (0 = all)", 0, 1e12},
+      {"straight-through", ARG_FLAG, &c.hard, "dVAE: the decoder gets the one-hot code of the relaxed sample (gradient "
+       "through the relaxation)", 0, 0},
       {"beta", ARG_FLOAT, &c.beta, "KL weight (as DALL-E: beta * KL / pixels)", 0, 1e4},
       {"kl-warmup", ARG_I64, &kl_warmup, "steps of the cosine KL-weight ramp from 0", 0, 1e12},
       {"crop-min", ARG_FLOAT, &c.crop_min, "random resized crop: smallest area share", 0.01, 1},

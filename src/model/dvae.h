@@ -64,6 +64,8 @@ typedef struct {
   uint64_t seed;
   int64_t step;            /* noise key: (seed, BEIT_RNG_GUMBEL, step, image) */
   const float *gumbel;     /* [B, vocab, h, w] fixed noise instead of drawing (tests); NULL = draw */
+  int hard;                /* straight-through: the decoder gets the one-hot argmax of the relaxed sample, the
+                            * gradient flows through the relaxed sample (as at eval, no soft mixture leaks) */
   /* data parallelism: the B images are positions shard, shard + shards, ... of
    * the global batch, and "image" in the noise key is that position (0 = not sharded) */
   int shard, shards;
@@ -82,9 +84,10 @@ typedef struct {
   /* activation arena, sized for cap_B images in mode (1 = inference, 2 = training) */
   int cap_B, mode, B;
   uint8_t *arena;
-  float *xm, *q, *z, *gumbel, *dlogits, *dz, *dout, *g[2], *gtmp[2], *work, *scratch, *tmp[3];
+  float *xm, *q, *z, *zsoft, *gumbel, *dlogits, *dz, *dout, *g[2], *gtmp[2], *work, *scratch, *tmp[3];
   uint8_t *am_tmp, *seen;
   int32_t *tokens;         /* argmax codes of the last forward, [B, h*w] */
+  int32_t *sampled;        /* training, straight-through: argmax codes of the relaxed sample */
 } dvae;
 
 /* Builds the parameter table (zero weights); with_decoder = 0 for an encoder only. */

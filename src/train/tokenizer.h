@@ -68,6 +68,7 @@ typedef struct {
   int64_t warmup;             /* lr warmup steps */
   float tau_start, tau_end;   /* Gumbel temperature: cosine from start to end ... */
   int64_t tau_steps;          /* ... over this many steps (0 = all steps) */
+  int hard;                   /* dVAE: straight-through Gumbel (the decoder sees one-hot codes, as at eval) */
   float beta;                 /* KL weight: cosine from 0 to beta ... */
   int64_t kl_warmup;          /* ... over this many steps */
   float crop_min, hflip;      /* augmentation: random resized crop scale [crop_min, 1], flips */

@@ -346,6 +346,7 @@ static char *config_json(const beit_tok_train_cfg *c) {
                            "kl_warmup", "crop_min", "hflip", "eval_images", "seed"};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) cJSON_AddNumberToObject(j, names[i], v[i]);
     cJSON_AddStringToObject(j, "recon", d->recon == DVAE_RECON_MSE ? "mse" : "laplace");
+    if (c->type == BEIT_TOK_DVAE) cJSON_AddBoolToObject(j, "straight_through", c->hard);
     if (c->type == BEIT_TOK_VQ) {
       cJSON_AddNumberToObject(j, "code_dim", c->code_dim), cJSON_AddNumberToObject(j, "vq_beta", c->vq_beta);
       cJSON_AddNumberToObject(j, "vq_decay", c->vq_decay), cJSON_AddNumberToObject(j, "vq_dead", c->vq_dead);
@@ -499,7 +500,7 @@ static int train_step(dvae_run *r, const beit_tok_train_cfg *c, const float *ima
                       dvae_train_opts *o, dvae_stats *st, double *gn) {
   o->tau = (float)cosine_ramp(c->tau_start, c->tau_end, step, c->tau_steps > 0 ? c->tau_steps : c->steps);
   o->beta = (float)cosine_ramp(0, c->beta, step, c->kl_warmup);
-  o->seed = c->seed, o->step = step, o->gumbel = NULL;
+  o->seed = c->seed, o->step = step, o->gumbel = NULL, o->hard = c->hard;
   o->shard = beit_dist_rank(), o->shards = beit_dist_world();
   memset(st, 0, sizeof *st);
   *gn = NAN;
