@@ -49,10 +49,12 @@ static int tok_train(int argc, char **argv) {
       {"max-steps", ARG_I64, &max_steps, "dVAE: stop after N updates, the schedules still for all --steps (0 = --steps)",
        0, 1e12},
       {"overwrite", ARG_FLAG, &c.overwrite, "the run folder holds a run: delete its files and start over", 0, 0},
-      {"save-every", ARG_I64, &save_every, "dVAE: write OUT/checkpoint.safetensors every N steps (0 = never)", 0,
+      {"save-every", ARG_I64, &save_every, "dVAE, vq: write OUT/checkpoint.safetensors every N steps (0 = never)", 0,
        1e12},
-      {"resume", ARG_FLAG, &c.resume, "dVAE: continue the run in --out from its checkpoint (same flags; bit-exact)", 0,
+      {"resume", ARG_FLAG, &c.resume, "dVAE, vq: continue the run in --out from its checkpoint (same flags; bit-exact)", 0,
        0},
+      {"ema", ARG_FLOAT, &c.ema, "dVAE, vq: decay of an EMA of the weights, which is what gets saved (DALL-E 0.999; "
+       "0 = off)", 0, 0.999999},
       {"batch", ARG_INT, &c.batch, "images per update (under mpirun: of all ranks together)", 1, 65536},
       {"lr", ARG_FLOAT, &c.lr, "peak AdamW learning rate", 0, 1},
       {"min-lr", ARG_FLOAT, &c.min_lr, "cosine floor of the learning rate", 0, 1},
@@ -112,8 +114,9 @@ static int tok_train(int argc, char **argv) {
     fprintf(stderr, "beit tokenizer train: --max-steps counts dVAE updates (k-means has --iters)\n");
     return 2;
   }
-  if ((save_every || c.resume) && c.type != BEIT_TOK_DVAE) {
-    fprintf(stderr, "beit tokenizer train: --save-every and --resume are for --type dvae (not yet %s)\n", type);
+  if ((save_every || c.resume || c.ema > 0) && is_kmeans) {
+    fprintf(stderr, "beit tokenizer train: --save-every, --resume and --ema are for --type dvae and vq (k-means fits "
+                    "in seconds: run it again)\n");
     return 2;
   }
   c.save_every = save_every;

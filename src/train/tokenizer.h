@@ -61,8 +61,9 @@ typedef struct {
   int64_t steps;              /* dVAE updates: the schedules span them */
   int64_t max_steps;          /* stop after this many (0 = steps) */
   int overwrite;              /* a run already in `out`: remove its files first (else refused) */
-  int resume;                 /* dVAE: continue the run in `out` from its checkpoint */
-  int64_t save_every;         /* dVAE: OUT/checkpoint.safetensors every N steps (0 = never) */
+  int resume;                 /* dVAE, VQ: continue the run in `out` from its checkpoint */
+  int64_t save_every;         /* dVAE, VQ: OUT/checkpoint.safetensors every N steps (0 = never) */
+  float ema;                  /* dVAE, VQ: decay of an EMA of the weights, saved as the tokenizer (0 = off) */
   int batch;
   float lr, min_lr, weight_decay, clip_grad;
   int64_t warmup;             /* lr warmup steps */

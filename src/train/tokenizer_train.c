@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "backend/backend.h"
 #include "core/core.h"
 #include "core/dist.h"
 #include "data/loader.h"
@@ -347,6 +348,7 @@ static char *config_json(const beit_tok_train_cfg *c) {
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) cJSON_AddNumberToObject(j, names[i], v[i]);
     cJSON_AddStringToObject(j, "recon", d->recon == DVAE_RECON_MSE ? "mse" : "laplace");
     if (c->type == BEIT_TOK_DVAE) cJSON_AddBoolToObject(j, "straight_through", c->hard);
+    cJSON_AddNumberToObject(j, "ema", c->ema);
     if (c->type == BEIT_TOK_VQ) {
       cJSON_AddNumberToObject(j, "code_dim", c->code_dim), cJSON_AddNumberToObject(j, "vq_beta", c->vq_beta);
       cJSON_AddNumberToObject(j, "vq_decay", c->vq_decay), cJSON_AddNumberToObject(j, "vq_dead", c->vq_dead);
@@ -396,6 +398,7 @@ typedef struct {
   dvae d;
   beit_optimizer opt;
   interval_stats iv;
+  beit_tok_ema ema;
   int64_t start, epoch, in_epoch;  /* first step of this process; the loader's position */
   beit_run run;  /* the folder (rank 0): its claim, config.json, log.jsonl */
 } dvae_run;
@@ -428,11 +431,13 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
   beit_optim_cfg oc = {.lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup, .total_steps = c->steps,
                        .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = c->weight_decay,
                        .layer_decay = 1.0f, .clip_grad = c->clip_grad};
-  if (beit_optimizer_init(&r->opt, &r->d.params, &oc)) return BEIT_ERR;
-  if (c->resume) {  /* the newest checkpoint that loads: weights, AdamW moments, the loader's position */
+  if (beit_optimizer_init(&r->opt, &r->d.params, &oc) || beit_tok_ema_init(&r->ema, &r->d.params, c->ema))
+    return BEIT_ERR;
+  if (c->resume) {  /* the newest checkpoint that loads: weights, AdamW moments, EMA, the loader's position */
     beit_train_state st;
     char used[1200];
-    if (beit_checkpoint_resume(c->out, &r->d.params, &r->opt, &st, used, sizeof used) ||
+    beit_ckpt_extra x = beit_tok_ckpt_extra(&r->ema, NULL);
+    if (beit_checkpoint_resume_x(c->out, &r->d.params, &r->opt, &x, &st, used, sizeof used) ||
         beit_loader_seek(r->loader, st.epoch, st.step_in_epoch))
       return BEIT_ERR;
     r->start = st.step, r->epoch = st.epoch, r->in_epoch = st.step_in_epoch;
@@ -447,6 +452,7 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
 static void close_run(dvae_run *r) {
   if (r->loader) beit_loader_close(r->loader);
   beit_optimizer_free(&r->opt);
+  beit_tok_ema_free(&r->ema);
   dvae_free(&r->d);
   beit_free(r->iv.hist), beit_free(r->iv.ever);
   beit_dataset_close(&r->train), beit_dataset_close(&r->test);
@@ -524,7 +530,8 @@ static int save_checkpoint(dvae_run *r, const beit_tok_train_cfg *c, int64_t ste
   if (!beit_dist_is_root()) return BEIT_OK;
   beit_train_state st = {.step = step, .epoch = r->epoch, .step_in_epoch = r->in_epoch};
   const char *kv[] = {"type", "dvae", "data", c->data};
-  return beit_checkpoint_save_kept(c->out, 1, &r->d.params, &r->opt, &st, kv, 2);
+  beit_ckpt_extra x = beit_tok_ckpt_extra(&r->ema, NULL);
+  return beit_checkpoint_save_kept_x(c->out, 1, &r->d.params, &r->opt, &x, &st, kv, 2);
 }
 
 static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
@@ -551,6 +558,7 @@ static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
       continue;
     }
     bad = 0;
+    beit_tok_ema_update(&r->ema, &r->d.params, step);
     interval_add(&r->iv, &st, gn, r->d.tokens, b.n * ntok);
     if ((step + 1) % c->log_every == 0 || step + 1 == end) {
       int used;
@@ -597,6 +605,7 @@ static void print_eval(const beit_tokenizer *t, int n, double mae, int used, dou
 
 /* Evaluates, saves OUT/tokenizer.safetensors (the dVAE moves into a handle). */
 static int finish_dvae(dvae_run *r, const beit_tok_train_cfg *c, double seconds) {
+  beit_tok_ema_apply(&r->ema, &r->d.params);
   beit_tokenizer t = {.type = BEIT_TOK_DVAE, .dv = r->d};
   memset(&r->d, 0, sizeof r->d);
   describe(&t);
@@ -719,7 +728,9 @@ int beit_tokenizer_train(const beit_tok_train_cfg *cfg) {
 
 /* ---- shared with the VQ trainer (tokenizer_vq.c) --------------------------------- */
 int beit_tok_check_flags(const beit_tok_train_cfg *c, int image_size) { return check_flags(c, image_size); }
-int beit_tok_open_run_folder(beit_run *run, const beit_tok_train_cfg *c) { return open_run_folder(run, c, -1); }
+int beit_tok_open_run_folder(beit_run *run, const beit_tok_train_cfg *c, int64_t resume_step) {
+  return open_run_folder(run, c, resume_step);
+}
 int beit_tok_evaluate(beit_tokenizer *t, const beit_dataset *test, int n, double *mae, int *used, double *ppl) {
   return evaluate(t, test, n, mae, used, ppl);
 }
@@ -749,4 +760,45 @@ int beit_tok_save_trained(const beit_tok_train_cfg *c, beit_tokenizer *t, int rc
 }
 void beit_tok_warn_collapse(int used, int64_t tokens, int64_t step, int vocab, int *warned) {
   warn_collapse(used, tokens, step, vocab, warned);
+}
+
+/* ---- EMA of the weights (dVAE and VQ) ------------------------------------------- */
+beit_ckpt_extra beit_tok_ckpt_extra(beit_tok_ema *e, beit_params *more) {
+  beit_ckpt_extra x = {{0}, 0};
+  if (more) x.t[x.n++] = more;
+  if (e->decay) x.t[x.n++] = &e->p;
+  return x;
+}
+
+int beit_tok_ema_init(beit_tok_ema *e, const beit_params *w, float decay) {
+  memset(e, 0, sizeof *e);
+  beit_params_init(&e->p);
+  if (!(decay > 0)) return BEIT_OK;
+  char name[BEIT_NAME_MAX + 8];
+  for (int i = 0; i < w->n; i++) {
+    snprintf(name, sizeof name, "ema.%s", w->t[i].name);
+    beit_params_add(&e->p, name, w->t[i].ndim, w->t[i].shape, 0, 0);
+  }
+  if (beit_params_alloc_data(&e->p)) return beit_error_context("the weights' EMA");
+  e->decay = decay;
+  memcpy(e->p.data, w->data, w->total * sizeof(float));  /* same order, same offsets */
+  return BEIT_OK;
+}
+
+void beit_tok_ema_update(beit_tok_ema *e, const beit_params *w, int64_t step) {
+  if (!e->decay) return;
+  const beit_backend *be = beit_backend_default();
+  double d = (1.0 + (double)step) / (10.0 + (double)step);
+  if (d > e->decay) d = e->decay;
+  be->scale_inplace(e->p.data, e->p.total, (float)d);
+  be->axpy(e->p.data, w->data, (float)(1 - d), e->p.total);
+}
+
+void beit_tok_ema_apply(const beit_tok_ema *e, beit_params *w) {
+  if (e->decay) memcpy(w->data, e->p.data, w->total * sizeof(float));
+}
+
+void beit_tok_ema_free(beit_tok_ema *e) {
+  beit_params_free(&e->p);
+  memset(e, 0, sizeof *e);
 }
