@@ -391,6 +391,29 @@ static int check_flags(const beit_tok_train_cfg *c, int image_size) {
   return BEIT_OK;
 }
 
+#define SIZE_PROBES 16
+
+/* The input side without --image-size: the dataset's fixed size, or, for an image
+ * folder, the size its images share (the headers of SIZE_PROBES files spread over
+ * it), then checked against the flags. Square images only. */
+static int default_size(const beit_tok_train_cfg *c, const beit_dataset *ds, int *size) {
+  int h = ds->height, w = ds->width;
+  for (int k = 0; ds->kind == BEIT_DS_FOLDER && k < SIZE_PROBES && k < ds->n; k++) {
+    int64_t i = ds->n * k / (ds->n < SIZE_PROBES ? ds->n : SIZE_PROBES);
+    int ih, iw, ic;
+    if (beit_image_probe(ds->paths[i], &ih, &iw, &ic)) return beit_error_context("%s", c->data);
+    if (k == 0) h = ih, w = iw;
+    else if (ih != h || iw != w)
+      return beit_errorf("%s: its images differ in size (%dx%d %s, %dx%d %s); pass --image-size", c->data, w, h,
+                         ds->paths[0], iw, ih, ds->paths[i]);
+  }
+  if (h <= 0 || h != w)
+    return beit_errorf("%s has no fixed square image size (%dx%d); pass --image-size", c->data, w, h);
+  if (check_flags(c, h)) return BEIT_ERR;
+  *size = h;
+  return BEIT_OK;
+}
+
 /* ---- training: dVAE ------------------------------------------------------------- */
 typedef struct {
   beit_dataset train, test;
@@ -410,12 +433,7 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
                        c->batch, world);
   if (root && beit_run_claim(&r->run, c->out, c->resume, c->overwrite, 1)) return BEIT_ERR;
   if (beit_dataset_open(&r->train, c->data, 1) || beit_dataset_open(&r->test, c->data, 0)) return BEIT_ERR;
-  if (c->dv.image_size <= 0) {
-    if (r->train.height <= 0 || r->train.height != r->train.width)
-      return beit_errorf("%s has no fixed square image size; pass --image-size", c->data);
-    if (check_flags(c, r->train.height)) return BEIT_ERR;
-    c->dv.image_size = r->train.height;
-  }
+  if (c->dv.image_size <= 0 && default_size(c, &r->train, &c->dv.image_size)) return BEIT_ERR;
   c->dv.channels = r->train.channels;
   beit_loader_cfg lc;
   beit_loader_defaults(&lc, BEIT_LOAD_TRAIN);
@@ -643,12 +661,7 @@ static int open_kmeans(beit_tok_train_cfg *c, beit_run *run, beit_dataset *train
   if (beit_run_claim(run, c->out, 0, c->overwrite, 0) || beit_dataset_open(train, c->data, 1) ||
       beit_dataset_open(test, c->data, 0))
     return BEIT_ERR;
-  if (c->km.image_size <= 0) {
-    if (train->height <= 0 || train->height != train->width)
-      return beit_errorf("%s has no fixed square image size; pass --image-size", c->data);
-    if (check_flags(c, train->height)) return BEIT_ERR;
-    c->km.image_size = train->height;
-  }
+  if (c->km.image_size <= 0 && default_size(c, train, &c->km.image_size)) return BEIT_ERR;
   c->km.channels = train->channels;
   int n = c->km_images > 0 && c->km_images < train->n ? c->km_images : (int)train->n;
   int64_t patches = (int64_t)n * (c->km.image_size / c->km.patch) * (c->km.image_size / c->km.patch);
@@ -728,6 +741,9 @@ int beit_tokenizer_train(const beit_tok_train_cfg *cfg) {
 
 /* ---- shared with the VQ trainer (tokenizer_vq.c) --------------------------------- */
 int beit_tok_check_flags(const beit_tok_train_cfg *c, int image_size) { return check_flags(c, image_size); }
+int beit_tok_default_size(const beit_tok_train_cfg *c, const beit_dataset *ds, int *size) {
+  return default_size(c, ds, size);
+}
 int beit_tok_open_run_folder(beit_run *run, const beit_tok_train_cfg *c, int64_t resume_step) {
   return open_run_folder(run, c, resume_step);
 }

@@ -27,12 +27,7 @@ static int open_vq(vq_run *r, beit_tok_train_cfg *c) {
   if (beit_run_claim(&r->run, c->out, c->resume, c->overwrite, 1) || beit_dataset_open(&r->train, c->data, 1) ||
       beit_dataset_open(&r->test, c->data, 0))
     return BEIT_ERR;
-  if (c->dv.image_size <= 0) {
-    if (r->train.height <= 0 || r->train.height != r->train.width)
-      return beit_errorf("%s has no fixed square image size; pass --image-size", c->data);
-    if (beit_tok_check_flags(c, r->train.height)) return BEIT_ERR;
-    c->dv.image_size = r->train.height;
-  }
+  if (c->dv.image_size <= 0 && beit_tok_default_size(c, &r->train, &c->dv.image_size)) return BEIT_ERR;
   c->dv.channels = r->train.channels;
   int64_t outputs = (int64_t)c->batch * dvae_grid_side(&c->dv) * dvae_grid_side(&c->dv);
   if (outputs < c->dv.vocab)
