@@ -30,7 +30,7 @@ static int parse_choice(const char *flag, const char *val, const char *a, const 
 static int tok_train(int argc, char **argv) {
   beit_tok_train_cfg c;
   beit_tok_train_defaults(&c);
-  const char *type = "dvae", *recon = "laplace", *norm = "patch";
+  const char *type = "dvae", *recon = "laplace", *norm = "patch", *kl = "cell";
   long long steps = c.steps, warmup = c.warmup, tau_steps = c.tau_steps, kl_warmup = c.kl_warmup, seed = 0;
   long long max_patches = c.km_max_patches, max_steps = 0, save_every = 0;
   int threads = 0, vocab = 0;
@@ -66,6 +66,8 @@ static int tok_train(int argc, char **argv) {
       {"tau-steps", ARG_I64, &tau_steps, "steps of the temperature schedule (0 = all)", 0, 1e12},
       {"straight-through", ARG_FLAG, &c.hard, "dVAE: the decoder gets the one-hot code of the relaxed sample (gradient "
        "through the relaxation)", 0, 0},
+      {"kl", ARG_STR, &kl, "dVAE KL term: cell (DALL-E: each cell's q to uniform) or usage (the batch's average q "
+       "to uniform: codebook usage without a penalty on information)", 0, 0},
       {"beta", ARG_FLOAT, &c.beta, "KL weight (as DALL-E: beta * KL / pixels)", 0, 1e4},
       {"kl-warmup", ARG_I64, &kl_warmup, "steps of the cosine KL-weight ramp from 0", 0, 1e12},
       {"crop-min", ARG_FLOAT, &c.crop_min, "random resized crop: smallest area share", 0.01, 1},
@@ -98,7 +100,7 @@ static int tok_train(int argc, char **argv) {
     fprintf(stderr, "beit tokenizer: --type expects dvae, kmeans or vq, got '%s'\n", type);
     return 2;
   }
-  if (parse_choice("recon", recon, "laplace", "mse", &is_mse) || parse_choice("norm", norm, "patch", "none", &no_norm))
+  if (parse_choice("kl", kl, "cell", "usage", &c.kl_usage) || parse_choice("recon", recon, "laplace", "mse", &is_mse) || parse_choice("norm", norm, "patch", "none", &no_norm))
     return 2;
   if (vocab == 1) {
     fprintf(stderr, "beit tokenizer train: --vocab 1: a codebook needs at least 2 codes\n");

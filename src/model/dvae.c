@@ -239,6 +239,7 @@ static size_t plan_arena(dvae *d, int B, int mode, uint8_t *base) {
   if (mode == MODE_TRAIN) {
     d->q = takef(&c, lat), d->gumbel = takef(&c, lat), d->dlogits = takef(&c, lat), d->dz = takef(&c, lat);
     d->zsoft = takef(&c, lat);
+    d->qbar = takef(&c, (size_t)cf->vocab);
     d->sampled = take(&c, (size_t)B * dvae_grid_side(cf) * dvae_grid_side(cf) * sizeof(int32_t));
     d->dout = takef(&c, 2 * img);
     for (int k = 0; k < 2; k++) d->g[k] = takef(&c, B * max2(m.in, m.out));
@@ -410,7 +411,8 @@ int dvae_forward_train(dvae *d, const float *images, int B, const dvae_train_opt
   memset(st, 0, sizeof *st);
   st->recon = recon;
   st->kl = kl_sum / ((double)B * hw);
-  st->loss = recon + o->beta * kl_sum / (double)img;
+  if (o->kl_usage) be->code_mean(d->qbar, d->q, B, c->vocab, hw);
+  st->loss = recon + o->beta * (o->kl_usage ? (double)B * hw * dvae_usage_kl(d) : kl_sum) / (double)img;
   st->perplexity = be->code_perplexity(d->q, B, c->vocab, hw);
   st->codes_used = be->distinct_codes(d->seen, d->tokens, B * hw, c->vocab);
   return isfinite(st->loss) ? BEIT_OK : beit_errorf("dvae: the loss is not finite (%g)", st->loss);
@@ -428,9 +430,15 @@ int dvae_backward(dvae *d, const dvae_train_opts *o) {
   const float *logits = d->enc_act[d->n_enc - 1].out;
   double kl_coef = o->beta / ((double)B * c->channels * c->image_size * c->image_size);
   d->be->zero(d->dlogits, lat);
-  d->be->gumbel_softmax_backward(d->dlogits, d->dz, relaxed(d, o), d->q, logits, B, c->vocab, hw, o->tau, (float)kl_coef);
+  d->be->gumbel_softmax_backward(d->dlogits, d->dz, relaxed(d, o), d->q, logits, B, c->vocab, hw, o->tau,
+                                 o->kl_usage ? 0.0f : (float)kl_coef);
+  if (o->kl_usage) d->be->code_usage_kl_backward(d->dlogits, d->q, d->qbar, B, c->vocab, hw, (float)kl_coef);
   run_backward(d, d->enc, d->enc_act, d->n_enc, d->xm, d->dlogits, NULL, B);
   return BEIT_OK;
+}
+
+double dvae_usage_kl(const dvae *d) {
+  return log((double)d->cfg.vocab) - log(d->be->code_perplexity(d->qbar, 1, d->cfg.vocab, 1));
 }
 
 /* ---- public: training with the caller's latent (vector quantisation) -------- */

@@ -69,6 +69,7 @@ typedef struct {
   int64_t warmup;             /* lr warmup steps */
   float tau_start, tau_end;   /* Gumbel temperature: cosine from start to end ... */
   int64_t tau_steps;          /* ... over this many steps (0 = all steps) */
+  int kl_usage;               /* dVAE: KL of the batch's average q to uniform instead of each cell's q (--kl usage) */
   int hard;                   /* dVAE: straight-through Gumbel (the decoder sees one-hot codes, as at eval) */
   float beta;                 /* KL weight: cosine from 0 to beta ... */
   int64_t kl_warmup;          /* ... over this many steps */

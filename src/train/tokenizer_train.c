@@ -348,6 +348,7 @@ static char *config_json(const beit_tok_train_cfg *c) {
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) cJSON_AddNumberToObject(j, names[i], v[i]);
     cJSON_AddStringToObject(j, "recon", d->recon == DVAE_RECON_MSE ? "mse" : "laplace");
     if (c->type == BEIT_TOK_DVAE) cJSON_AddBoolToObject(j, "straight_through", c->hard);
+    if (c->type == BEIT_TOK_DVAE) cJSON_AddStringToObject(j, "kl", c->kl_usage ? "usage" : "cell");
     cJSON_AddNumberToObject(j, "ema", c->ema);
     if (c->type == BEIT_TOK_VQ) {
       cJSON_AddNumberToObject(j, "code_dim", c->code_dim), cJSON_AddNumberToObject(j, "vq_beta", c->vq_beta);
@@ -524,7 +525,7 @@ static int train_step(dvae_run *r, const beit_tok_train_cfg *c, const float *ima
                       dvae_train_opts *o, dvae_stats *st, double *gn) {
   o->tau = (float)cosine_ramp(c->tau_start, c->tau_end, step, c->tau_steps > 0 ? c->tau_steps : c->steps);
   o->beta = (float)cosine_ramp(0, c->beta, step, c->kl_warmup);
-  o->seed = c->seed, o->step = step, o->gumbel = NULL, o->hard = c->hard;
+  o->seed = c->seed, o->step = step, o->gumbel = NULL, o->hard = c->hard, o->kl_usage = c->kl_usage;
   o->shard = beit_dist_rank(), o->shards = beit_dist_world();
   memset(st, 0, sizeof *st);
   *gn = NAN;
@@ -533,6 +534,11 @@ static int train_step(dvae_run *r, const beit_tok_train_cfg *c, const float *ima
   if (dvae_forward_train(&r->d, images, B, o, st)) {
     if (isfinite(st->loss)) return BEIT_ERR;
     finite = 0;
+  }
+  if (finite && o->kl_usage && beit_dist_world() > 1) {  /* the usage of the whole batch, as one process has it */
+    beit_dist_weighted_sum(r->d.qbar, (size_t)c->dv.vocab, 1.0 / beit_dist_world());
+    int cells = dvae_grid_side(&c->dv) * dvae_grid_side(&c->dv);
+    st->loss = st->recon + o->beta * cells * dvae_usage_kl(&r->d) / ((double)c->dv.channels * c->dv.image_size * c->dv.image_size);
   }
   if (finite && dvae_backward(&r->d, o)) return BEIT_ERR;
   if (beit_dist_world() > 1 ? !reduce_step(r, st, finite) : !finite) {
