@@ -81,7 +81,8 @@ static void ema_is_saved(void) {
   char a[1200], b[1200];
   TEST_PATHF(a, "%s/tokres-dvae-full/tokenizer.safetensors", fx_dir());
   TEST_PATHF(b, "%s/tokres-dvae-ema-full/tokenizer.safetensors", fx_dir());
-  CHECK_TRUE(file_exists(a) && file_exists(b) && !same_bytes(a, b), "--ema 0.9: the saved weights are not the last ones");
+  CHECK_TRUE(file_exists(a) && file_exists(b) && !same_bytes(a, b),
+             "--ema 0.9: the saved weights are not the last ones");
 }
 
 int main(void) {
@@ -91,7 +92,8 @@ int main(void) {
   TEST_PATHF(spec, "mnist:%s", data);
   CHECK_TRUE(make_tiny_mnist(data, 64, 16) == 0, "tiny dataset");
   char *none[] = {NULL}, *ema[] = {"--ema", "0.9", NULL};
-  char *vq[] = {"--type", "vq", "--vocab", "64", NULL}, *vq_ema[] = {"--type", "vq", "--vocab", "64", "--ema", "0.9", NULL};
+  char *vq[] = {"--type", "vq", "--vocab", "64", NULL};
+  char *vq_ema[] = {"--type", "vq", "--vocab", "64", "--ema", "0.9", NULL};
   kill_and_resume("dvae", spec, none);
   kill_and_resume("dvae-ema", spec, ema);
   kill_and_resume("vq", spec, vq);

@@ -30,7 +30,7 @@ static int parse_choice(const char *flag, const char *val, const char *a, const 
 static int tok_train(int argc, char **argv) {
   beit_tok_train_cfg c;
   beit_tok_train_defaults(&c);
-  const char *type = "dvae", *recon = "laplace", *norm = "patch", *kl = "cell";
+  const char *type = "dvae", *recon = "laplace", *norm = "patch", *kl = c.kl_usage ? "usage" : "cell";
   long long steps = c.steps, warmup = c.warmup, tau_steps = c.tau_steps, kl_warmup = c.kl_warmup, seed = 0;
   long long max_patches = c.km_max_patches, max_steps = 0, save_every = 0;
   int threads = 0, vocab = 0;
@@ -39,7 +39,7 @@ static int tok_train(int argc, char **argv) {
       {"out", ARG_STR, &c.out, "run folder: tokenizer.safetensors, log.jsonl, config.json", 0, 0},
       {"type", ARG_STR, &type, "dvae, kmeans or vq (vector-quantised, EMA codebook)", 0, 0},
       {"image-size", ARG_INT, &c.dv.image_size, "input side (0 = the dataset's)", 0, 4096},
-      {"vocab", ARG_INT, &vocab, "codebook size (k for kmeans; 0 = 512, vq 1024)", 0, 65536},
+      {"vocab", ARG_INT, &vocab, "codebook size (k for kmeans; 0 = kmeans 512, vq 1024, dVAE 1024 for colour data and 512 for grey)", 0, 65536},
       {"n-hid", ARG_INT, &c.dv.n_hid, "dVAE width of the first group", 4, 4096},
       {"n-init", ARG_INT, &c.dv.n_init, "dVAE decoder input width (code embedding)", 1, 4096},
       {"groups", ARG_INT, &c.dv.n_groups, "dVAE groups (downsampling 2^(groups-1))", 1, 6},
@@ -66,8 +66,8 @@ static int tok_train(int argc, char **argv) {
       {"tau-steps", ARG_I64, &tau_steps, "steps of the temperature schedule (0 = all)", 0, 1e12},
       {"straight-through", ARG_FLAG, &c.hard, "dVAE: the decoder gets the one-hot code of the relaxed sample (gradient "
        "through the relaxation)", 0, 0},
-      {"kl", ARG_STR, &kl, "dVAE KL term: cell (DALL-E: each cell's q to uniform) or usage (the batch's average q "
-       "to uniform: codebook usage without a penalty on information)", 0, 0},
+      {"kl", ARG_STR, &kl, "dVAE KL term: usage (the batch's average q to uniform: codebook usage without a penalty on "
+       "information) or cell (DALL-E: each cell's q to uniform)", 0, 0},
       {"beta", ARG_FLOAT, &c.beta, "KL weight (as DALL-E: beta * KL / pixels)", 0, 1e4},
       {"kl-warmup", ARG_I64, &kl_warmup, "steps of the cosine KL-weight ramp from 0", 0, 1e12},
       {"crop-min", ARG_FLOAT, &c.crop_min, "random resized crop: smallest area share", 0.01, 1},
@@ -100,13 +100,14 @@ static int tok_train(int argc, char **argv) {
     fprintf(stderr, "beit tokenizer: --type expects dvae, kmeans or vq, got '%s'\n", type);
     return 2;
   }
-  if (parse_choice("kl", kl, "cell", "usage", &c.kl_usage) || parse_choice("recon", recon, "laplace", "mse", &is_mse) || parse_choice("norm", norm, "patch", "none", &no_norm))
+  if (parse_choice("kl", kl, "cell", "usage", &c.kl_usage) || parse_choice("recon", recon, "laplace", "mse", &is_mse) ||
+      parse_choice("norm", norm, "patch", "none", &no_norm))
     return 2;
   if (vocab == 1) {
     fprintf(stderr, "beit tokenizer train: --vocab 1: a codebook needs at least 2 codes\n");
     return 2;
   }
-  if (!vocab) vocab = is_vq ? 1024 : c.dv.vocab;
+  if (!vocab) vocab = is_vq ? 1024 : is_kmeans ? 512 : 0;  /* dVAE: 1024 for colour data, 512 for grey */
   c.type = is_kmeans ? BEIT_TOK_KMEANS : is_vq ? BEIT_TOK_VQ : BEIT_TOK_DVAE;
   c.dv.recon = is_mse ? DVAE_RECON_MSE : DVAE_RECON_LAPLACE;
   c.dv.vocab = c.km.k = vocab;

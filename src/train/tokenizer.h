@@ -57,7 +57,8 @@ void beit_tokens_free(beit_token_file *tf);
 typedef struct {
   const char *data, *out;     /* dataset spec, run folder */
   int type;                   /* BEIT_TOK_DVAE, BEIT_TOK_KMEANS or BEIT_TOK_VQ */
-  dvae_config dv;             /* image_size 0 = the dataset's side; VQ: the network, dv.vocab the codebook size */
+  dvae_config dv;             /* image_size 0 = the dataset's side; vocab 0 = 1024 for colour data, 512 for grey;
+                               * VQ: the network, dv.vocab the codebook size */
   int64_t steps;              /* dVAE updates: the schedules span them */
   int64_t max_steps;          /* stop after this many (0 = steps) */
   int overwrite;              /* a run already in `out`: remove its files first (else refused) */

@@ -262,11 +262,12 @@ void beit_tok_train_defaults(beit_tok_train_cfg *c) {
   memset(c, 0, sizeof *c);
   c->data = "fashion-mnist", c->out = "runs/tok", c->type = BEIT_TOK_DVAE;
   dvae_config_small(&c->dv);
-  c->dv.image_size = 0;
-  c->steps = 1000, c->batch = 64;
+  c->dv.image_size = 0, c->dv.vocab = 0;
+  c->steps = 1200, c->batch = 64;
   c->lr = 2e-3f, c->min_lr = 1e-5f, c->weight_decay = 1e-4f, c->clip_grad = 0, c->warmup = 100;
   c->tau_start = 1.0f, c->tau_end = 1.0f / 16, c->tau_steps = 0;
-  c->beta = 1.0f, c->kl_warmup = 200;
+  /* the usage KL, at once: a KL ramped from 0 lets the codebook collapse in the first 50 steps (docs/tokenizer.md) */
+  c->kl_usage = 1, c->beta = 10.0f, c->kl_warmup = 0;
   c->crop_min = 0.5f, c->hflip = 0.5f;
   c->log_every = 50, c->eval_images = 1000, c->seed = 0, c->workers = 1;
   c->km = (kmeans_config){.image_size = 0, .channels = 1, .patch = 4, .k = 512, .normalize = KMEANS_NORM_PATCH};
@@ -436,6 +437,7 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
   if (beit_dataset_open(&r->train, c->data, 1) || beit_dataset_open(&r->test, c->data, 0)) return BEIT_ERR;
   if (c->dv.image_size <= 0 && default_size(c, &r->train, &c->dv.image_size)) return BEIT_ERR;
   c->dv.channels = r->train.channels;
+  if (!c->dv.vocab) c->dv.vocab = c->dv.channels == 3 ? 1024 : 512;  /* colour needs more codes */
   beit_loader_cfg lc;
   beit_loader_defaults(&lc, BEIT_LOAD_TRAIN);
   lc.batch_size = c->batch / world, lc.image_size = c->dv.image_size, lc.seed = c->seed, lc.num_workers = c->workers;
@@ -538,7 +540,8 @@ static int train_step(dvae_run *r, const beit_tok_train_cfg *c, const float *ima
   if (finite && o->kl_usage && beit_dist_world() > 1) {  /* the usage of the whole batch, as one process has it */
     beit_dist_weighted_sum(r->d.qbar, (size_t)c->dv.vocab, 1.0 / beit_dist_world());
     int cells = dvae_grid_side(&c->dv) * dvae_grid_side(&c->dv);
-    st->loss = st->recon + o->beta * cells * dvae_usage_kl(&r->d) / ((double)c->dv.channels * c->dv.image_size * c->dv.image_size);
+    double values = (double)c->dv.channels * c->dv.image_size * c->dv.image_size;
+    st->loss = st->recon + o->beta * cells * dvae_usage_kl(&r->d) / values;
   }
   if (finite && dvae_backward(&r->d, o)) return BEIT_ERR;
   if (beit_dist_world() > 1 ? !reduce_step(r, st, finite) : !finite) {

@@ -123,7 +123,8 @@ static int vq_step(vq_run *r, const beit_tok_train_cfg *c, const beit_batch *b, 
   return *restarted < 0 ? BEIT_ERR : BEIT_OK;
 }
 
-/* OUT/checkpoint.safetensors after `step` updates: the network, AdamW, the quantizer, the EMA, the loader's position. */
+/* OUT/checkpoint.safetensors after `step` updates: the network, AdamW, the quantizer, the EMA, the loader's
+ * position. */
 static int save_checkpoint(vq_run *r, const beit_tok_train_cfg *c, int64_t step) {
   beit_train_state st = {.step = step, .epoch = r->epoch, .step_in_epoch = r->in_epoch};
   const char *kv[] = {"type", "vq", "data", c->data};
