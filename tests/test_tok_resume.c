@@ -52,6 +52,9 @@ static void kill_and_resume(const char *tag, const char *spec, char *const *extr
   CHECK_TRUE(rc == 0, "%s: uninterrupted run (exit %d)", tag, rc);
 
   argv[6] = killed;
+  char rm[1300];  /* a checkpoint left by an earlier test run must not look like this run's first one */
+  snprintf(rm, sizeof rm, "rm -rf '%s'", killed);
+  CHECK_TRUE(system(rm) == 0, "%s: no earlier run folder", tag);
   pid_t pid = child_start(argv, &o);
   int status = 0, waited = 0;
   for (int i = 0; i < 200000 && !file_exists(ckpt); i++) {
