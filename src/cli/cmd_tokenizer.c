@@ -89,8 +89,8 @@ static int tok_train(int argc, char **argv) {
       BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int rc = beit_args_parse("beit tokenizer train [options]",
-                           "Train a visual tokenizer: the DALL-E dVAE (Gumbel-softmax, cosine temperature and KL "
-                           "schedules, AdamW), k-means over patches, or a vector-quantised tokenizer (the dVAE's "
+                           "Train a visual tokenizer: the DALL-E dVAE (Gumbel-softmax, cosine temperature schedule, "
+                           "a KL term that keeps the codebook used, AdamW), k-means over patches, or a vector-quantised tokenizer (the dVAE's "
                            "network around l2-normalised codes with cosine lookup, straight-through estimator, "
                            "commitment loss, k-means-initialised EMA codebook, dead-code restart).",
                            args, (int)(sizeof args / sizeof args[0]), argc, argv, NULL, NULL);
