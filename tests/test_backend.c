@@ -346,6 +346,10 @@ CASE(gumbel_softmax_backward) {
                               in(r, B * V * HW), B, V, HW, 0.8f, 0.2f);
 }
 CASE(code_perplexity) { ret(r, be->code_perplexity(pos(r, B * V * HW), B, V, HW)); }
+CASE(code_mean) { be->code_mean(out(r, V), pos(r, B * V * HW), B, V, HW); }
+CASE(code_usage_kl_backward) {
+  be->code_usage_kl_backward(out(r, B * V * HW), pos(r, B * V * HW), pos(r, V), B, V, HW, 0.3f);
+}
 CASE(distinct_codes) { ret(r, be->distinct_codes(dev(r, NULL, V), ints(r, 11, 0, V - 1), 11, V)); }
 CASE(recon_loss_forward) {
   ret(r, be->recon_loss_forward(out(r, B * 6 * HW), f32(r, B * 3 * HW, 0.1, 0.9), in(r, B * 6 * HW), B, 3, HW, 1));

@@ -53,7 +53,7 @@ static int check_scalar(const char *what, double got, const beit_safetensors *st
 
 /* One training forward/backward against PyTorch; the case must match TEST_CASES
  * in dvae_ref.py. */
-static void train_case(const char *tag, const dvae_config *c, int B, float tau, float beta) {
+static void train_case(const char *tag, const dvae_config *c, int B, float tau, float beta, int hard, int usage) {
   char path[1024];
   snprintf(path, sizeof path, "%s/dvae_%s.safetensors", fixtures(), tag);
   dvae d;
@@ -69,7 +69,7 @@ static void train_case(const char *tag, const dvae_config *c, int B, float tau, 
   float *x = read_tensor(&st, "x", nimg), *g = read_tensor(&st, "gumbel", nlat);
   float *logits = read_tensor(&st, "out.logits", nlat);
   if (ok && x && g && logits) {
-    dvae_train_opts o = {.tau = tau, .beta = beta, .gumbel = g};
+    dvae_train_opts o = {.tau = tau, .beta = beta, .gumbel = g, .hard = hard, .kl_usage = usage};
     dvae_stats s;
     char what[160];
     ok = dvae_forward_train(&d, x, B, &o, &s) == BEIT_OK;
@@ -264,10 +264,14 @@ int main(void) {
   run_ref(args);
   dvae_config a = {.image_size = 16, .channels = 1, .n_hid = 8, .n_init = 12, .n_blk_per_group = 2,
                    .n_groups = 3, .vocab = 32, .recon = DVAE_RECON_LAPLACE};
-  train_case("laplace", &a, 3, 0.7f, 1.5f);
+  train_case("laplace", &a, 3, 0.7f, 1.5f, 0, 0);
   dvae_config b = {.image_size = 8, .channels = 3, .n_hid = 8, .n_init = 8, .n_blk_per_group = 1,
                    .n_groups = 2, .vocab = 16, .recon = DVAE_RECON_MSE};
-  train_case("mse", &b, 2, 1.3f, 0.5f);
+  train_case("mse", &b, 2, 1.3f, 0.5f, 0, 0);
+  dvae_config h = {.image_size = 16, .channels = 3, .n_hid = 8, .n_init = 12, .n_blk_per_group = 1,
+                   .n_groups = 3, .vocab = 32, .recon = DVAE_RECON_LAPLACE};
+  train_case("hard", &h, 3, 0.5f, 1.5f, 1, 0);  /* straight-through */
+  train_case("usage", &h, 3, 0.5f, 1.5f, 1, 1);  /* and the usage KL */
   dalle_encoder();
   roundtrip_and_batching();
   original_size();

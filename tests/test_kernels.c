@@ -72,6 +72,11 @@ static void test_latent(const beit_safetensors *st) {
   check_close("d(z.dz + kl_coef KL)/dlogits, accumulated twice", dl, dl2, lat, 1e-5, 1e-4);
   float ppl = (float)be->code_perplexity(q, B, V, hw);
   check_close("perplexity of the mean code distribution", &ppl, fx_f32(st, "latent.perplexity"), 1, TOL);
+  float *qbar = zeros(V), *du = zeros(lat);
+  be->code_mean(qbar, q, B, V, hw);
+  check_close("mean code distribution qbar", qbar, fx_f32(st, "latent.qbar"), V, TOL);
+  be->code_usage_kl_backward(du, q, qbar, B, V, hw, kl_coef);
+  check_close("d(kl_coef N sum qbar ln qbar)/dlogits (usage KL)", du, fx_f32(st, "latent.dusage"), lat, 1e-5, 1e-4);
   int32_t codes[24];
   be->argmax_channels(codes, logits, B, V, hw);
   CHECK_TRUE(same_i32(codes, fx_i32(st, "latent.codes"), (size_t)B * hw), "argmax over the channels");

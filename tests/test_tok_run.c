@@ -2,8 +2,10 @@
  * warning only where the tokens counted could have used 5% of the codes (a
  * batch of 2 at 7x7 = 98 tokens cannot cover 5% of 8192 codes; a dataset of
  * identical images really collapses), the k-means trainer writing the run folder
- * its --help promises (config.json, log.jsonl) like the dVAE trainer, and
- * `beit data preview` drawing view B at the size pretraining gives the tokenizer. */
+ * its --help promises (config.json, log.jsonl) like the dVAE trainer,
+ * `beit data preview` drawing view B at the size pretraining gives the tokenizer,
+ * and an image folder's own size as the default --image-size (refused, naming
+ * two files, when its images differ). */
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 
@@ -111,6 +113,48 @@ static void test_kmeans_run_folder(const char *dir) {
   free(help);
 }
 
+/* DIR/{train,val}/c/N.png: grey images of side S (the last training one of side S2). */
+static int make_folder(const char *dir, int S, int S2) {
+  char path[1300];
+  const uint8_t bg[3] = {90, 90, 90};
+  for (int i = 0; i < 6; i++) {
+    int val = i == 5, side = i == 4 ? S2 : S;
+    snprintf(path, sizeof path, "mkdir -p '%s/%s/c'", dir, val ? "val" : "train");
+    if (system(path)) return -1;
+    snprintf(path, sizeof path, "%s/%s/c/%d.png", dir, val ? "val" : "train", i);
+    beit_canvas cv;
+    if (beit_canvas_init(&cv, side, side, bg)) return -1;
+    for (int p = 0; p < side * side; p++) cv.rgb[3 * p] = cv.rgb[3 * p + 1] = cv.rgb[3 * p + 2] = (uint8_t)(p * 7 + i);
+    int rc = beit_canvas_save_png(&cv, path);
+    beit_canvas_free(&cv);
+    if (rc) return -1;
+  }
+  return 0;
+}
+
+static void test_folder_size(void) {
+  char same[1100], mixed[1100], out[1100], path[1200];
+  TEST_PATHF(same, "%s/tokrun-folder16", fx_dir());
+  TEST_PATHF(mixed, "%s/tokrun-folder-mixed", fx_dir());
+  TEST_PATHF(out, "%s/tokrun-folder-run", fx_dir());
+  CHECK_TRUE(make_folder(same, 16, 16) == 0 && make_folder(mixed, 16, 24) == 0, "folders of 16 px PNGs written");
+  int rc = beit("tokenizer train --type kmeans --data 'folder:%s' --vocab 4 --threads 1 --overwrite --out '%s'", same,
+                out);
+  TEST_PATHF(path, "%s/config.json", out);
+  cJSON *cfg = read_json(path);
+  const cJSON *size = cJSON_GetObjectItem(cfg, "image_size");
+  CHECK_TRUE(rc == 0 && cJSON_IsNumber(size) && size->valueint == 16,
+             "a folder of 16x16 images trains at 16 px without --image-size (exit %d, image_size %d)", rc,
+             cJSON_IsNumber(size) ? size->valueint : -1);
+  cJSON_Delete(cfg);
+  rc = beit("tokenizer train --data 'folder:%s' --threads 1 --overwrite --out '%s'", mixed, out);
+  char *err = slurp(g_err);
+  CHECK_TRUE(rc == 1 && err && strstr(err, "differ in size") && strstr(err, "--image-size") && strstr(err, "4.png"),
+             "a folder of 16 and 24 px images: exit 1 asking for --image-size, naming the odd file: %.300s",
+             err ? err : "");
+  free(err);
+}
+
 /* View B's side from the preview's stdout, and the PNG is three tiles wide per sample. */
 static void preview(const char *what, const char *tok, int want_side) {
   char png[1200], flag[1300] = "";
@@ -145,6 +189,7 @@ int main(void) {
              "datasets: tiny MNIST-like and all-black");
   test_collapse_warning();
   test_kmeans_run_folder(km);
+  test_folder_size();
   /* a tokenizer that reads 56 px: 8x8 patches, the same 7x7 grid as the model's 4x4 patches of 28 px */
   int rc = beit("tokenizer train --type kmeans --data '%s' --vocab 16 --image-size 56 --patch 8 --threads 1 --out '%s'",
                 g_data, km56);

@@ -108,6 +108,9 @@
   X(void, gumbel_softmax_backward, (float *dlogits, const float *dz, const float *z, const float *q, \
       const float *logits, int B, int V, int hw, float tau, float kl_coef)) \
   X(double, code_perplexity, (const float *q, int B, int V, int hw)) \
+  X(void, code_mean, (float *qbar, const float *q, int B, int V, int hw)) \
+  X(void, code_usage_kl_backward, (float *dlogits, const float *q, const float *qbar, int B, int V, int hw, \
+      float coef)) \
   X(int, distinct_codes, (uint8_t *seen, const int32_t *codes, int n, int V)) \
   X(double, recon_loss_forward, (float *dout, const float *x, const float *out, int B, int C, size_t P, \
       int laplace)) \

@@ -30,7 +30,7 @@ static int parse_choice(const char *flag, const char *val, const char *a, const 
 static int tok_train(int argc, char **argv) {
   beit_tok_train_cfg c;
   beit_tok_train_defaults(&c);
-  const char *type = "dvae", *recon = "laplace", *norm = "patch";
+  const char *type = "dvae", *recon = "laplace", *norm = "patch", *kl = c.kl_usage ? "usage" : "cell";
   long long steps = c.steps, warmup = c.warmup, tau_steps = c.tau_steps, kl_warmup = c.kl_warmup, seed = 0;
   long long max_patches = c.km_max_patches, max_steps = 0, save_every = 0;
   int threads = 0, vocab = 0;
@@ -39,7 +39,7 @@ static int tok_train(int argc, char **argv) {
       {"out", ARG_STR, &c.out, "run folder: tokenizer.safetensors, log.jsonl, config.json", 0, 0},
       {"type", ARG_STR, &type, "dvae, kmeans or vq (vector-quantised, EMA codebook)", 0, 0},
       {"image-size", ARG_INT, &c.dv.image_size, "input side (0 = the dataset's)", 0, 4096},
-      {"vocab", ARG_INT, &vocab, "codebook size (k for kmeans; 0 = 512, vq 1024)", 0, 65536},
+      {"vocab", ARG_INT, &vocab, "codebook size (k for kmeans; 0 = kmeans 512, vq 1024, dVAE 1024 for colour data and 512 for grey)", 0, 65536},
       {"n-hid", ARG_INT, &c.dv.n_hid, "dVAE width of the first group", 4, 4096},
       {"n-init", ARG_INT, &c.dv.n_init, "dVAE decoder input width (code embedding)", 1, 4096},
       {"groups", ARG_INT, &c.dv.n_groups, "dVAE groups (downsampling 2^(groups-1))", 1, 6},
@@ -49,10 +49,12 @@ static int tok_train(int argc, char **argv) {
       {"max-steps", ARG_I64, &max_steps, "dVAE: stop after N updates, the schedules still for all --steps (0 = --steps)",
        0, 1e12},
       {"overwrite", ARG_FLAG, &c.overwrite, "the run folder holds a run: delete its files and start over", 0, 0},
-      {"save-every", ARG_I64, &save_every, "dVAE: write OUT/checkpoint.safetensors every N steps (0 = never)", 0,
+      {"save-every", ARG_I64, &save_every, "dVAE, vq: write OUT/checkpoint.safetensors every N steps (0 = never)", 0,
        1e12},
-      {"resume", ARG_FLAG, &c.resume, "dVAE: continue the run in --out from its checkpoint (same flags; bit-exact)", 0,
+      {"resume", ARG_FLAG, &c.resume, "dVAE, vq: continue the run in --out from its checkpoint (same flags; bit-exact)", 0,
        0},
+      {"ema", ARG_FLOAT, &c.ema, "dVAE, vq: decay of an EMA of the weights, which is what gets saved (DALL-E 0.999; "
+       "0 = off)", 0, 0.999999},
       {"batch", ARG_INT, &c.batch, "images per update (under mpirun: of all ranks together)", 1, 65536},
       {"lr", ARG_FLOAT, &c.lr, "peak AdamW learning rate", 0, 1},
       {"min-lr", ARG_FLOAT, &c.min_lr, "cosine floor of the learning rate", 0, 1},
@@ -62,6 +64,10 @@ static int tok_train(int argc, char **argv) {
       {"tau-start", ARG_FLOAT, &c.tau_start, "initial Gumbel-softmax temperature", 1e-3, 100},
       {"tau-end", ARG_FLOAT, &c.tau_end, "final temperature (cosine schedule)", 1e-3, 100},
       {"tau-steps", ARG_I64, &tau_steps, "steps of the temperature schedule (0 = all)", 0, 1e12},
+      {"straight-through", ARG_FLAG, &c.hard, "dVAE: the decoder gets the one-hot code of the relaxed sample (gradient "
+       "through the relaxation)", 0, 0},
+      {"kl", ARG_STR, &kl, "dVAE KL term: usage (the batch's average q to uniform: codebook usage without a penalty on "
+       "information) or cell (DALL-E: each cell's q to uniform)", 0, 0},
       {"beta", ARG_FLOAT, &c.beta, "KL weight (as DALL-E: beta * KL / pixels)", 0, 1e4},
       {"kl-warmup", ARG_I64, &kl_warmup, "steps of the cosine KL-weight ramp from 0", 0, 1e12},
       {"crop-min", ARG_FLOAT, &c.crop_min, "random resized crop: smallest area share", 0.01, 1},
@@ -83,8 +89,8 @@ static int tok_train(int argc, char **argv) {
       BEIT_ARG_MAX_IMAGE_PIXELS,
   };
   int rc = beit_args_parse("beit tokenizer train [options]",
-                           "Train a visual tokenizer: the DALL-E dVAE (Gumbel-softmax, cosine temperature and KL "
-                           "schedules, AdamW), k-means over patches, or a vector-quantised tokenizer (the dVAE's "
+                           "Train a visual tokenizer: the DALL-E dVAE (Gumbel-softmax, cosine temperature schedule, "
+                           "a KL term that keeps the codebook used, AdamW), k-means over patches, or a vector-quantised tokenizer (the dVAE's "
                            "network around l2-normalised codes with cosine lookup, straight-through estimator, "
                            "commitment loss, k-means-initialised EMA codebook, dead-code restart).",
                            args, (int)(sizeof args / sizeof args[0]), argc, argv, NULL, NULL);
@@ -94,13 +100,14 @@ static int tok_train(int argc, char **argv) {
     fprintf(stderr, "beit tokenizer: --type expects dvae, kmeans or vq, got '%s'\n", type);
     return 2;
   }
-  if (parse_choice("recon", recon, "laplace", "mse", &is_mse) || parse_choice("norm", norm, "patch", "none", &no_norm))
+  if (parse_choice("kl", kl, "cell", "usage", &c.kl_usage) || parse_choice("recon", recon, "laplace", "mse", &is_mse) ||
+      parse_choice("norm", norm, "patch", "none", &no_norm))
     return 2;
   if (vocab == 1) {
     fprintf(stderr, "beit tokenizer train: --vocab 1: a codebook needs at least 2 codes\n");
     return 2;
   }
-  if (!vocab) vocab = is_vq ? 1024 : c.dv.vocab;
+  if (!vocab) vocab = is_vq ? 1024 : is_kmeans ? 512 : 0;  /* dVAE: 1024 for colour data, 512 for grey */
   c.type = is_kmeans ? BEIT_TOK_KMEANS : is_vq ? BEIT_TOK_VQ : BEIT_TOK_DVAE;
   c.dv.recon = is_mse ? DVAE_RECON_MSE : DVAE_RECON_LAPLACE;
   c.dv.vocab = c.km.k = vocab;
@@ -110,8 +117,9 @@ static int tok_train(int argc, char **argv) {
     fprintf(stderr, "beit tokenizer train: --max-steps counts dVAE updates (k-means has --iters)\n");
     return 2;
   }
-  if ((save_every || c.resume) && c.type != BEIT_TOK_DVAE) {
-    fprintf(stderr, "beit tokenizer train: --save-every and --resume are for --type dvae (not yet %s)\n", type);
+  if ((save_every || c.resume || c.ema > 0) && is_kmeans) {
+    fprintf(stderr, "beit tokenizer train: --save-every, --resume and --ema are for --type dvae and vq (k-means fits "
+                    "in seconds: run it again)\n");
     return 2;
   }
   c.save_every = save_every;

@@ -238,6 +238,9 @@ static size_t plan_arena(dvae *d, int B, int mode, uint8_t *base) {
   d->work = takef(&c, B * m.block_out);
   if (mode == MODE_TRAIN) {
     d->q = takef(&c, lat), d->gumbel = takef(&c, lat), d->dlogits = takef(&c, lat), d->dz = takef(&c, lat);
+    d->zsoft = takef(&c, lat);
+    d->qbar = takef(&c, (size_t)cf->vocab);
+    d->sampled = take(&c, (size_t)B * dvae_grid_side(cf) * dvae_grid_side(cf) * sizeof(int32_t));
     d->dout = takef(&c, 2 * img);
     for (int k = 0; k < 2; k++) d->g[k] = takef(&c, B * max2(m.in, m.out));
     for (int k = 0; k < 2; k++) d->gtmp[k] = takef(&c, B * max2(max2(m.in, m.out), m.hid));
@@ -380,6 +383,9 @@ static void run_backward(dvae *d, dvae_stage *st, dvae_act *act, int n, const fl
 static int hw_of(const dvae *d) { return dvae_grid_side(&d->cfg) * dvae_grid_side(&d->cfg); }
 
 /* ---- public: training ------------------------------------------------------- */
+/* The relaxed sample softmax((logits + g) / tau): the decoder's input, or beside it when straight-through. */
+static float *relaxed(dvae *d, const dvae_train_opts *o) { return o->hard ? d->zsoft : d->z; }
+
 int dvae_forward_train(dvae *d, const float *images, int B, const dvae_train_opts *o, dvae_stats *st) {
   const dvae_config *c = &d->cfg;
   if (!d->has_decoder) return beit_errorf("dvae: training needs the decoder (this model is encoder-only)");
@@ -393,7 +399,11 @@ int dvae_forward_train(dvae *d, const float *images, int B, const dvae_train_opt
   const float *logits = run_forward(d, d->enc, d->enc_act, d->n_enc, d->xm, B);
   if (o->gumbel) be->upload(d->gumbel, o->gumbel, lat * sizeof(float));
   else be->gumbel_noise(d->gumbel, B, (size_t)c->vocab * hw, o->seed, o->step, o->shard, o->shards);
-  double kl_sum = be->gumbel_softmax_forward(d->q, d->z, logits, d->gumbel, B, c->vocab, hw, o->tau);
+  double kl_sum = be->gumbel_softmax_forward(d->q, relaxed(d, o), logits, d->gumbel, B, c->vocab, hw, o->tau);
+  if (o->hard) {  /* d->z: what the decoder reads */
+    be->argmax_channels(d->sampled, d->zsoft, B, c->vocab, hw);
+    be->one_hot_codes(d->z, d->sampled, B, c->vocab, hw);
+  }
   be->argmax_channels(d->tokens, logits, B, c->vocab, hw);
   const float *out = run_forward(d, d->dec, d->dec_act, d->n_dec, d->z, B);
   double recon = be->recon_loss_forward(d->dout, d->xm, out, B, c->channels, (size_t)c->image_size * c->image_size,
@@ -401,7 +411,8 @@ int dvae_forward_train(dvae *d, const float *images, int B, const dvae_train_opt
   memset(st, 0, sizeof *st);
   st->recon = recon;
   st->kl = kl_sum / ((double)B * hw);
-  st->loss = recon + o->beta * kl_sum / (double)img;
+  if (o->kl_usage) be->code_mean(d->qbar, d->q, B, c->vocab, hw);
+  st->loss = recon + o->beta * (o->kl_usage ? (double)B * hw * dvae_usage_kl(d) : kl_sum) / (double)img;
   st->perplexity = be->code_perplexity(d->q, B, c->vocab, hw);
   st->codes_used = be->distinct_codes(d->seen, d->tokens, B * hw, c->vocab);
   return isfinite(st->loss) ? BEIT_OK : beit_errorf("dvae: the loss is not finite (%g)", st->loss);
@@ -419,9 +430,15 @@ int dvae_backward(dvae *d, const dvae_train_opts *o) {
   const float *logits = d->enc_act[d->n_enc - 1].out;
   double kl_coef = o->beta / ((double)B * c->channels * c->image_size * c->image_size);
   d->be->zero(d->dlogits, lat);
-  d->be->gumbel_softmax_backward(d->dlogits, d->dz, d->z, d->q, logits, B, c->vocab, hw, o->tau, (float)kl_coef);
+  d->be->gumbel_softmax_backward(d->dlogits, d->dz, relaxed(d, o), d->q, logits, B, c->vocab, hw, o->tau,
+                                 o->kl_usage ? 0.0f : (float)kl_coef);
+  if (o->kl_usage) d->be->code_usage_kl_backward(d->dlogits, d->q, d->qbar, B, c->vocab, hw, (float)kl_coef);
   run_backward(d, d->enc, d->enc_act, d->n_enc, d->xm, d->dlogits, NULL, B);
   return BEIT_OK;
+}
+
+double dvae_usage_kl(const dvae *d) {
+  return log((double)d->cfg.vocab) - log(d->be->code_perplexity(d->qbar, 1, d->cfg.vocab, 1));
 }
 
 /* ---- public: training with the caller's latent (vector quantisation) -------- */

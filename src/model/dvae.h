@@ -64,6 +64,10 @@ typedef struct {
   uint64_t seed;
   int64_t step;            /* noise key: (seed, BEIT_RNG_GUMBEL, step, image) */
   const float *gumbel;     /* [B, vocab, h, w] fixed noise instead of drawing (tests); NULL = draw */
+  int kl_usage;            /* the KL term is KL(qbar || uniform) of the batch's average q (the codebook-usage part
+                            * of DALL-E's per-cell KL(q || uniform), without its penalty on information) */
+  int hard;                /* straight-through: the decoder gets the one-hot argmax of the relaxed sample, the
+                            * gradient flows through the relaxed sample (as at eval, no soft mixture leaks) */
   /* data parallelism: the B images are positions shard, shard + shards, ... of
    * the global batch, and "image" in the noise key is that position (0 = not sharded) */
   int shard, shards;
@@ -82,9 +86,12 @@ typedef struct {
   /* activation arena, sized for cap_B images in mode (1 = inference, 2 = training) */
   int cap_B, mode, B;
   uint8_t *arena;
-  float *xm, *q, *z, *gumbel, *dlogits, *dz, *dout, *g[2], *gtmp[2], *work, *scratch, *tmp[3];
+  float *qbar;             /* training: q averaged over the batch's cells [vocab] (data parallel: the trainer
+                            * averages it over the ranks between forward and backward) */
+  float *xm, *q, *z, *zsoft, *gumbel, *dlogits, *dz, *dout, *g[2], *gtmp[2], *work, *scratch, *tmp[3];
   uint8_t *am_tmp, *seen;
   int32_t *tokens;         /* argmax codes of the last forward, [B, h*w] */
+  int32_t *sampled;        /* training, straight-through: argmax codes of the relaxed sample */
 } dvae;
 
 /* Builds the parameter table (zero weights); with_decoder = 0 for an encoder only. */
@@ -104,6 +111,8 @@ int dvae_decode(dvae *d, const int32_t *tokens, int B, float *images);
  * there is no training forward to differentiate). */
 int dvae_forward_train(dvae *d, const float *images, int B, const dvae_train_opts *o, dvae_stats *st);
 int dvae_backward(dvae *d, const dvae_train_opts *o);
+/* KL(qbar || uniform) in nats of the last training forward's (or the trainer's averaged) qbar. */
+double dvae_usage_kl(const dvae *d);
 
 /* Training with a latent of the caller's (src/model/vq.c): the encoder output
  * [B, vocab, h, w] (vocab = the latent width), then the decoder on the caller's z

@@ -135,6 +135,30 @@ double code_perplexity(const float *q, int B, int V, int hw) {
   return exp(h);
 }
 
+void code_mean(float *qbar, const float *q, int B, int V, int hw) {
+#pragma omp parallel for schedule(static)
+  for (int k = 0; k < V; k++) {
+    double s = 0;
+    for (int b = 0; b < B; b++)
+      for (int p = 0; p < hw; p++) s += q[((size_t)b * V + k) * hw + p];
+    qbar[k] = (float)(s / ((double)B * hw));
+  }
+}
+
+/* A code no position uses has qbar 0: its ln is clamped (1e-30), so its gradient pulls it up, finitely. */
+void code_usage_kl_backward(float *dlogits, const float *q, const float *qbar, int B, int V, int hw, float coef) {
+#pragma omp parallel for schedule(static)
+  for (int bp = 0; bp < B * hw; bp++) {
+    size_t o = (size_t)(bp / hw) * V * hw + bp % hw;
+    double qg = 0;
+    for (int k = 0; k < V; k++) qg += q[o + (size_t)k * hw] * log(qbar[k] > 1e-30f ? qbar[k] : 1e-30);
+    for (int k = 0; k < V; k++) {
+      size_t i = o + (size_t)k * hw;
+      dlogits[i] += (float)(coef * q[i] * (log(qbar[k] > 1e-30f ? qbar[k] : 1e-30) - qg));
+    }
+  }
+}
+
 int distinct_codes(uint8_t *seen, const int32_t *codes, int n, int V) {
   int used = 0;
   memset(seen, 0, (size_t)V);

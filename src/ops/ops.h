@@ -210,6 +210,11 @@ void gumbel_softmax_backward(float *dlogits, const float *dz, const float *z, co
                              int B, int V, int hw, float tau, float kl_coef);
 /* exp(entropy) of the code distribution q averaged over the B*hw positions */
 double code_perplexity(const float *q, int B, int V, int hw);
+/* qbar[V] = q[B,V,hw] averaged over the B*hw positions (the batch's code usage) */
+void code_mean(float *qbar, const float *q, int B, int V, int hw);
+/* dlogits += coef * the gradient, through q = softmax(logits), of sum_k qbar_k ln qbar_k
+ * taken as sum over positions of <q, ln qbar>: coef q (ln qbar - <q, ln qbar>) at each position */
+void code_usage_kl_backward(float *dlogits, const float *q, const float *qbar, int B, int V, int hw, float coef);
 /* distinct values among codes[n] (each in 0..V-1); seen is V bytes of scratch */
 int distinct_codes(uint8_t *seen, const int32_t *codes, int n, int V);
 /* Reconstruction loss of the decoder output out[B,2C,P] (C mu channels, then C

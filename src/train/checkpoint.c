@@ -31,10 +31,32 @@ static int check_finite(const char *path, const beit_params *p, const beit_optim
   return BEIT_OK;
 }
 
+static int extra_count(const beit_ckpt_extra *x) {
+  int n = 0;
+  for (int k = 0; x && k < x->n; k++) n += x->t[k]->n;
+  return n;
+}
+
+static int check_finite_extra(const char *path, const beit_ckpt_extra *x) {
+  for (int k = 0; x && k < x->n; k++) {
+    int bad = beit_params_first_nonfinite(x->t[k], x->t[k]->data);
+    if (bad >= 0)
+      return beit_errorf("%s: '%s' holds a NaN or infinity; not writing the checkpoint (the previous one is kept)",
+                         path, x->t[k]->t[bad].name);
+  }
+  return BEIT_OK;
+}
+
 int beit_checkpoint_save(const char *path, const beit_params *p, const beit_optimizer *opt,
                          const beit_train_state *s, const char *const *meta_kv, int n_meta) {
-  if (check_finite(path, p, opt) != BEIT_OK) return BEIT_ERR;
-  int per = opt ? (opt->ema ? 4 : 3) : 1, n = p->n * per;
+  return beit_checkpoint_save_x(path, p, opt, NULL, s, meta_kv, n_meta);
+}
+
+int beit_checkpoint_save_x(const char *path, const beit_params *p, const beit_optimizer *opt,
+                           const beit_ckpt_extra *x, const beit_train_state *s, const char *const *meta_kv,
+                           int n_meta) {
+  if (check_finite(path, p, opt) != BEIT_OK || check_finite_extra(path, x) != BEIT_OK) return BEIT_ERR;
+  int per = opt ? (opt->ema ? 4 : 3) : 1, n = p->n * per + extra_count(x);
   beit_st_tensor *t = calloc((size_t)n, sizeof *t);
   char (*names)[BEIT_NAME_MAX + 16] = calloc((size_t)n, sizeof *names);
   if (!t || !names || n_meta > MAX_META - 11) {
@@ -54,6 +76,12 @@ int beit_checkpoint_save(const char *path, const beit_params *p, const beit_opti
       e->data = src[k] + ti->offset;
     }
   }
+  for (int k = 0, i = p->n * per; x && k < x->n; k++)
+    for (int j = 0; j < x->t[k]->n; j++, i++) {
+      const beit_tensor_info *ti = &x->t[k]->t[j];
+      t[i] = (beit_st_tensor){.name = ti->name, .ndim = ti->ndim, .shape = ti->shape,
+                              .data = x->t[k]->data + ti->offset};
+    }
   enum { NSTATE = 10 };
   char vals[NSTATE][32];
   const int64_t ints[] = {s->step, s->epoch, s->step_in_epoch, s->best_epochs, s->epoch_steps, s->epoch_correct,
@@ -99,14 +127,26 @@ static int load_moments(const beit_safetensors *st, beit_optimizer *opt) {
   return BEIT_OK;
 }
 
+static int in_extra(const beit_ckpt_extra *x, const char *name) {
+  for (int k = 0; x && k < x->n; k++)
+    if (beit_params_find(x->t[k], name) >= 0) return 1;
+  return 0;
+}
+
 int beit_checkpoint_load(const char *path, beit_params *p, beit_optimizer *opt, beit_train_state *s,
                          int strict) {
+  return beit_checkpoint_load_x(path, p, opt, NULL, s, strict);
+}
+
+int beit_checkpoint_load_x(const char *path, beit_params *p, beit_optimizer *opt, const beit_ckpt_extra *x,
+                           beit_train_state *s, int strict) {
   beit_safetensors st;
   if (beit_st_open(&st, path) != BEIT_OK) return BEIT_ERR;
   int rc = beit_params_load_from(p, &st, 0);
+  for (int k = 0; x && k < x->n && rc == BEIT_OK; k++) rc = beit_params_load_from(x->t[k], &st, 0);
   if (rc == BEIT_OK && strict) {  /* unknown tensors other than optimizer state */
     for (int i = 0; i < st.n && rc == BEIT_OK; i++)
-      if (strncmp(st.e[i].name, "optim.", 6) && beit_params_find(p, st.e[i].name) < 0 &&
+      if (strncmp(st.e[i].name, "optim.", 6) && beit_params_find(p, st.e[i].name) < 0 && !in_extra(x, st.e[i].name) &&
           !strstr(st.e[i].name, "relative_position_index"))
         rc = beit_errorf("%s: tensor '%s' does not belong to this model", path, st.e[i].name);
   }
@@ -179,10 +219,16 @@ static int prune(const char *dir, int keep) {
 
 int beit_checkpoint_save_kept(const char *dir, int keep, const beit_params *p, const beit_optimizer *opt,
                               const beit_train_state *s, const char *const *meta_kv, int n_meta) {
+  return beit_checkpoint_save_kept_x(dir, keep, p, opt, NULL, s, meta_kv, n_meta);
+}
+
+int beit_checkpoint_save_kept_x(const char *dir, int keep, const beit_params *p, const beit_optimizer *opt,
+                                const beit_ckpt_extra *x, const beit_train_state *s, const char *const *meta_kv,
+                                int n_meta) {
   char path[1100];
   beit_checkpoint_name(dir, 0, path, sizeof path);
-  if (check_finite(path, p, opt) != BEIT_OK || rotate(dir, keep) != BEIT_OK ||
-      beit_checkpoint_save(path, p, opt, s, meta_kv, n_meta) != BEIT_OK)
+  if (check_finite(path, p, opt) != BEIT_OK || check_finite_extra(path, x) != BEIT_OK || rotate(dir, keep) != BEIT_OK ||
+      beit_checkpoint_save_x(path, p, opt, x, s, meta_kv, n_meta) != BEIT_OK)
     return BEIT_ERR;
   return prune(dir, keep);
 }
@@ -201,13 +247,18 @@ static void set_aside(const char *dir, const char *skipped, int upto) {
 
 int beit_checkpoint_resume(const char *dir, beit_params *p, beit_optimizer *opt, beit_train_state *s, char *used,
                            size_t n) {
+  return beit_checkpoint_resume_x(dir, p, opt, NULL, s, used, n);
+}
+
+int beit_checkpoint_resume_x(const char *dir, beit_params *p, beit_optimizer *opt, const beit_ckpt_extra *x,
+                             beit_train_state *s, char *used, size_t n) {
   char path[1100], first_err[1024] = "", skipped[BEIT_CHECKPOINT_SCAN] = {0};
   int tried = 0;
   for (int k = 0; k < BEIT_CHECKPOINT_SCAN; k++) {
     beit_checkpoint_name(dir, k, path, sizeof path);
     if (access(path, F_OK) != 0) continue;
     tried++;
-    if (beit_checkpoint_load(path, p, opt, s, 1) == BEIT_OK) {
+    if (beit_checkpoint_load_x(path, p, opt, x, s, 1) == BEIT_OK) {
       set_aside(dir, skipped, k);
       snprintf(used, n, "%s", path);
       return BEIT_OK;

@@ -57,17 +57,21 @@ void beit_tokens_free(beit_token_file *tf);
 typedef struct {
   const char *data, *out;     /* dataset spec, run folder */
   int type;                   /* BEIT_TOK_DVAE, BEIT_TOK_KMEANS or BEIT_TOK_VQ */
-  dvae_config dv;             /* image_size 0 = the dataset's side; VQ: the network, dv.vocab the codebook size */
+  dvae_config dv;             /* image_size 0 = the dataset's side; vocab 0 = 1024 for colour data, 512 for grey;
+                               * VQ: the network, dv.vocab the codebook size */
   int64_t steps;              /* dVAE updates: the schedules span them */
   int64_t max_steps;          /* stop after this many (0 = steps) */
   int overwrite;              /* a run already in `out`: remove its files first (else refused) */
-  int resume;                 /* dVAE: continue the run in `out` from its checkpoint */
-  int64_t save_every;         /* dVAE: OUT/checkpoint.safetensors every N steps (0 = never) */
+  int resume;                 /* dVAE, VQ: continue the run in `out` from its checkpoint */
+  int64_t save_every;         /* dVAE, VQ: OUT/checkpoint.safetensors every N steps (0 = never) */
+  float ema;                  /* dVAE, VQ: decay of an EMA of the weights, saved as the tokenizer (0 = off) */
   int batch;
   float lr, min_lr, weight_decay, clip_grad;
   int64_t warmup;             /* lr warmup steps */
   float tau_start, tau_end;   /* Gumbel temperature: cosine from start to end ... */
   int64_t tau_steps;          /* ... over this many steps (0 = all steps) */
+  int kl_usage;               /* dVAE: KL of the batch's average q to uniform instead of each cell's q (--kl usage) */
+  int hard;                   /* dVAE: straight-through Gumbel (the decoder sees one-hot codes, as at eval) */
   float beta;                 /* KL weight: cosine from 0 to beta ... */
   int64_t kl_warmup;          /* ... over this many steps */
   float crop_min, hflip;      /* augmentation: random resized crop scale [crop_min, 1], flips */

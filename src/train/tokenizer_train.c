@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "backend/backend.h"
 #include "core/core.h"
 #include "core/dist.h"
 #include "data/loader.h"
@@ -261,11 +262,12 @@ void beit_tok_train_defaults(beit_tok_train_cfg *c) {
   memset(c, 0, sizeof *c);
   c->data = "fashion-mnist", c->out = "runs/tok", c->type = BEIT_TOK_DVAE;
   dvae_config_small(&c->dv);
-  c->dv.image_size = 0;
-  c->steps = 1000, c->batch = 64;
+  c->dv.image_size = 0, c->dv.vocab = 0;
+  c->steps = 1200, c->batch = 64;
   c->lr = 2e-3f, c->min_lr = 1e-5f, c->weight_decay = 1e-4f, c->clip_grad = 0, c->warmup = 100;
   c->tau_start = 1.0f, c->tau_end = 1.0f / 16, c->tau_steps = 0;
-  c->beta = 1.0f, c->kl_warmup = 200;
+  /* the usage KL, at once: a KL ramped from 0 lets the codebook collapse in the first 50 steps (docs/tokenizer.md) */
+  c->kl_usage = 1, c->beta = 10.0f, c->kl_warmup = 0;
   c->crop_min = 0.5f, c->hflip = 0.5f;
   c->log_every = 50, c->eval_images = 1000, c->seed = 0, c->workers = 1;
   c->km = (kmeans_config){.image_size = 0, .channels = 1, .patch = 4, .k = 512, .normalize = KMEANS_NORM_PATCH};
@@ -346,6 +348,9 @@ static char *config_json(const beit_tok_train_cfg *c) {
                            "kl_warmup", "crop_min", "hflip", "eval_images", "seed"};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) cJSON_AddNumberToObject(j, names[i], v[i]);
     cJSON_AddStringToObject(j, "recon", d->recon == DVAE_RECON_MSE ? "mse" : "laplace");
+    if (c->type == BEIT_TOK_DVAE) cJSON_AddBoolToObject(j, "straight_through", c->hard);
+    if (c->type == BEIT_TOK_DVAE) cJSON_AddStringToObject(j, "kl", c->kl_usage ? "usage" : "cell");
+    cJSON_AddNumberToObject(j, "ema", c->ema);
     if (c->type == BEIT_TOK_VQ) {
       cJSON_AddNumberToObject(j, "code_dim", c->code_dim), cJSON_AddNumberToObject(j, "vq_beta", c->vq_beta);
       cJSON_AddNumberToObject(j, "vq_decay", c->vq_decay), cJSON_AddNumberToObject(j, "vq_dead", c->vq_dead);
@@ -388,6 +393,29 @@ static int check_flags(const beit_tok_train_cfg *c, int image_size) {
   return BEIT_OK;
 }
 
+#define SIZE_PROBES 16
+
+/* The input side without --image-size: the dataset's fixed size, or, for an image
+ * folder, the size its images share (the headers of SIZE_PROBES files spread over
+ * it), then checked against the flags. Square images only. */
+static int default_size(const beit_tok_train_cfg *c, const beit_dataset *ds, int *size) {
+  int h = ds->height, w = ds->width;
+  for (int k = 0; ds->kind == BEIT_DS_FOLDER && k < SIZE_PROBES && k < ds->n; k++) {
+    int64_t i = ds->n * k / (ds->n < SIZE_PROBES ? ds->n : SIZE_PROBES);
+    int ih, iw, ic;
+    if (beit_image_probe(ds->paths[i], &ih, &iw, &ic)) return beit_error_context("%s", c->data);
+    if (k == 0) h = ih, w = iw;
+    else if (ih != h || iw != w)
+      return beit_errorf("%s: its images differ in size (%dx%d %s, %dx%d %s); pass --image-size", c->data, w, h,
+                         ds->paths[0], iw, ih, ds->paths[i]);
+  }
+  if (h <= 0 || h != w)
+    return beit_errorf("%s has no fixed square image size (%dx%d); pass --image-size", c->data, w, h);
+  if (check_flags(c, h)) return BEIT_ERR;
+  *size = h;
+  return BEIT_OK;
+}
+
 /* ---- training: dVAE ------------------------------------------------------------- */
 typedef struct {
   beit_dataset train, test;
@@ -395,6 +423,7 @@ typedef struct {
   dvae d;
   beit_optimizer opt;
   interval_stats iv;
+  beit_tok_ema ema;
   int64_t start, epoch, in_epoch;  /* first step of this process; the loader's position */
   beit_run run;  /* the folder (rank 0): its claim, config.json, log.jsonl */
 } dvae_run;
@@ -406,13 +435,9 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
                        c->batch, world);
   if (root && beit_run_claim(&r->run, c->out, c->resume, c->overwrite, 1)) return BEIT_ERR;
   if (beit_dataset_open(&r->train, c->data, 1) || beit_dataset_open(&r->test, c->data, 0)) return BEIT_ERR;
-  if (c->dv.image_size <= 0) {
-    if (r->train.height <= 0 || r->train.height != r->train.width)
-      return beit_errorf("%s has no fixed square image size; pass --image-size", c->data);
-    if (check_flags(c, r->train.height)) return BEIT_ERR;
-    c->dv.image_size = r->train.height;
-  }
+  if (c->dv.image_size <= 0 && default_size(c, &r->train, &c->dv.image_size)) return BEIT_ERR;
   c->dv.channels = r->train.channels;
+  if (!c->dv.vocab) c->dv.vocab = c->dv.channels == 3 ? 1024 : 512;  /* colour needs more codes */
   beit_loader_cfg lc;
   beit_loader_defaults(&lc, BEIT_LOAD_TRAIN);
   lc.batch_size = c->batch / world, lc.image_size = c->dv.image_size, lc.seed = c->seed, lc.num_workers = c->workers;
@@ -427,11 +452,13 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
   beit_optim_cfg oc = {.lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup, .total_steps = c->steps,
                        .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = c->weight_decay,
                        .layer_decay = 1.0f, .clip_grad = c->clip_grad};
-  if (beit_optimizer_init(&r->opt, &r->d.params, &oc)) return BEIT_ERR;
-  if (c->resume) {  /* the newest checkpoint that loads: weights, AdamW moments, the loader's position */
+  if (beit_optimizer_init(&r->opt, &r->d.params, &oc) || beit_tok_ema_init(&r->ema, &r->d.params, c->ema))
+    return BEIT_ERR;
+  if (c->resume) {  /* the newest checkpoint that loads: weights, AdamW moments, EMA, the loader's position */
     beit_train_state st;
     char used[1200];
-    if (beit_checkpoint_resume(c->out, &r->d.params, &r->opt, &st, used, sizeof used) ||
+    beit_ckpt_extra x = beit_tok_ckpt_extra(&r->ema, NULL);
+    if (beit_checkpoint_resume_x(c->out, &r->d.params, &r->opt, &x, &st, used, sizeof used) ||
         beit_loader_seek(r->loader, st.epoch, st.step_in_epoch))
       return BEIT_ERR;
     r->start = st.step, r->epoch = st.epoch, r->in_epoch = st.step_in_epoch;
@@ -446,6 +473,7 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
 static void close_run(dvae_run *r) {
   if (r->loader) beit_loader_close(r->loader);
   beit_optimizer_free(&r->opt);
+  beit_tok_ema_free(&r->ema);
   dvae_free(&r->d);
   beit_free(r->iv.hist), beit_free(r->iv.ever);
   beit_dataset_close(&r->train), beit_dataset_close(&r->test);
@@ -499,7 +527,7 @@ static int train_step(dvae_run *r, const beit_tok_train_cfg *c, const float *ima
                       dvae_train_opts *o, dvae_stats *st, double *gn) {
   o->tau = (float)cosine_ramp(c->tau_start, c->tau_end, step, c->tau_steps > 0 ? c->tau_steps : c->steps);
   o->beta = (float)cosine_ramp(0, c->beta, step, c->kl_warmup);
-  o->seed = c->seed, o->step = step, o->gumbel = NULL;
+  o->seed = c->seed, o->step = step, o->gumbel = NULL, o->hard = c->hard, o->kl_usage = c->kl_usage;
   o->shard = beit_dist_rank(), o->shards = beit_dist_world();
   memset(st, 0, sizeof *st);
   *gn = NAN;
@@ -508,6 +536,12 @@ static int train_step(dvae_run *r, const beit_tok_train_cfg *c, const float *ima
   if (dvae_forward_train(&r->d, images, B, o, st)) {
     if (isfinite(st->loss)) return BEIT_ERR;
     finite = 0;
+  }
+  if (finite && o->kl_usage && beit_dist_world() > 1) {  /* the usage of the whole batch, as one process has it */
+    beit_dist_weighted_sum(r->d.qbar, (size_t)c->dv.vocab, 1.0 / beit_dist_world());
+    int cells = dvae_grid_side(&c->dv) * dvae_grid_side(&c->dv);
+    double values = (double)c->dv.channels * c->dv.image_size * c->dv.image_size;
+    st->loss = st->recon + o->beta * cells * dvae_usage_kl(&r->d) / values;
   }
   if (finite && dvae_backward(&r->d, o)) return BEIT_ERR;
   if (beit_dist_world() > 1 ? !reduce_step(r, st, finite) : !finite) {
@@ -523,7 +557,8 @@ static int save_checkpoint(dvae_run *r, const beit_tok_train_cfg *c, int64_t ste
   if (!beit_dist_is_root()) return BEIT_OK;
   beit_train_state st = {.step = step, .epoch = r->epoch, .step_in_epoch = r->in_epoch};
   const char *kv[] = {"type", "dvae", "data", c->data};
-  return beit_checkpoint_save_kept(c->out, 1, &r->d.params, &r->opt, &st, kv, 2);
+  beit_ckpt_extra x = beit_tok_ckpt_extra(&r->ema, NULL);
+  return beit_checkpoint_save_kept_x(c->out, 1, &r->d.params, &r->opt, &x, &st, kv, 2);
 }
 
 static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
@@ -550,6 +585,7 @@ static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
       continue;
     }
     bad = 0;
+    beit_tok_ema_update(&r->ema, &r->d.params, step);
     interval_add(&r->iv, &st, gn, r->d.tokens, b.n * ntok);
     if ((step + 1) % c->log_every == 0 || step + 1 == end) {
       int used;
@@ -596,6 +632,7 @@ static void print_eval(const beit_tokenizer *t, int n, double mae, int used, dou
 
 /* Evaluates, saves OUT/tokenizer.safetensors (the dVAE moves into a handle). */
 static int finish_dvae(dvae_run *r, const beit_tok_train_cfg *c, double seconds) {
+  beit_tok_ema_apply(&r->ema, &r->d.params);
   beit_tokenizer t = {.type = BEIT_TOK_DVAE, .dv = r->d};
   memset(&r->d, 0, sizeof r->d);
   describe(&t);
@@ -633,12 +670,7 @@ static int open_kmeans(beit_tok_train_cfg *c, beit_run *run, beit_dataset *train
   if (beit_run_claim(run, c->out, 0, c->overwrite, 0) || beit_dataset_open(train, c->data, 1) ||
       beit_dataset_open(test, c->data, 0))
     return BEIT_ERR;
-  if (c->km.image_size <= 0) {
-    if (train->height <= 0 || train->height != train->width)
-      return beit_errorf("%s has no fixed square image size; pass --image-size", c->data);
-    if (check_flags(c, train->height)) return BEIT_ERR;
-    c->km.image_size = train->height;
-  }
+  if (c->km.image_size <= 0 && default_size(c, train, &c->km.image_size)) return BEIT_ERR;
   c->km.channels = train->channels;
   int n = c->km_images > 0 && c->km_images < train->n ? c->km_images : (int)train->n;
   int64_t patches = (int64_t)n * (c->km.image_size / c->km.patch) * (c->km.image_size / c->km.patch);
@@ -718,7 +750,12 @@ int beit_tokenizer_train(const beit_tok_train_cfg *cfg) {
 
 /* ---- shared with the VQ trainer (tokenizer_vq.c) --------------------------------- */
 int beit_tok_check_flags(const beit_tok_train_cfg *c, int image_size) { return check_flags(c, image_size); }
-int beit_tok_open_run_folder(beit_run *run, const beit_tok_train_cfg *c) { return open_run_folder(run, c, -1); }
+int beit_tok_default_size(const beit_tok_train_cfg *c, const beit_dataset *ds, int *size) {
+  return default_size(c, ds, size);
+}
+int beit_tok_open_run_folder(beit_run *run, const beit_tok_train_cfg *c, int64_t resume_step) {
+  return open_run_folder(run, c, resume_step);
+}
 int beit_tok_evaluate(beit_tokenizer *t, const beit_dataset *test, int n, double *mae, int *used, double *ppl) {
   return evaluate(t, test, n, mae, used, ppl);
 }
@@ -748,4 +785,45 @@ int beit_tok_save_trained(const beit_tok_train_cfg *c, beit_tokenizer *t, int rc
 }
 void beit_tok_warn_collapse(int used, int64_t tokens, int64_t step, int vocab, int *warned) {
   warn_collapse(used, tokens, step, vocab, warned);
+}
+
+/* ---- EMA of the weights (dVAE and VQ) ------------------------------------------- */
+beit_ckpt_extra beit_tok_ckpt_extra(beit_tok_ema *e, beit_params *more) {
+  beit_ckpt_extra x = {{0}, 0};
+  if (more) x.t[x.n++] = more;
+  if (e->decay) x.t[x.n++] = &e->p;
+  return x;
+}
+
+int beit_tok_ema_init(beit_tok_ema *e, const beit_params *w, float decay) {
+  memset(e, 0, sizeof *e);
+  beit_params_init(&e->p);
+  if (!(decay > 0)) return BEIT_OK;
+  char name[BEIT_NAME_MAX + 8];
+  for (int i = 0; i < w->n; i++) {
+    snprintf(name, sizeof name, "ema.%s", w->t[i].name);
+    beit_params_add(&e->p, name, w->t[i].ndim, w->t[i].shape, 0, 0);
+  }
+  if (beit_params_alloc_data(&e->p)) return beit_error_context("the weights' EMA");
+  e->decay = decay;
+  memcpy(e->p.data, w->data, w->total * sizeof(float));  /* same order, same offsets */
+  return BEIT_OK;
+}
+
+void beit_tok_ema_update(beit_tok_ema *e, const beit_params *w, int64_t step) {
+  if (!e->decay) return;
+  const beit_backend *be = beit_backend_default();
+  double d = (1.0 + (double)step) / (10.0 + (double)step);
+  if (d > e->decay) d = e->decay;
+  be->scale_inplace(e->p.data, e->p.total, (float)d);
+  be->axpy(e->p.data, w->data, (float)(1 - d), e->p.total);
+}
+
+void beit_tok_ema_apply(const beit_tok_ema *e, beit_params *w) {
+  if (e->decay) memcpy(w->data, e->p.data, w->total * sizeof(float));
+}
+
+void beit_tok_ema_free(beit_tok_ema *e) {
+  beit_params_free(&e->p);
+  memset(e, 0, sizeof *e);
 }

@@ -17,20 +17,17 @@ typedef struct {
   beit_loader *loader;
   vq_tok vq;
   beit_optimizer opt;
+  beit_tok_ema ema;
   beit_run run;
   int64_t *hist, *ever;  /* code counts in the log interval / since the start */
+  int64_t start, epoch, in_epoch;  /* first step of this process; the loader's position */
 } vq_run;
 
 static int open_vq(vq_run *r, beit_tok_train_cfg *c) {
-  if (beit_run_claim(&r->run, c->out, 0, c->overwrite, 0) || beit_dataset_open(&r->train, c->data, 1) ||
+  if (beit_run_claim(&r->run, c->out, c->resume, c->overwrite, 1) || beit_dataset_open(&r->train, c->data, 1) ||
       beit_dataset_open(&r->test, c->data, 0))
     return BEIT_ERR;
-  if (c->dv.image_size <= 0) {
-    if (r->train.height <= 0 || r->train.height != r->train.width)
-      return beit_errorf("%s has no fixed square image size; pass --image-size", c->data);
-    if (beit_tok_check_flags(c, r->train.height)) return BEIT_ERR;
-    c->dv.image_size = r->train.height;
-  }
+  if (c->dv.image_size <= 0 && beit_tok_default_size(c, &r->train, &c->dv.image_size)) return BEIT_ERR;
   c->dv.channels = r->train.channels;
   int64_t outputs = (int64_t)c->batch * dvae_grid_side(&c->dv) * dvae_grid_side(&c->dv);
   if (outputs < c->dv.vocab)
@@ -50,7 +47,19 @@ static int open_vq(vq_run *r, beit_tok_train_cfg *c) {
   beit_optim_cfg oc = {.lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup, .total_steps = c->steps,
                        .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = c->weight_decay,
                        .layer_decay = 1.0f, .clip_grad = c->clip_grad};
-  if (beit_optimizer_init(&r->opt, &r->vq.net.params, &oc) || beit_tok_open_run_folder(&r->run, c)) return BEIT_ERR;
+  if (beit_optimizer_init(&r->opt, &r->vq.net.params, &oc) || beit_tok_ema_init(&r->ema, &r->vq.net.params, c->ema))
+    return BEIT_ERR;
+  if (c->resume) {  /* weights, AdamW moments, codebook and its EMA sums, weights' EMA, the loader's position */
+    beit_train_state st;
+    char used[1200];
+    beit_ckpt_extra x = beit_tok_ckpt_extra(&r->ema, &r->vq.cb);
+    if (beit_checkpoint_resume_x(c->out, &r->vq.net.params, &r->opt, &x, &st, used, sizeof used) ||
+        beit_loader_seek(r->loader, st.epoch, st.step_in_epoch))
+      return BEIT_ERR;
+    r->start = st.step, r->epoch = st.epoch, r->in_epoch = st.step_in_epoch;
+    printf("resuming from %s at step %lld\n", used, (long long)st.step);
+  }
+  if (beit_tok_open_run_folder(&r->run, c, c->resume ? r->start : -1)) return BEIT_ERR;
   r->hist = beit_calloc((size_t)vc.vocab * sizeof(int64_t), "code histogram");
   r->ever = beit_calloc((size_t)vc.vocab * sizeof(int64_t), "code histogram");
   return r->hist && r->ever ? BEIT_OK : BEIT_ERR;
@@ -59,6 +68,7 @@ static int open_vq(vq_run *r, beit_tok_train_cfg *c) {
 static void close_vq(vq_run *r) {
   if (r->loader) beit_loader_close(r->loader);
   beit_optimizer_free(&r->opt);
+  beit_tok_ema_free(&r->ema);
   vq_free(&r->vq);
   beit_free(r->hist), beit_free(r->ever);
   beit_dataset_close(&r->train), beit_dataset_close(&r->test);
@@ -67,7 +77,8 @@ static void close_vq(vq_run *r) {
 
 static int next_batch(vq_run *r, beit_batch *b) {
   int got = beit_loader_next(r->loader, b);
-  if (got == 0) got = beit_loader_next(r->loader, b);  /* epoch ended: the next call starts a new one */
+  if (got == 0) r->epoch++, r->in_epoch = 0, got = beit_loader_next(r->loader, b);  /* the next call: a new epoch */
+  r->in_epoch += got == 1;
   return got == 1 ? BEIT_OK : got == 0 ? beit_errorf("the data loader returned an empty epoch") : BEIT_ERR;
 }
 
@@ -112,18 +123,28 @@ static int vq_step(vq_run *r, const beit_tok_train_cfg *c, const beit_batch *b, 
   return *restarted < 0 ? BEIT_ERR : BEIT_OK;
 }
 
+/* OUT/checkpoint.safetensors after `step` updates: the network, AdamW, the quantizer, the EMA, the loader's
+ * position. */
+static int save_checkpoint(vq_run *r, const beit_tok_train_cfg *c, int64_t step) {
+  beit_train_state st = {.step = step, .epoch = r->epoch, .step_in_epoch = r->in_epoch};
+  const char *kv[] = {"type", "vq", "data", c->data};
+  beit_ckpt_extra x = beit_tok_ckpt_extra(&r->ema, &r->vq.cb);
+  return beit_checkpoint_save_kept_x(c->out, 1, &r->vq.net.params, &r->opt, &x, &st, kv, 2);
+}
+
 static int vq_loop(vq_run *r, const beit_tok_train_cfg *c) {
   const int V = c->dv.vocab, ntok = dvae_grid_side(&c->dv) * dvae_grid_side(&c->dv);
   const int64_t end = c->max_steps > 0 && c->max_steps < c->steps ? c->max_steps : c->steps;
   beit_progress bar;
-  beit_progress_start(&bar, "tokenizer", end * c->batch);
+  beit_progress_start(&bar, "tokenizer", (end - r->start) * c->batch);
   vq_interval iv = {.t0 = beit_now()};
   int bad = 0, warned = 0;
-  for (int64_t step = 0; step < end; step++) {
+  for (int64_t step = r->start; step < end; step++) {
     beit_batch b;
     vq_stats st;
     double gn;
     int restarted;
+    if (step > r->start && c->save_every && step % c->save_every == 0 && save_checkpoint(r, c, step)) return BEIT_ERR;
     if (next_batch(r, &b)) return BEIT_ERR;
     if (step == 0 && vq_init_codebook(&r->vq, b.images, b.n, c->seed)) return BEIT_ERR;
     if (vq_step(r, c, &b, step, &st, &gn, &restarted)) return BEIT_ERR;
@@ -134,6 +155,7 @@ static int vq_loop(vq_run *r, const beit_tok_train_cfg *c) {
       continue;
     }
     bad = 0;
+    beit_tok_ema_update(&r->ema, &r->vq.net.params, step);
     iv.loss += st.loss, iv.recon += st.recon, iv.commit += st.commit, iv.gnorm += gn, iv.n++;
     iv.restarted += restarted;
     for (int i = 0; i < b.n * ntok; i++) r->hist[r->vq.codes[i]]++, r->ever[r->vq.codes[i]]++;
@@ -153,6 +175,7 @@ static int vq_loop(vq_run *r, const beit_tok_train_cfg *c) {
 }
 
 static int finish_vq(vq_run *r, const beit_tok_train_cfg *c, double seconds) {
+  beit_tok_ema_apply(&r->ema, &r->vq.net.params);
   beit_tokenizer t = {.type = BEIT_TOK_VQ, .vq = r->vq};
   memset(&r->vq, 0, sizeof r->vq);
   t.image_size = t.vq.cfg.net.image_size, t.channels = t.vq.cfg.net.channels;

@@ -135,4 +135,22 @@ int beit_checkpoint_save_kept(const char *dir, int keep, const beit_params *p, c
 int beit_checkpoint_resume(const char *dir, beit_params *p, beit_optimizer *opt, beit_train_state *s, char *used,
                            size_t n);
 
+/* Tables of training state beside the model's (a VQ codebook and its EMA sums, an
+ * EMA of the weights): saved under their own names without AdamW moments; the
+ * _x variants take them (NULL = none) and the plain ones are the _x with none. */
+typedef struct {
+  beit_params *t[4];
+  int n;
+} beit_ckpt_extra;
+int beit_checkpoint_save_x(const char *path, const beit_params *p, const beit_optimizer *opt,
+                           const beit_ckpt_extra *x, const beit_train_state *s, const char *const *meta_kv,
+                           int n_meta);
+int beit_checkpoint_load_x(const char *path, beit_params *p, beit_optimizer *opt, const beit_ckpt_extra *x,
+                           beit_train_state *s, int strict);
+int beit_checkpoint_save_kept_x(const char *dir, int keep, const beit_params *p, const beit_optimizer *opt,
+                                const beit_ckpt_extra *x, const beit_train_state *s, const char *const *meta_kv,
+                                int n_meta);
+int beit_checkpoint_resume_x(const char *dir, beit_params *p, beit_optimizer *opt, const beit_ckpt_extra *x,
+                             beit_train_state *s, char *used, size_t n);
+
 #endif

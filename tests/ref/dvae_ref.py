@@ -101,13 +101,15 @@ def f32(t):
     return t.detach().float().contiguous().numpy()
 
 
-def losses(enc, dec, x, g, tau, beta, recon, channels):
+def losses(enc, dec, x, g, tau, beta, recon, channels, hard=False, usage=False):
     xm = (1 - 2 * EPS) * x + EPS
     logits = enc(xm)
     vocab = logits.shape[1]
     logq = F.log_softmax(logits, dim=1)
     kl_sum = (logq.exp() * (logq + math.log(vocab))).sum()
     z = F.softmax((logits + g) / tau, dim=1)
+    if hard:  # straight-through: one-hot forward, the relaxed sample's gradient
+        z = F.one_hot(z.argmax(dim=1), vocab).permute(0, 3, 1, 2).to(z.dtype) + z - z.detach()
     out = dec(z)
     mu, lnb = out[:, :channels], out[:, channels:]
     if recon == "laplace":
@@ -116,7 +118,12 @@ def losses(enc, dec, x, g, tau, beta, recon, channels):
     else:
         nll = (torch.sigmoid(mu) - xm) ** 2
     rec = nll.mean()
-    loss = rec + beta * kl_sum / x.numel()
+    if usage:  # KL(qbar || uniform) of the batch's mean q, counted once per cell like the per-cell KL
+        qbar = logq.exp().mean((0, 2, 3))
+        cells = logits.shape[0] * logits.shape[2] * logits.shape[3]
+        loss = rec + beta * cells * (qbar * (qbar.log() + math.log(vocab))).sum() / x.numel()
+    else:
+        loss = rec + beta * kl_sum / x.numel()
     kl = kl_sum / (logits.shape[0] * logits.shape[2] * logits.shape[3])
     return loss, rec, kl, logits
 
@@ -125,6 +132,7 @@ def train_case(argv):
     out, seed = argv[0], int(argv[1])
     S, C, n_hid, n_init, n_blk, n_groups, vocab = (int(v) for v in argv[2:9])
     recon, B, tau, beta = argv[9], int(argv[10]), float(argv[11]), float(argv[12])
+    hard, usage = "hard" in argv[13:], "usage" in argv[13:]
     torch.manual_seed(seed)
     enc = Net(True, C, n_hid, n_init, n_blk, n_groups, vocab)
     dec = Net(False, C, n_hid, n_init, n_blk, n_groups, vocab)
@@ -133,7 +141,7 @@ def train_case(argv):
     x = torch.rand(B, C, S, S, dtype=torch.float64).float().double()
     u = torch.rand(B, vocab, side, side, dtype=torch.float64).clamp(1e-9, 1 - 1e-9)
     g = (-torch.log(-torch.log(u))).float().double()
-    loss, rec, kl, logits = losses(enc, dec, x, g, tau, beta, recon, C)
+    loss, rec, kl, logits = losses(enc, dec, x, g, tau, beta, recon, C, hard, usage)
     loss.backward()
     res = {"x": f32(x), "gumbel": f32(g), "out.logits": f32(logits)}
     for k, v in (("loss", loss), ("recon", rec), ("kl", kl)):
@@ -167,8 +175,9 @@ def dalle_case(argv):
     stio.save(os.path.join(d, "dalle_extra.safetensors"), extra, {})
 
 
-# the cases of tests/test_dvae.c: S C n_hid n_init n_blk n_groups vocab recon B tau beta
-TEST_CASES = {"laplace": "16 1 8 12 2 3 32 laplace 3 0.7 1.5", "mse": "8 3 8 8 1 2 16 mse 2 1.3 0.5"}
+# the cases of tests/test_dvae.c: S C n_hid n_init n_blk n_groups vocab recon B tau beta [hard] [usage]
+TEST_CASES = {"laplace": "16 1 8 12 2 3 32 laplace 3 0.7 1.5", "mse": "8 3 8 8 1 2 16 mse 2 1.3 0.5",
+              "hard": "16 3 8 12 1 3 32 laplace 3 0.5 1.5 hard", "usage": "16 3 8 12 1 3 32 laplace 3 0.5 1.5 hard usage"}
 
 
 def all_cases(argv):

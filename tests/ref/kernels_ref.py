@@ -77,6 +77,11 @@ put("latent", logits=logits, gumbel=gum, q=qq, z=z, kl=kl.reshape(1), dz=dz, dlo
 qbar = qq.detach().mean((0, 2, 3))
 put("latent", perplexity=torch.exp(-(qbar * qbar.log()).sum()).reshape(1),
     codes=logits.argmax(1).reshape(Bd, -1).to(torch.int32))
+# the codebook-usage KL: N * sum_k qbar_k ln qbar_k with qbar the mean of softmax(logits) over the N cells
+lg = logits.clone().requires_grad_(True)
+qb = F.softmax(lg, 1).mean((0, 2, 3))
+(du,) = torch.autograd.grad(kl_coef * Bd * h * w * (qb * qb.log()).sum(), [lg])
+put("latent", qbar=qbar, dusage=du)
 put("latent", one_hot=F.one_hot(logits.argmax(1), V).permute(0, 3, 1, 2).float())
 codes = torch.randint(0, 40, (57,), generator=g, dtype=torch.int32)
 put("codes", codes=codes, distinct=torch.tensor([len(codes.unique())], dtype=torch.int32))
