@@ -129,8 +129,8 @@ int main(void) {
   snprintf(g_root, sizeof g_root, "%s", root ? root : ".");
   snprintf(g_dir, sizeof g_dir, "%s/reproduce", fx_dir());
   shell("rm -rf '%s' && mkdir -p '%s'", g_dir, g_dir);
-  char data[1300];
-  snprintf(data, sizeof data, "%s/mnist", g_dir);
+  char data[1000];
+  snprintf(data, sizeof data, "%.900s/mnist", g_dir);
   CHECK_TRUE(make_tiny_mnist(data, 600, 100) == 0, "tiny dataset in %s", data);
   test_write_up();
   test_matrix();
