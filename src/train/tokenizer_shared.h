@@ -8,6 +8,8 @@
 
 int beit_tok_train_vq(beit_tok_train_cfg *c);
 int beit_tok_check_flags(const beit_tok_train_cfg *c, int image_size);
+/* The updates a dVAE or VQ run makes: --steps, or --max-steps when smaller (the schedules span --steps). */
+int64_t beit_tok_end_step(const beit_tok_train_cfg *c);
 /* The input side when --image-size is not given (a folder: the size its images share). */
 int beit_tok_default_size(const beit_tok_train_cfg *c, const beit_dataset *ds, int *size);
 /* resume_step >= 0: a resumed run (log.jsonl trimmed to it), else a fresh one */

@@ -480,8 +480,7 @@ static void close_run(dvae_run *r) {
   beit_run_close(&r->run);
 }
 
-/* The updates this run makes: --steps, or --max-steps when smaller (the schedules span --steps). */
-static int64_t dvae_end_step(const beit_tok_train_cfg *c) {
+int64_t beit_tok_end_step(const beit_tok_train_cfg *c) {
   return c->max_steps > 0 && c->max_steps < c->steps ? c->max_steps : c->steps;
 }
 
@@ -564,7 +563,7 @@ static int save_checkpoint(dvae_run *r, const beit_tok_train_cfg *c, int64_t ste
 static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
   const int V = c->dv.vocab, ntok = dvae_grid_side(&c->dv) * dvae_grid_side(&c->dv);
   const int root = beit_dist_is_root(), world = beit_dist_world();
-  const int64_t end = dvae_end_step(c);
+  const int64_t end = beit_tok_end_step(c);
   beit_progress bar;
   beit_progress_start(&bar, "tokenizer", (end - r->start) * c->batch);
   bar.enabled = bar.enabled && root;
@@ -639,7 +638,7 @@ static int finish_dvae(dvae_run *r, const beit_tok_train_cfg *c, double seconds)
   int n = c->eval_images < r->test.n ? c->eval_images : (int)r->test.n, used;
   double mae, ppl;
   int rc = evaluate(&t, &r->test, n, &mae, &used, &ppl);
-  return beit_tok_save_trained(c, &t, rc, (long long)dvae_end_step(c), seconds, n, mae, used, ppl);
+  return beit_tok_save_trained(c, &t, rc, (long long)beit_tok_end_step(c), seconds, n, mae, used, ppl);
 }
 
 static int train_dvae(beit_tok_train_cfg *c) {

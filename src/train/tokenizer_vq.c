@@ -134,7 +134,7 @@ static int save_checkpoint(vq_run *r, const beit_tok_train_cfg *c, int64_t step)
 
 static int vq_loop(vq_run *r, const beit_tok_train_cfg *c) {
   const int V = c->dv.vocab, ntok = dvae_grid_side(&c->dv) * dvae_grid_side(&c->dv);
-  const int64_t end = c->max_steps > 0 && c->max_steps < c->steps ? c->max_steps : c->steps;
+  const int64_t end = beit_tok_end_step(c);
   beit_progress bar;
   beit_progress_start(&bar, "tokenizer", (end - r->start) * c->batch);
   vq_interval iv = {.t0 = beit_now()};
@@ -183,7 +183,7 @@ static int finish_vq(vq_run *r, const beit_tok_train_cfg *c, double seconds) {
   int n = c->eval_images < r->test.n ? c->eval_images : (int)r->test.n, used;
   double mae, ppl;
   int rc = beit_tok_evaluate(&t, &r->test, n, &mae, &used, &ppl);
-  const long long steps = c->max_steps > 0 && c->max_steps < c->steps ? c->max_steps : c->steps;
+  const long long steps = (long long)beit_tok_end_step(c);
   return beit_tok_save_trained(c, &t, rc, steps, seconds, n, mae, used, ppl);
 }
 
