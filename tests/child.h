@@ -39,6 +39,19 @@ static inline int child_beit_shell(const char *out, const char *err, const char 
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+/* Runs the shell command made from fmt; its exit status, -1 when it did not exit. */
+static inline int child_shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline int child_shell(const char *fmt, ...) {
+  char cmd[6000];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  fflush(stdout);
+  int rc = system(cmd);
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
 /* AddressSanitizer reserves terabytes of address space for its shadow memory,
  * so a sanitized child cannot run under RLIMIT_AS: the limit is left unset there
  * (the checks that are about RLIMIT_AS itself are skipped). */

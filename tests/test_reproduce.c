@@ -5,7 +5,6 @@
  * validation, one record per finished run, results.json made from the records,
  * and a second invocation that finds everything done and runs nothing. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,17 +16,6 @@
 #include <cjson/cJSON.h>
 
 static char g_root[1100], g_dir[1100];
-
-static int shell(const char *fmt, ...) {
-  char cmd[6000];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof cmd, fmt, ap);
-  va_end(ap);
-  fflush(stdout);
-  int rc = system(cmd);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
 static cJSON *read_json(const char *fmt, const char *a) {
   char path[2400];
@@ -45,7 +33,7 @@ static double num(const cJSON *j, const char *key) {
 
 static void test_write_up(void) {
   printf("results_md.py on records known by construction\n");
-  int rc = shell("/usr/bin/python3 '%s/tests/ref/results_md_check.py' '%s' '%s/check'", g_root, g_root, g_dir);
+  int rc = child_shell("/usr/bin/python3 '%s/tests/ref/results_md_check.py' '%s' '%s/check'", g_root, g_root, g_dir);
   CHECK_TRUE(rc == 0, "tests/ref/results_md_check.py (exit %d)", rc);
 }
 
@@ -54,14 +42,14 @@ static void test_write_up(void) {
             "SCRATCH_LRS=1e-2 LRS=4e-3 SEEDS='0 1'"
 
 static int reproduce(const char *extra, const char *log) {
-  return shell("cd '%s' && " ENV " BEIT='%s' bash scripts/reproduce --data 'mnist:%s/mnist' --out '%s/runs' "
+  return child_shell("cd '%s' && " ENV " BEIT='%s' bash scripts/reproduce --data 'mnist:%s/mnist' --out '%s/runs' "
                "--results '%s/records' --docs '%s/docs' --only 'ft-scratch' %s > '%s/%s' 2>&1",
                g_root, child_beit_bin(), g_dir, g_dir, g_dir, g_dir, extra, g_dir, log);
 }
 
 static void test_matrix(void) {
   printf("a scratch grid at seed 0, seed 1 at the point chosen on validation, results.json from the records\n");
-  shell("mkdir -p '%s/docs'", g_dir);
+  child_shell("mkdir -p '%s/docs'", g_dir);
   int rc = reproduce("--budget 10", "first.log");
   CHECK_TRUE(rc == 0, "scripts/reproduce exit %d (%s/first.log)", rc, g_dir);
   cJSON *a = read_json("%s/records/mnist/%s.json", "ft-scratch-s0-official-1e-2");
@@ -111,13 +99,13 @@ out:
 
 static void test_bad_args(void) {
   printf("bad arguments: one line naming the argument, exit 2\n");
-  int rc = shell("cd '%s' && bash scripts/reproduce --data fashion-mnist --budget soon > '%s/bad.log' 2>&1", g_root, g_dir);
+  int rc = child_shell("cd '%s' && bash scripts/reproduce --data fashion-mnist --budget soon > '%s/bad.log' 2>&1", g_root, g_dir);
   char path[2400];
   snprintf(path, sizeof path, "%s/bad.log", g_dir);
   char *s = slurp(path);
   CHECK_TRUE(rc == 2 && s && strstr(s, "--budget 'soon'"), "--budget soon: exit %d, %s", rc, s ? s : "");
   free(s);
-  rc = shell("cd '%s' && bash scripts/reproduce > '%s/bad.log' 2>&1", g_root, g_dir);
+  rc = child_shell("cd '%s' && bash scripts/reproduce > '%s/bad.log' 2>&1", g_root, g_dir);
   s = slurp(path);
   CHECK_TRUE(rc == 2 && s && strstr(s, "--data is required"), "no --data: exit %d, %s", rc, s ? s : "");
   free(s);
@@ -128,7 +116,7 @@ int main(void) {
   const char *root = getenv("BEIT_ROOT");
   snprintf(g_root, sizeof g_root, "%s", root ? root : ".");
   snprintf(g_dir, sizeof g_dir, "%s/reproduce", fx_dir());
-  shell("rm -rf '%s' && mkdir -p '%s'", g_dir, g_dir);
+  child_shell("rm -rf '%s' && mkdir -p '%s'", g_dir, g_dir);
   char data[1000];
   snprintf(data, sizeof data, "%.900s/mnist", g_dir);
   CHECK_TRUE(make_tiny_mnist(data, 600, 100) == 0, "tiny dataset in %s", data);
