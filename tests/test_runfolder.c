@@ -409,6 +409,46 @@ static void test_progress(void) {
   free(e);
 }
 
+/* data_wait_s of every training line of DIR's log.jsonl: how many lines, how many of them > 0, the smallest. */
+static int wait_fields(const char *dir, int *positive, double *smallest) {
+  char p[1100];
+  path_in(p, sizeof p, dir, "log.jsonl");
+  char *s = slurp(p);
+  int n = 0;
+  *positive = 0, *smallest = 1e30;
+  for (const char *q = s; q && (q = strstr(q, "\"lr\": ")); q++) {
+    const char *w = strstr(q, "\"data_wait_s\": "), *end = strchr(q, '}');
+    if (!w || w > end) { n = -1; break; }
+    double v = atof(w + 15);
+    n++, *positive += v > 0, *smallest = v < *smallest ? v : *smallest;
+  }
+  free(s);
+  return n;
+}
+
+/* The training lines say how long the loader held training up: without workers the training thread makes every
+   batch itself, so every window waited; never a negative wait. */
+static void test_data_wait(void) {
+  printf("data_wait_s in the training lines\n");
+  char dir[1000], err[1100];
+  fresh_dir(dir, sizeof dir, "wait0");
+  snprintf(err, sizeof err, "%s.err", dir);
+  args_t a = recipe("finetune", dir, "1");
+  add(&a, "--quiet", "--workers", "0", NULL);
+  int rc = run(&a, NULL, err), positive;
+  double smallest;
+  int n = wait_fields(dir, &positive, &smallest);
+  CHECK_TRUE(rc == 0 && n == 8 && positive == 8, "--workers 0: %d training lines, %d with a wait > 0 (exit %d)", n,
+             positive, rc);
+  fresh_dir(dir, sizeof dir, "wait2");
+  a = recipe("pretrain", dir, "1");
+  add(&a, "--quiet", "--workers", "2", NULL);
+  rc = run(&a, NULL, err);
+  n = wait_fields(dir, &positive, &smallest);
+  CHECK_TRUE(rc == 0 && n == 8 && smallest >= 0, "--workers 2: %d training lines, the smallest wait %g (exit %d)", n,
+             smallest, rc);
+}
+
 /* ---- 16. --max-steps, --eval-every, --eval-subset ------------------------------ */
 static void test_max_steps_pretrain(void) {
   printf("--max-steps: pretraining\n");
@@ -529,6 +569,7 @@ int main(void) {
   test_resume_flags();
   test_lock_and_signals();
   test_progress();
+  test_data_wait();
   test_max_steps_pretrain();
   test_max_steps_finetune();
   test_max_steps_tokenizer();

@@ -38,6 +38,7 @@ struct beit_loader {
   pthread_t *threads;
   int nthreads;
   beit_image inline_img; /* decoding buffer when there are no workers */
+  double wait_s;         /* seconds the consumer spent waiting for (or, without workers, making) batches */
 };
 
 /* ---- configuration ------------------------------------------------------------ */
@@ -329,13 +330,17 @@ static slot *find_pos(beit_loader *L, int64_t pos) {
 
 /* Waits for (or, without workers, computes) the slot's samples. */
 static int complete(beit_loader *L, slot *s) {
+  double t0 = beit_now();
   if (!L->nthreads) {
     run_samples(L, s, 0, s->b.n, &L->inline_img, s->err, sizeof s->err);
+    L->wait_s += beit_now() - t0;
     return BEIT_OK;
   }
   pthread_mutex_lock(&L->mu);
-  while (!s->failed && s->done < s->b.n) pthread_cond_wait(&L->ready_cv, &L->mu);
+  int waited = 0;
+  for (; !s->failed && s->done < s->b.n; waited = 1) pthread_cond_wait(&L->ready_cv, &L->mu);
   pthread_mutex_unlock(&L->mu);
+  if (waited) L->wait_s += beit_now() - t0;
   return BEIT_OK;
 }
 
@@ -356,6 +361,7 @@ int beit_loader_next(beit_loader *L, beit_batch *batch) {
 }
 
 int64_t beit_loader_steps_per_epoch(const beit_loader *L) { return L->steps; }
+double beit_loader_wait_seconds(const beit_loader *L) { return L->wait_s; }
 int64_t beit_loader_samples_per_epoch(const beit_loader *L) { return L->per_rank; }
 const beit_loader_cfg *beit_loader_config(const beit_loader *L) { return &L->cfg; }
 const beit_mask_cfg *beit_loader_mask_config(const beit_loader *L) { return &L->mask; }

@@ -69,6 +69,9 @@ void beit_loader_close(beit_loader *L);
 
 int64_t beit_loader_steps_per_epoch(const beit_loader *L);
 int64_t beit_loader_samples_per_epoch(const beit_loader *L); /* on this rank */
+/* Seconds beit_loader_next has spent waiting for batches since the loader opened (without
+ * workers: making them): the time the data pipeline held training up. */
+double beit_loader_wait_seconds(const beit_loader *L);
 /* The resolved settings (sizes, mask config, normalisation). */
 const beit_loader_cfg *beit_loader_config(const beit_loader *L);
 const beit_mask_cfg *beit_loader_mask_config(const beit_loader *L);

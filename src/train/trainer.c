@@ -452,12 +452,14 @@ int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const 
     int64_t good = t->window_steps - t->window_skipped;
     int rc = beit_run_log(&t->run,
                  "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"lr\": %.6g, \"loss\": %s, \"accuracy\": %.6f, "
-                 "\"grad_norm\": %s%s, \"images_per_s\": %.1f%s}",
+                 "\"grad_norm\": %s%s, \"images_per_s\": %.1f, \"data_wait_s\": %.6f%s}",
                  t->st.step, b->epoch, lr, json_num(lossv, sizeof lossv, "%.6f", good ? t->window_loss / good : NAN),
                  t->window_count ? (double)t->window_correct / t->window_count : 0.0,
-                 json_num(normv, sizeof normv, "%.4f", norm), epoch, t->window_images / (now - t->t_window), skipped);
+                 json_num(normv, sizeof normv, "%.4f", norm), epoch, t->window_images / (now - t->t_window),
+                 beit_loader_wait_seconds(t->loader) - t->wait_window, skipped);
     if (rc != BEIT_OK) return BEIT_ERR;
     t->t_window = now;
+    t->wait_window = beit_loader_wait_seconds(t->loader);
     t->window_loss = 0, t->window_correct = t->window_count = t->window_images = t->window_steps = 0;
     t->window_skipped = 0;
   }

@@ -24,6 +24,7 @@ typedef struct {
   int64_t end_step;            /* where this run stops: total_steps, or --max-steps when smaller */
   beit_progress bar;
   double t_window;             /* start of the current logging window */
+  double wait_window;          /* the loader's wait seconds at that start */
   int64_t window_images;
   double window_loss;
   int64_t window_correct, window_count, window_steps;
