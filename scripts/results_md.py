@@ -79,6 +79,9 @@ def record(a, cmd):
         secs = sum(int(x) for x in open(sec_file).read().split())
     rec = {"id": a.id, "arm": a.arm, "regime": a.regime, "seed": int(a.seed), "dataset": a.dataset,
            "command": " ".join(cmd), "minutes": round(secs / 60, 2), "cpu": cpu_model(), "threads": os.cpu_count()}
+    builds_file = os.path.join(a.run_dir, "reproduce-builds.txt")
+    if os.path.exists(builds_file):  # each piece of a resumed run, in order, once each
+        rec["builds"] = list(dict.fromkeys(open(builds_file).read().split()))
     summary = os.path.join(a.run_dir, "summary.json")
     if os.path.exists(summary):
         rec["summary"] = json.load(open(summary))

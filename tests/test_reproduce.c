@@ -67,6 +67,11 @@ static void test_matrix(void) {
   CHECK_TRUE(cJSON_IsString(cmd) && (va > vb ? !light : light), "seed 1 runs the grid point with the best validation "
              "top-1 (official %.3f, light %.3f; want '%s' in: %s)", va, vb, want, cJSON_IsString(cmd) ? cmd->valuestring : "?");
   CHECK_TRUE(!strcmp(cJSON_GetObjectItem(ss, "selected_on")->valuestring, "val"), "selected on validation");
+  const cJSON *builds = cJSON_GetObjectItem(s1, "builds");
+  CHECK_TRUE(cJSON_GetArraySize(builds) == 1 && cJSON_IsString(cJSON_GetArrayItem(builds, 0)) &&
+                 strlen(cJSON_GetArrayItem(builds, 0)->valuestring) >= 7,
+             "the record names the commit the binary was built from (%s)",
+             cJSON_GetArraySize(builds) ? cJSON_GetArrayItem(builds, 0)->valuestring : "none");
   cJSON *doc = read_json("%s/docs/%s", "results.json");
   const cJSON *scratch = doc ? cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "mnist"), "scratch") : NULL;
   const cJSON *top1 = scratch ? cJSON_GetObjectItem(scratch, "test_top1") : NULL;
