@@ -486,9 +486,10 @@ int main(int argc, char **argv) {
       vw[S[s].work][v] = V[v];
     }
     nv_work[S[s].work] = nv;
-    printf("%-30s %-38s best: %s %s %d, %.1f GFLOP/s (OpenBLAS-omp split: %.2fx)\n\n", W->name, S[s].name,
+    /* against what the model ran before: OpenBLAS in gemm()'s split (own 1 with one thread) */
+    printf("%-30s %-38s best: %s %s %d, %.1f GFLOP/s (%.2fx OpenBLAS-omp %s %d)\n\n", W->name, S[s].name,
            LIBS[V[bv].lib].name, MODE_NAME[V[bv].mode], V[bv].threads, flops / best[bv] * 1e-9,
-           best[T > 1 ? 2 : 0] / best[bv]);
+           best[T > 1 ? 2 : 0] / best[bv], MODE_NAME[V[T > 1 ? 2 : 0].mode], V[T > 1 ? 2 : 0].threads);
     problem_free(p);
   }
   printf("GEMM milliseconds per training step (sum over the shapes above x calls per step; attention in its heads "
