@@ -2,7 +2,7 @@
  *
  * Libraries: OpenBLAS (its OpenMP and its pthread build), BLIS (OpenMP build), all three through
  * dlopen(RTLD_LOCAL | RTLD_DEEPBIND) of their .so because they export the same cblas symbols;
- * oneDNN (dnnl_sgemm, row-major) and libxsmm (JIT kernels over tiles of the matrices, our code:
+ * oneDNN (dnnl_sgemm, row-major; and its matmul primitive, "onednn-mm") and libxsmm (JIT kernels over tiles of the matrices, our code:
  * its libxsmm_sgemm hands anything but small matrices to the BLAS it is linked with) when the build
  * found them. Modes: "own N" = the library's own threading with N threads; "split N" = gemm()'s
  * scheme of src/ops/linear.c (each of N OpenMP threads one block of rows, the library single-
@@ -90,6 +90,100 @@ static void omp_threads(void *ctx, int n) {
   (void)ctx;
   omp_set_num_threads(n);
 }
+
+/* The matmul primitive (what PyTorch runs): one primitive per call signature and OpenMP thread (so
+ * threads never share one, nor its scratchpad), created on first use; beta 1 is a sum post-op. */
+typedef struct {
+  int key[10];
+  dnnl_primitive_t prim;
+  dnnl_memory_t mem[3];
+  dnnl_stream_t stream;
+} mm_entry;
+enum { MM_MAX = 512 };
+static mm_entry g_mm[MM_MAX];
+static int g_nmm;
+static dnnl_engine_t g_engine;
+
+#define DNNL_OK(call)                                                                 \
+  do {                                                                                \
+    if ((call) != dnnl_success) {                                                     \
+      fprintf(stderr, "bench_gemm: %s failed (%s:%d)\n", #call, __FILE__, __LINE__); \
+      exit(1);                                                                        \
+    }                                                                                 \
+  } while (0)
+
+static void mm_desc(dnnl_memory_desc_t *md, int rows, int cols, int ld, int trans) { /* op(X)[rows, cols] */
+  dnnl_dims_t dims = {rows, cols}, strides = {trans ? 1 : ld, trans ? ld : 1};
+  DNNL_OK(dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_f32, strides));
+}
+
+static mm_entry *mm_create(const int key[10]) {
+  int ta = key[1], tb = key[2], M = key[3], N = key[4], K = key[5];
+  mm_entry *e = &g_mm[g_nmm];
+  memcpy(e->key, key, sizeof e->key);
+  if (!g_engine) DNNL_OK(dnnl_engine_create(&g_engine, dnnl_cpu, 0));
+  dnnl_memory_desc_t md[3];
+  mm_desc(&md[0], M, K, key[6], ta);
+  mm_desc(&md[1], K, N, key[7], tb);
+  mm_desc(&md[2], M, N, key[8], 0);
+  dnnl_matmul_desc_t desc;
+  DNNL_OK(dnnl_matmul_desc_init(&desc, &md[0], &md[1], NULL, &md[2]));
+  dnnl_primitive_attr_t attr;
+  DNNL_OK(dnnl_primitive_attr_create(&attr));
+  if (key[9]) {
+    dnnl_post_ops_t po;
+    DNNL_OK(dnnl_post_ops_create(&po));
+    DNNL_OK(dnnl_post_ops_append_sum(po, 1.0f));
+    DNNL_OK(dnnl_primitive_attr_set_post_ops(attr, po));
+    dnnl_post_ops_destroy(po);
+  }
+  dnnl_primitive_desc_t pd;
+  DNNL_OK(dnnl_primitive_desc_create(&pd, &desc, attr, g_engine, NULL));
+  DNNL_OK(dnnl_primitive_create(&e->prim, pd));
+  for (int i = 0; i < 3; i++) DNNL_OK(dnnl_memory_create(&e->mem[i], &md[i], g_engine, DNNL_MEMORY_NONE));
+  DNNL_OK(dnnl_stream_create(&e->stream, g_engine, dnnl_stream_default_flags));
+  dnnl_primitive_desc_destroy(pd);
+  dnnl_primitive_attr_destroy(attr);
+  g_nmm++;
+  return e;
+}
+
+static void onednn_matmul(void *ctx, int ta, int tb, int M, int N, int K, const float *A, int lda,
+                          const float *B, int ldb, float beta, float *C, int ldc) {
+  (void)ctx;
+  if (beta != 0.0f && beta != 1.0f) {
+    fprintf(stderr, "bench_gemm: the matmul primitive runs beta 0 or 1 only\n");
+    exit(1);
+  }
+  int key[10] = {omp_get_thread_num(), ta, tb, M, N, K, lda, ldb, ldc, beta != 0.0f};
+  mm_entry *e = NULL;
+#pragma omp critical(bench_gemm_mm)
+  {
+    for (int i = 0; i < g_nmm && !e; i++)
+      if (!memcmp(g_mm[i].key, key, sizeof key)) e = &g_mm[i];
+    if (!e && g_nmm == MM_MAX) {
+      fprintf(stderr, "bench_gemm: more than %d matmul primitives\n", MM_MAX);
+      exit(1);
+    }
+    if (!e) e = mm_create(key);
+  }
+  DNNL_OK(dnnl_memory_set_data_handle(e->mem[0], (void *)A));
+  DNNL_OK(dnnl_memory_set_data_handle(e->mem[1], (void *)B));
+  DNNL_OK(dnnl_memory_set_data_handle(e->mem[2], C));
+  dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->mem[0]}, {DNNL_ARG_WEIGHTS, e->mem[1]}, {DNNL_ARG_DST, e->mem[2]}};
+  DNNL_OK(dnnl_primitive_execute(e->prim, e->stream, 3, args));
+  DNNL_OK(dnnl_stream_wait(e->stream));
+}
+
+/* Between shapes: the primitives of the last one go (the full run creates a few hundred). */
+static void onednn_matmul_free(void) {
+  for (int i = 0; i < g_nmm; i++) {
+    dnnl_primitive_destroy(g_mm[i].prim);
+    for (int k = 0; k < 3; k++) dnnl_memory_destroy(g_mm[i].mem[k]);
+    dnnl_stream_destroy(g_mm[i].stream);
+  }
+  g_nmm = 0;
+}
 #endif
 
 /* ---- libxsmm: JIT kernels over tiles ----
@@ -149,6 +243,7 @@ static library LIBS[] = {
     {"blis-omp", "/usr/lib/x86_64-linux-gnu/blis-openmp/libblis.so.4", 0, 0, 0, 0},
 #ifdef BEIT_HAVE_DNNL
     {"onednn", NULL, onednn_gemm, omp_threads, 0, 0},
+    {"onednn-mm", NULL, onednn_matmul, omp_threads, 0, 0},
 #endif
 #ifdef BEIT_HAVE_XSMM
     {"libxsmm", NULL, xsmm_gemm, NULL, 0, 0},
@@ -318,6 +413,9 @@ static void check_small(int T) {
       if (e > worst) worst = e;
       free(R), free(C0);
       problem_free(&p);
+#ifdef BEIT_HAVE_DNNL
+      onednn_matmul_free();
+#endif
     }
   printf("reference check (double precision, 24 small instances, every library and mode): max relative error "
          "%.2g\n",
@@ -491,20 +589,22 @@ int main(int argc, char **argv) {
            LIBS[V[bv].lib].name, MODE_NAME[V[bv].mode], V[bv].threads, flops / best[bv] * 1e-9,
            best[T > 1 ? 2 : 0] / best[bv], MODE_NAME[V[T > 1 ? 2 : 0].mode], V[T > 1 ? 2 : 0].threads);
     problem_free(p);
+#ifdef BEIT_HAVE_DNNL
+    onednn_matmul_free();
+#endif
   }
   printf("GEMM milliseconds per training step (sum over the shapes above x calls per step; attention in its heads "
          "mode under 'split'):\n");
   for (int w = 0; w < NWORK; w++) {
     if (!nv_work[w]) continue;
-    printf("  %-28s", WORKLOADS[w].name);
     int bv = 0;
     for (int v = 0; v < nv_work[w]; v++) {
       if (step[w][v] < step[w][bv]) bv = v;
-      printf(" %s %s%d %.1f;", LIBS[vw[w][v].lib].name, vw[w][v].mode == OWN ? "own" : "split", vw[w][v].threads,
-             step[w][v] * 1e3);
+      printf("  %-28s %-13s %5s %2d %10.1f ms\n", WORKLOADS[w].name, LIBS[vw[w][v].lib].name,
+             vw[w][v].mode == OWN ? "own" : "split", vw[w][v].threads, step[w][v] * 1e3);
     }
-    printf("  best: %s %s%d\n", LIBS[vw[w][bv].lib].name, vw[w][bv].mode == OWN ? "own" : "split",
-           vw[w][bv].threads);
+    printf("  %-28s best: %s %s %d\n", WORKLOADS[w].name, LIBS[vw[w][bv].lib].name,
+           vw[w][bv].mode == OWN ? "own" : "split", vw[w][bv].threads);
   }
   free(S);
   return 0;
