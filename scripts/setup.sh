@@ -7,6 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config        # compiler and build system
   libopenblas-dev                         # sgemm (CBLAS interface, headers)
   libopenblas0-openmp                     # OpenBLAS built on OpenMP: one thread pool with our kernels
+  libblis-openmp-dev libdnnl-dev libxsmm-dev  # the other sgemm libraries bench/bench_gemm measures (issue 16)
   libcjson-dev                            # JSON for safetensors headers and config.json
   libpng-dev libjpeg-dev zlib1g-dev       # images and gzip'd IDX files
   python3-torch python3-numpy             # the independent PyTorch reference (tests, bench)

@@ -14,6 +14,7 @@ BUILD=${1:-build-valgrind}
 shift || true
 export BEIT_TEST_FIXTURES="$ROOT/$BUILD/fixtures" BEIT_ROOT="$ROOT" BEIT_BIN="$ROOT/$BUILD/beit"
 export OPENBLAS_CORETYPE=Haswell   # OpenBLAS would pick AVX-512 kernels otherwise
+export ONEDNN_MAX_CPU_ISA=AVX2     # and so would oneDNN's JIT (gemm()'s sgemm when built in)
 # beit_runtime_init re-executes /proc/self/exe to set these, which under valgrind is
 # valgrind itself: set them here and tell it not to.
 export OMP_WAIT_POLICY=passive BEIT_REEXEC=1

@@ -82,8 +82,19 @@ double beit_peak_rss_mib(void);
  * CPU supports (and OPENBLAS_CORETYPE is unset), or OpenMP would spin-wait,
  * sets OPENBLAS_CORETYPE / OMP_WAIT_POLICY=passive and re-executes (once). */
 void beit_runtime_init(char **argv);
-/* e.g. "OpenBLAS 0.3.21, kernels SkylakeX (kernel set chosen by beit (SkylakeX))" */
+/* e.g. "OpenBLAS 0.3.21, kernels SkylakeX (kernel set chosen by beit (SkylakeX)); gemm dnnl (...)" */
 const char *beit_blas_describe(void);
+
+/* ---- the sgemm library of gemm() (src/ops/linear.c) --------------------------
+ * oneDNN's dnnl_sgemm when the build found libdnnl (the default then: faster on the model's
+ * tall-thin shapes, bench/bench_gemm), else OpenBLAS; BEIT_GEMM=openblas|dnnl picks one (a
+ * value this binary cannot honour gets a warning on stderr and is ignored). */
+typedef enum { BEIT_GEMM_OPENBLAS, BEIT_GEMM_DNNL, BEIT_GEMM_COUNT } beit_gemm_lib;
+int beit_gemm_built(beit_gemm_lib lib); /* 1 when this binary has it */
+beit_gemm_lib beit_gemm_active(void);
+/* Switches gemm() to `lib` (tests, benchmarks); BEIT_ERR when this binary lacks it. */
+int beit_gemm_set(beit_gemm_lib lib);
+const char *beit_gemm_name(beit_gemm_lib lib); /* "openblas", "dnnl" */
 
 /* ---- vector ISA of the element-wise kernels (src/ops/simd*.c) ---------------
  * Each kernel exists once per ISA; the first kernel call picks the best this CPU

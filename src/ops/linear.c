@@ -5,22 +5,42 @@
  * every call and, measured with perf on the mini model, spent 37% of the step in
  * sched_yield waiting. Giving each OpenMP thread a contiguous block of output rows
  * and calling single-threaded sgemm on it (OpenBLAS runs single-threaded inside an
- * OpenMP parallel region) needs no synchronisation inside the call. */
+ * OpenMP parallel region) needs no synchronisation inside the call. The sgemm is oneDNN's
+ * when built in (BEIT_GEMM, src/core/core.h; docs/performance.md "GEMM libraries"). */
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
 
+#include "core/core.h"
 #include "ops/ops.h"
 
+#ifdef BEIT_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
 #define GEMM_SPLIT_MIN_FLOPS (1 << 18) /* below this a single call is cheaper */
+
+/* One sgemm call in the library beit_gemm_active() names. oneDNN runs on the same OpenMP runtime:
+ * inside a parallel region it runs single-threaded, outside it takes omp_get_max_threads(), as
+ * OpenBLAS's OpenMP build does, so neither oversubscribes our threads. */
+static void sgemm_call(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc) {
+#ifdef BEIT_HAVE_DNNL
+  if (beit_gemm_active() == BEIT_GEMM_DNNL &&
+      dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) ==
+          dnnl_success)
+    return; /* it refuses only arguments that cblas_sgemm would refuse too */
+#endif
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+              alpha, A, lda, B, ldb, beta, C, ldc);
+}
 
 /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op = transpose when trans_*. */
 void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
           const float *B, int ldb, float beta, float *C, int ldc) {
-  enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
   int T = omp_in_parallel() ? 1 : omp_get_max_threads();
   if (T <= 1 || (double)M * N * K < GEMM_SPLIT_MIN_FLOPS || M < 2 * T) {
-    cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    sgemm_call(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
 #pragma omp parallel num_threads(T)
@@ -30,7 +50,7 @@ void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const floa
     /* rows m0..m1 of op(A): row offset in A, or column offset when A is transposed */
     const float *a = trans_a ? A + m0 : A + (size_t)m0 * lda;
     if (m1 > m0)
-      cblas_sgemm(CblasRowMajor, ta, tb, m1 - m0, N, K, alpha, a, lda, B, ldb, beta, C + (size_t)m0 * ldc, ldc);
+      sgemm_call(trans_a, trans_b, m1 - m0, N, K, alpha, a, lda, B, ldb, beta, C + (size_t)m0 * ldc, ldc);
   }
 }
 
