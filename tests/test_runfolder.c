@@ -80,9 +80,9 @@ static void copy(const char *from, const char *to) {
   if (system(cmd) != 0) printf("  (could not copy %s)\n", from);
 }
 
-static long long checkpoint_step(const char *dir) {
+static long long checkpoint_step_of(const char *dir, const char *name) {
   char p[1100];
-  path_in(p, sizeof p, dir, "checkpoint.safetensors");
+  path_in(p, sizeof p, dir, name);
   beit_safetensors st;
   if (beit_st_open(&st, p) != BEIT_OK) return -1;
   const char *v = beit_st_meta(&st, "train.step");
@@ -90,6 +90,8 @@ static long long checkpoint_step(const char *dir) {
   beit_st_close(&st);
   return step;
 }
+
+static long long checkpoint_step(const char *dir) { return checkpoint_step_of(dir, "checkpoint.safetensors"); }
 
 /* The "step" of every training line of log.jsonl (those with an "lr"), comma-separated. */
 static char *logged_steps(const char *dir) {
@@ -409,6 +411,27 @@ static void test_progress(void) {
   free(e);
 }
 
+/* Without --save-every every command checkpoints at each epoch's end (--help: "0 = per epoch / at the end"):
+   a pretraining killed in its tenth epoch loses one epoch, not nine. */
+static void test_epoch_checkpoints(void) {
+  printf("a checkpoint at every epoch's end\n");
+  const char *kinds[] = {"pretrain", "finetune"};
+  for (int i = 0; i < 2; i++) {
+    char dir[1000], err[1100];
+    fresh_dir(dir, sizeof dir, kinds[i]);
+    snprintf(err, sizeof err, "%s.err", dir);
+    args_t a = {.n = 0};
+    add(&a, (char *)child_beit_bin(), (char *)kinds[i], "--model", "micro", "--data", g_data, "--batch", "32", "--epochs",
+        "3", "--threads", "2", "--keep", "3", "--quiet", "--out", dir, NULL);
+    if (i == 0) add(&a, "--tokenizer", "pixel", NULL);
+    int rc = run(&a, NULL, err);
+    long long s0 = checkpoint_step(dir), s1 = checkpoint_step_of(dir, "checkpoint-1.safetensors"),
+              s2 = checkpoint_step_of(dir, "checkpoint-2.safetensors");
+    CHECK_TRUE(rc == 0 && s0 == 24 && s1 == 16 && s2 == 8, "%s, 3 epochs of 8 steps, --keep 3: checkpoints at steps "
+               "%lld, %lld, %lld (exit %d)", kinds[i], s0, s1, s2, rc);
+  }
+}
+
 /* data_wait_s of every training line of DIR's log.jsonl: how many lines, how many of them > 0, the smallest. */
 static int wait_fields(const char *dir, int *positive, double *smallest) {
   char p[1100];
@@ -570,6 +593,7 @@ int main(void) {
   test_lock_and_signals();
   test_progress();
   test_data_wait();
+  test_epoch_checkpoints();
   test_max_steps_pretrain();
   test_max_steps_finetune();
   test_max_steps_tokenizer();

@@ -57,6 +57,47 @@ static void test_kernels(void) {
   beit_st_close(&st);
 }
 
+/* The lookup at sizes past its tiles (rows not a multiple of 64, codes of several 256-wide tiles) against a
+   double-precision argmax: the same code wherever the best two differ by more than float rounding; equal
+   codebook rows give the first of them; a NaN similarity never wins. */
+static void test_lookup_tiles(void) {
+  enum { N = 203, D = 24, V = 700 };
+  float *x = test_keep(malloc(sizeof(float) * N * D)), *C = test_keep(malloc(sizeof(float) * V * D));
+  float *sim = test_keep(malloc(sizeof(float) * N));
+  int32_t *codes = test_keep(malloc(sizeof(int32_t) * N));
+  uint64_t r = 7;
+  for (int i = 0; i < N * D; i++) r = r * 6364136223846793005ull + 1442695040888963407ull, x[i] = (r >> 40) / 8388608.0f - 1;
+  for (int i = 0; i < V * D; i++) r = r * 6364136223846793005ull + 1442695040888963407ull, C[i] = (r >> 40) / 8388608.0f - 1;
+  memcpy(C + 611 * D, C + 300 * D, D * sizeof(float));  /* code 611 = code 300 */
+  memcpy(x + 5 * D, C + 300 * D, D * sizeof(float));    /* row 5 is best matched by both: 300 must win */
+  vq_cosine_lookup(codes, sim, x, C, N, D, V);
+  int agree = 0, close = 0;
+  double worst = 0;
+  for (int i = 0; i < N; i++) {
+    double b1 = -1e300, b2 = -1e300;
+    int arg = 0;
+    for (int k = 0; k < V; k++) {
+      double s = 0;
+      for (int c = 0; c < D; c++) s += (double)x[i * D + c] * C[k * D + c];
+      if (s > b1) b2 = b1, b1 = s, arg = k;
+      else if (s > b2) b2 = s;
+    }
+    if (codes[i] == arg) agree++;
+    else if (b1 - b2 < 1e-5 * (1 + fabs(b1))) close++;
+    worst = fmax(worst, fabs(sim[i] - b1) / (1 + fabs(b1)));
+  }
+  CHECK_TRUE(agree + close == N && worst < 1e-5, "lookup over %d rows x %d codes: %d as the double argmax, %d more at a "
+             "near tie, similarity error %.2g", N, V, agree, close, worst);
+  CHECK_TRUE(codes[5] == 300, "equal codes 300 and 611: the first wins (got %d)", codes[5]);
+  C[17 * D] = NAN;  /* code 17 has NaN similarity with every row */
+  for (int c = 0; c < D; c++) x[c] = C[17 * D + c] = c ? C[17 * D + c] : NAN;
+  vq_cosine_lookup(codes, sim, x, C, N, D, V);
+  int nan_won = 0;
+  for (int i = 0; i < N; i++) nan_won += codes[i] == 17;
+  CHECK_TRUE(!nan_won && codes[0] == 0, "a NaN similarity never wins (%d rows chose it); a row of NaN gets code 0 (%d)",
+             nan_won, codes[0]);
+}
+
 /* A tiny model: 8x8x1 -> 4x4 codes of dimension 4, 8 codes. */
 static int tiny(vq_tok *v, float *images, int B) {
   vq_config c = {.net = {.image_size = 8, .channels = 1, .n_hid = 8, .n_init = 8, .n_blk_per_group = 1,
@@ -223,6 +264,7 @@ static void test_cli(void) {
 int main(void) {
   TEST_BEGIN("test_vq");
   test_kernels();
+  test_lookup_tiles();
   test_ste_gradient();
   test_cli();
   return TEST_END();

@@ -283,7 +283,7 @@ int beit_finetune(const beit_recipe_opts *o) {
         if (evaluate(&t, eval_ds, epoch_done - 1, 1, &r) != BEIT_OK) goto done;
         evaluated_at = t.st.step;
       }
-      if (trainer_save(&t) != BEIT_OK) goto done;
+      if (t.st.step < t.end_step && trainer_save(&t) != BEIT_OK) goto done;  /* the last: trainer_finish's */
     }
   }
   /* --max-steps ended the run where no evaluation was due: one now, so the run has its numbers and

@@ -463,8 +463,10 @@ int trainer_after_step(beit_trainer *t, const beit_batch *b, double loss, const 
     t->window_loss = 0, t->window_correct = t->window_count = t->window_images = t->window_steps = 0;
     t->window_skipped = 0;
   }
-  if (o->save_every > 0 && t->st.step % o->save_every == 0 && !last && !(epoch_end && t->saves_at_epoch_end))
-    return trainer_save(t);
+  /* a checkpoint at every epoch's end (fine-tuning's comes after its evaluation) and every --save-every steps:
+     a killed run loses at most an epoch */
+  if (last || (epoch_end && t->saves_at_epoch_end)) return BEIT_OK;
+  if (epoch_end || (o->save_every > 0 && t->st.step % o->save_every == 0)) return trainer_save(t);
   return BEIT_OK;
 }
 
