@@ -307,6 +307,73 @@ static void compare_bits(void) {
   CHECK_TRUE(ok1 && ok2 && l1 == l2, "kill: the log has every step once (%d lines, uninterrupted %d)", l1, l2);
 }
 
+/* The process of session sid whose environment names it MPI rank `rank`, or 0. */
+static pid_t rank_pid(pid_t sid, int rank) {
+  DIR *d = opendir("/proc");
+  if (!d) return 0;
+  pid_t found = 0;
+  int ppid, session;
+  char comm[64], want[64], path[300], env[16384];
+  snprintf(want, sizeof want, "OMPI_COMM_WORLD_RANK=%d", rank);
+  for (struct dirent *e; !found && (e = readdir(d));) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    if (!proc_stat(e->d_name, &ppid, &session, comm, sizeof comm) || session != sid) continue;
+    snprintf(path, sizeof path, "/proc/%s/environ", e->d_name);
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(env, 1, sizeof env - 1, f) : 0;
+    if (f) fclose(f);
+    env[n] = 0;
+    for (size_t i = 0; i < n && !found; i += strlen(env + i) + 1)
+      if (!strcmp(env + i, want)) found = (pid_t)atoi(e->d_name);
+  }
+  closedir(d);
+  return found;
+}
+
+/* SIGTERM to rank 1 alone while the 2-rank dVAE trains: the ranks agree on the stop (in the step's reduction), so
+ * rank 0 saves the checkpoint of the step they stop at, prints the line, and --resume finishes the run. */
+static void tokenizer_stop(void) {
+  char dir[900], log[1000], cmd[2000];
+  run_path(dir, sizeof dir, "dvae-term");
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) printf("  (could not clean %s)\n", dir);
+  snprintf(log, sizeof log, "%s.out", dir);
+  char *a[64];
+  int n = build_args(a, 2, "tokenizer", dir, "1");
+  a[n++] = "--steps", a[n++] = "40", a[n++] = "--save-every", a[n++] = "0", a[n] = NULL;  /* the later flag wins */
+  pid_t job = spawn(a, log);
+  double steps[64];
+  for (int i = 0; i < 60000 && log_values("dvae-term", "step", steps, 64) < 2 && session_signal(job, 0) > 0; i++)
+    sleep_ms(10);
+  pid_t victim = rank_pid(job, 1);
+  if (victim) kill(victim, SIGTERM);
+  int status = 0, ended = 0;  /* ranks that disagree hang in a collective: give up after 2 minutes */
+  for (int i = 0; i < 12000 && !(ended = waitpid(job, &status, WNOHANG) == job); i++) sleep_ms(10);
+  if (!ended) session_signal(job, SIGKILL), waitpid(job, &status, 0);
+  int rc = !ended ? -1 : WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status), gone = job_gone(job);
+  char path[1100], *out = NULL;
+  long long at = -1, saved = -1;
+  FILE *f = fopen(log, "rb");
+  if (f && (out = calloc(1, 1 << 20))) out[fread(out, 1, (1 << 20) - 1, f)] = 0;
+  if (f) fclose(f);
+  const char *line = out ? strstr(out, "tokenizer: stopped by SIGTERM at step ") : NULL;
+  if (line) at = atoll(line + strlen("tokenizer: stopped by SIGTERM at step "));
+  snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
+  beit_safetensors st;
+  if (beit_st_open(&st, path) == BEIT_OK) {
+    const char *v = beit_st_meta(&st, "train.step");
+    saved = v ? atoll(v) : -1;
+    beit_st_close(&st);
+  }
+  CHECK_TRUE(victim && gone && rc == 143 && line && at > 0 && at < 40 && saved == at,
+             "tokenizer stop: SIGTERM to rank 1 (pid %d) alone: the job ends (exit %d, want 143; -1: it hung), rank 0 "
+             "says it stopped at step %lld and its checkpoint holds step %lld", (int)victim, rc, at, saved);
+  free(out);
+  a[n++] = "--resume", a[n] = NULL;
+  rc = run_job_to_end(a, log);
+  CHECK_TRUE(rc == 0, "tokenizer stop: 2 ranks resume it to the end (exit %d)", rc);
+}
+
 /* Kills the 2-rank pretraining twice, resumes, and compares with pretrain-2. */
 static void kill_and_resume(void) {
   char dir[900], log[1000], ckpt[1100], cmd[4096];
@@ -425,6 +492,7 @@ int main(void) {
   pretrain_equivalence();
   finetune_equivalence();
   tokenizer_equivalence();
+  tokenizer_stop();
   kill_and_resume();
   return TEST_END();
 }

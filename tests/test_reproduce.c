@@ -3,12 +3,15 @@
  * (tests/ref/results_md_check.py), and a small matrix on a tiny MNIST-layout set:
  * a recipe grid at seed 0, the next seed run with the grid point chosen on
  * validation, one record per finished run, results.json made from the records,
- * and a second invocation that finds everything done and runs nothing. */
+ * and a second invocation that finds everything done and runs nothing; a VQ
+ * tokenizer stopped by SIGTERM (as at the budget) is resumed by the next invocation. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "child.h"
 #include "fixture.h"
@@ -102,6 +105,52 @@ out:
   cJSON_Delete(a), cJSON_Delete(b), cJSON_Delete(s1);
 }
 
+/* The tokenizer run gets SIGTERM (what `timeout` sends at the budget) once it has opened its folder: it saves a
+ * checkpoint, so the next invocation continues it with --resume and finishes it. $BEIT is a wrapper that notes the
+ * pid of the latest beit it runs. */
+static void test_tokenizer_stop(void) {
+  printf("a tokenizer stopped at the budget is resumed by the next invocation\n");
+  char wrap[1200], pidf[1200], log[1200], cmd[12000], first[1200];
+  snprintf(wrap, sizeof wrap, "%s/beit-wrap.sh", g_dir);
+  snprintf(pidf, sizeof pidf, "%s/beit.pid", g_dir);
+  snprintf(log, sizeof log, "%s/runs/mnist/tok-vq/log.jsonl", g_dir);
+  snprintf(first, sizeof first, "%s/tok-first.log", g_dir);
+  child_shell("printf '#!/bin/sh\\necho $$ > \"%s\"\\nexec \"%s\" \"$@\"\\n' > '%s' && chmod +x '%s'", pidf,
+              child_beit_bin(), wrap, wrap);
+  snprintf(cmd, sizeof cmd, "cd '%s' && " ENV " TOK_STEPS=3 BEIT='%s' bash scripts/reproduce --data 'mnist:%s/mnist' "
+           "--out '%s/runs' --results '%s/records' --docs '%s/docs' --only '^tok-vq$' --budget 10 > '%s' 2>&1",
+           g_root, wrap, g_dir, g_dir, g_dir, g_dir, first);
+  fflush(stdout);
+  pid_t script = fork();
+  if (script == 0) execl("/bin/sh", "sh", "-c", cmd, (char *)NULL), _exit(127);
+  int status = 0, ended = 0;
+  for (int i = 0; i < 300000 && !file_exists(log); i++) {
+    if (waitpid(script, &status, WNOHANG) == script) { ended = 1; break; }
+    child_sleep_ms(0.2);
+  }
+  char *p = slurp(pidf);
+  int pid = atoi(p);
+  free(p);
+  if (!ended && pid > 0) kill((pid_t)pid, SIGTERM);
+  if (!ended) waitpid(script, &status, 0);
+  char *a = slurp(first), ckpt[1200];
+  snprintf(ckpt, sizeof ckpt, "%s/runs/mnist/tok-vq/checkpoint.safetensors", g_dir);
+  CHECK_TRUE(!ended && WIFEXITED(status) && WEXITSTATUS(status) == 0 && strstr(a, "tok-vq: stopped at the budget") &&
+                 file_exists(ckpt), "SIGTERM: the script ends (exit %d), the run is stopped with its checkpoint "
+             "(%s): %.300s", WIFEXITED(status) ? WEXITSTATUS(status) : -1, file_exists(ckpt) ? "saved" : "none", a);
+  free(a);
+  snprintf(cmd, sizeof cmd, "%s/tok-second.log", g_dir);
+  int rc = child_shell("cd '%s' && " ENV " TOK_STEPS=3 BEIT='%s' bash scripts/reproduce --data 'mnist:%s/mnist' "
+                       "--out '%s/runs' --results '%s/records' --docs '%s/docs' --only '^tok-vq$' --budget 10 > '%s' "
+                       "2>&1", g_root, child_beit_bin(), g_dir, g_dir, g_dir, g_dir, cmd);
+  char *b = slurp(cmd), rec[1200];
+  snprintf(rec, sizeof rec, "%s/records/mnist/tok-vq.json", g_dir);
+  CHECK_TRUE(rc == 0 && strstr(b, "tok-vq (partial)") && strstr(b, "resuming from") &&
+                 strstr(b, "tok-vq: done") && file_exists(rec),
+             "the next invocation resumes it (--resume: 'resuming from') and finishes it with its record (exit %d): %.400s", rc, b);
+  free(b);
+}
+
 static void test_bad_args(void) {
   printf("bad arguments: one line naming the argument, exit 2\n");
   int rc = child_shell("cd '%s' && bash scripts/reproduce --data fashion-mnist --budget soon > '%s/bad.log' 2>&1", g_root, g_dir);
@@ -127,6 +176,7 @@ int main(void) {
   CHECK_TRUE(make_tiny_mnist(data, 600, 100) == 0, "tiny dataset in %s", data);
   test_write_up();
   test_matrix();
+  test_tokenizer_stop();
   test_bad_args();
   return TEST_END();
 }

@@ -44,7 +44,8 @@ static int step_tokenizer(const demo_opts *d, char *tok_path, size_t n) {
   if (tc.type == BEIT_TOK_KMEANS) printf("\n== 1/4 visual tokenizer: k-means, %d codes over %dx%d patches ==\n", tc.km.k, d->patch, d->patch);
   else printf("\n== 1/4 visual tokenizer: a dVAE, %lld steps ==\n", (long long)tc.steps);
   fflush(stdout);
-  if (beit_tokenizer_train(&tc) != 0) return BEIT_ERR;
+  int rc = beit_tokenizer_train(&tc);  /* BEIT_STOPPED by Ctrl-C: ends the demo */
+  if (rc != BEIT_OK) return rc;
   path_in(tok_path, n, dir, "tokenizer.safetensors");
   return BEIT_OK;
 }

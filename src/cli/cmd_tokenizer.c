@@ -2,6 +2,7 @@
  * (or k-means) visual tokenizer, writes the token grids of a whole dataset, and
  * shows originals beside their reconstructions with the mean absolute error, and
  * measures a tokenizer (codebook usage, perplexity, MAE / PSNR). */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,13 +27,27 @@ static int parse_choice(const char *flag, const char *val, const char *a, const 
   return 2;
 }
 
+/* A whole number of steps >= 0 (a flag whose other value is a word, e.g. --save-every auto). */
+static int parse_steps(const char *flag, const char *val, long long *out) {
+  char *end;
+  errno = 0;
+  long long x = strtoll(val, &end, 10);
+  if (end == val || *end || errno || x < 0) {
+    fprintf(stderr, "beit tokenizer train: --%s expects a number of steps or auto, got '%s'\n", flag, val);
+    return 2;
+  }
+  *out = x;
+  return 0;
+}
+
 /* ---- train ------------------------------------------------------------------- */
 static int tok_train(int argc, char **argv) {
   beit_tok_train_cfg c;
   beit_tok_train_defaults(&c);
   const char *type = "dvae", *recon = "laplace", *norm = "patch", *kl = c.kl_usage ? "usage" : "cell";
   long long steps = c.steps, warmup = c.warmup, tau_steps = c.tau_steps, kl_warmup = c.kl_warmup, seed = 0;
-  long long max_patches = c.km_max_patches, max_steps = 0, save_every = 0;
+  long long max_patches = c.km_max_patches, max_steps = 0, save_every = c.save_every;
+  const char *save_every_s = "auto";
   int threads = 0, vocab = 0;
   const beit_arg args[] = {
       {"data", ARG_STR, &c.data, "dataset spec (fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR)", 0, 0},
@@ -49,8 +64,8 @@ static int tok_train(int argc, char **argv) {
       {"max-steps", ARG_I64, &max_steps, "dVAE: stop after N updates, the schedules still for all --steps (0 = --steps)",
        0, 1e12},
       {"overwrite", ARG_FLAG, &c.overwrite, "the run folder holds a run: delete its files and start over", 0, 0},
-      {"save-every", ARG_I64, &save_every, "dVAE, vq: write OUT/checkpoint.safetensors every N steps (0 = never)", 0,
-       1e12},
+      {"save-every", ARG_STR, &save_every_s, "dVAE, vq: write OUT/checkpoint.safetensors every N steps (auto = 100, "
+       "0 = never); a SIGINT/SIGTERM also writes one and stops (exit 130/143; continue with --resume)", 0, 0},
       {"resume", ARG_FLAG, &c.resume, "dVAE, vq: continue the run in --out from its checkpoint (same flags; bit-exact)", 0,
        0},
       {"ema", ARG_FLOAT, &c.ema, "dVAE, vq: decay of an EMA of the weights, which is what gets saved (DALL-E 0.999; "
@@ -117,7 +132,8 @@ static int tok_train(int argc, char **argv) {
     fprintf(stderr, "beit tokenizer train: --max-steps counts dVAE updates (k-means has --iters)\n");
     return 2;
   }
-  if ((save_every || c.resume || c.ema > 0) && is_kmeans) {
+  if (strcmp(save_every_s, "auto") && parse_steps("save-every", save_every_s, &save_every)) return 2;
+  if ((strcmp(save_every_s, "auto") || c.resume || c.ema > 0) && is_kmeans) {
     fprintf(stderr, "beit tokenizer train: --save-every, --resume and --ema are for --type dvae and vq (k-means fits "
                     "in seconds: run it again)\n");
     return 2;
@@ -127,7 +143,7 @@ static int tok_train(int argc, char **argv) {
   c.seed = (uint64_t)seed;
   c.km_max_patches = max_patches;
   beit_set_threads(threads);
-  return beit_tokenizer_train(&c) ? fail("train") : 0;
+  return cli_recipe_exit("beit tokenizer train", beit_tokenizer_train(&c));
 }
 
 /* ---- encode / reconstruct ------------------------------------------------------- */

@@ -63,7 +63,8 @@ typedef struct {
   int64_t max_steps;          /* stop after this many (0 = steps) */
   int overwrite;              /* a run already in `out`: remove its files first (else refused) */
   int resume;                 /* dVAE, VQ: continue the run in `out` from its checkpoint */
-  int64_t save_every;         /* dVAE, VQ: OUT/checkpoint.safetensors every N steps (0 = never) */
+  int64_t save_every;         /* dVAE, VQ: OUT/checkpoint.safetensors every N steps (0 = never; default
+                               * BEIT_TOK_SAVE_EVERY); a SIGINT/SIGTERM also saves one, then stops */
   float ema;                  /* dVAE, VQ: decay of an EMA of the weights, saved as the tokenizer (0 = off) */
   int batch;
   float lr, min_lr, weight_decay, clip_grad;
@@ -87,9 +88,14 @@ typedef struct {
   float vq_beta, vq_decay, vq_dead;  /* commitment weight, EMA decay, dead-code threshold (EMA uses per batch) */
 } beit_tok_train_cfg;
 
+/* dVAE, VQ: the default checkpoint interval (a checkpoint is a few MB: the weights, two moments, the EMAs) */
+#define BEIT_TOK_SAVE_EVERY 100
+
 void beit_tok_train_defaults(beit_tok_train_cfg *c);
 /* Trains, writes OUT/tokenizer.safetensors, OUT/log.jsonl and OUT/config.json,
- * then reports the test reconstruction error and codebook usage on stdout. */
+ * then reports the test reconstruction error and codebook usage on stdout.
+ * BEIT_STOPPED (train/recipes.h) when SIGINT or SIGTERM stopped a dVAE or VQ
+ * run after it saved OUT/checkpoint.safetensors (continue it with resume). */
 int beit_tokenizer_train(const beit_tok_train_cfg *c);
 
 /* Encodes every image of ds (eval transform, [0,1]) and writes a token file. */

@@ -34,6 +34,9 @@ void beit_tok_ema_apply(const beit_tok_ema *e, beit_params *w);  /* w's weights 
 void beit_tok_ema_free(beit_tok_ema *e);
 /* The state a checkpoint keeps beside the network: `more` (NULL = none) and the EMA when on. */
 beit_ckpt_extra beit_tok_ckpt_extra(beit_tok_ema *e, beit_params *more);
+/* At the top of a step (`step` updates done): when SIGINT/SIGTERM asked to stop
+ * and the checkpoint of `step` is saved, the line that says so (rank 0), and BEIT_STOPPED. */
+int beit_tok_stopped(const beit_tok_train_cfg *c, int64_t step);
 void beit_tok_warn_collapse(int used, int64_t tokens, int64_t step, int vocab, int *warned);
 
 #endif

@@ -5,6 +5,7 @@
 #include "train/tokenizer_shared.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@
 #include "data/loader.h"
 #include "io/image.h"
 #include "io/safetensors.h"
+#include "train/recipes.h"
 #include "train/train.h"
 
 /* ---- the tokenizer handle ----------------------------------------------------- */
@@ -269,7 +271,7 @@ void beit_tok_train_defaults(beit_tok_train_cfg *c) {
   /* the usage KL, at once: a KL ramped from 0 lets the codebook collapse in the first 50 steps (docs/tokenizer.md) */
   c->kl_usage = 1, c->beta = 10.0f, c->kl_warmup = 0;
   c->crop_min = 0.5f, c->hflip = 0.5f;
-  c->log_every = 50, c->eval_images = 1000, c->seed = 0, c->workers = 1;
+  c->log_every = 50, c->eval_images = 1000, c->seed = 0, c->workers = 1, c->save_every = BEIT_TOK_SAVE_EVERY;
   c->km = (kmeans_config){.image_size = 0, .channels = 1, .patch = 4, .k = 512, .normalize = KMEANS_NORM_PATCH};
   c->km_iters = 20, c->km_images = 10000, c->km_max_patches = 200000;
   c->code_dim = 32, c->vq_beta = 0.25f, c->vq_decay = 0.99f, c->vq_dead = 0.5f;
@@ -425,6 +427,7 @@ typedef struct {
   interval_stats iv;
   beit_tok_ema ema;
   int64_t start, epoch, in_epoch;  /* first step of this process; the loader's position */
+  int stop;  /* under MPI: some rank was asked to stop (agreed in reduce_step) */
   beit_run run;  /* the folder (rank 0): its claim, config.json, log.jsonl */
 } dvae_run;
 
@@ -507,13 +510,15 @@ static void warn_collapse(int used, int64_t tokens, int64_t step, int vocab, int
 }
 
 /* Under MPI: the statistics averaged over the ranks (every rank has the same
- * number of images, and every loss term is a mean over images), and the
+ * number of images, and every loss term is a mean over images), whether any
+ * rank was asked to stop (r->stop, so that all stop at the same step), and the
  * gradient averaged likewise. Returns 0 when some rank's loss was not finite:
  * then every rank skips the step. */
 static int reduce_step(dvae_run *r, dvae_stats *st, int finite) {
   int world = beit_dist_world();
-  double v[5] = {st->loss, st->recon, st->kl, st->perplexity, !finite};
-  beit_dist_sum_f64(v, 5);
+  double v[6] = {st->loss, st->recon, st->kl, st->perplexity, !finite, beit_stop_requested()};
+  beit_dist_sum_f64(v, 6);
+  r->stop = v[5] > 0;
   if (v[4] > 0) return 0;
   st->loss = v[0] / world, st->recon = v[1] / world, st->kl = v[2] / world, st->perplexity = v[3] / world;
   beit_dist_weighted_sum(r->d.params.grad, r->d.params.total, 1.0 / world);
@@ -574,6 +579,10 @@ static int train_loop(dvae_run *r, const beit_tok_train_cfg *c) {
     dvae_train_opts o;
     dvae_stats st;
     double gn;
+    if (world > 1 ? r->stop : beit_stop_requested()) {
+      beit_progress_finish(&bar);
+      return save_checkpoint(r, c, step) ? BEIT_ERR : beit_tok_stopped(c, step);
+    }
     if (step > r->start && c->save_every && step % c->save_every == 0 && save_checkpoint(r, c, step)) return BEIT_ERR;
     if (next_batch(r, &b) || train_step(r, c, b.images, b.n, step, &o, &st, &gn)) return BEIT_ERR;
     if (!isfinite(gn)) {
@@ -644,6 +653,7 @@ static int finish_dvae(dvae_run *r, const beit_tok_train_cfg *c, double seconds)
 static int train_dvae(beit_tok_train_cfg *c) {
   dvae_run r;
   memset(&r, 0, sizeof r);
+  beit_install_stop_handler();  /* before the folder is opened: a stop from then on saves a checkpoint */
   int rc = open_run(&r, c), root = beit_dist_is_root();
   double t0 = beit_now();
   if (!rc && root) {
@@ -781,6 +791,12 @@ int beit_tok_save_trained(const beit_tok_train_cfg *c, beit_tokenizer *t, int rc
   }
   beit_tokenizer_free(t);
   return rc;
+}
+int beit_tok_stopped(const beit_tok_train_cfg *c, int64_t step) {
+  if (beit_dist_is_root())
+    fprintf(stderr, "tokenizer: stopped by %s at step %lld; checkpoint saved in %s (continue with --resume)\n",
+            beit_stop_exit_code() == 128 + SIGINT ? "SIGINT" : "SIGTERM", (long long)step, c->out);
+  return BEIT_STOPPED;
 }
 void beit_tok_warn_collapse(int used, int64_t tokens, int64_t step, int vocab, int *warned) {
   warn_collapse(used, tokens, step, vocab, warned);

@@ -8,6 +8,7 @@
 
 #include "core/core.h"
 #include "data/loader.h"
+#include "train/recipes.h"
 #include "train/tokenizer_shared.h"
 
 static const float ZERO3[3] = {0, 0, 0}, ONE3[3] = {1, 1, 1};
@@ -144,6 +145,10 @@ static int vq_loop(vq_run *r, const beit_tok_train_cfg *c) {
     vq_stats st;
     double gn;
     int restarted;
+    if (beit_stop_requested()) {
+      beit_progress_finish(&bar);
+      return save_checkpoint(r, c, step) ? BEIT_ERR : beit_tok_stopped(c, step);
+    }
     if (step > r->start && c->save_every && step % c->save_every == 0 && save_checkpoint(r, c, step)) return BEIT_ERR;
     if (next_batch(r, &b)) return BEIT_ERR;
     if (step == 0 && vq_init_codebook(&r->vq, b.images, b.n, c->seed)) return BEIT_ERR;
@@ -190,6 +195,7 @@ static int finish_vq(vq_run *r, const beit_tok_train_cfg *c, double seconds) {
 int beit_tok_train_vq(beit_tok_train_cfg *c) {
   vq_run r;
   memset(&r, 0, sizeof r);
+  beit_install_stop_handler();  /* before the folder is opened: a stop from then on saves a checkpoint */
   int rc = open_vq(&r, c);
   double t0 = beit_now();
   if (!rc)
