@@ -1,6 +1,7 @@
 /* dvae_ops.c - the dVAE's own kernels: pixel mapping, the Gumbel-softmax latent
  * layer with its KL to the uniform prior, argmax / one-hot codes, code usage, and
  * the logit-Laplace (or MSE) reconstruction loss. Layout [B, V, hw] (ops.h). */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -75,7 +76,13 @@ static double softmax_strided(float *out, const float *l, const float *g, float 
     sum += e;
   }
   float inv = (float)(1.0 / sum);
-  for (int k = 0; k < V; k++) out[(size_t)k * hw] *= inv;
+  /* shares below FLT_MIN become 0: at a low Gumbel temperature most of a cell's shares underflow into
+     denormals, and the decoder's sgemm over them ran at 60% speed (146 -> 89 img/s at tau 1/16); a
+     denormal share changes no normal sum it enters */
+  for (int k = 0; k < V; k++) {
+    float v = out[(size_t)k * hw] * inv;
+    out[(size_t)k * hw] = v < FLT_MIN ? 0.0f : v;
+  }
   return mx + log(sum);
 }
 
