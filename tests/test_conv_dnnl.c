@@ -80,7 +80,9 @@ static void check_shape(const shape *s, int B, int threads, uint64_t key) {
   int ran = run_dnnl(&p, y, p.nscratch);
   CHECK_TRUE(ran, "%s: oneDNN ran the shape", what);
   if (!ran) return;
-  check_close(what, y, ref, p.nout, 1e-5, 1e-4);
+  double mx = 0; /* tolerance relative to the output's scale: different kernels sum in different orders */
+  for (size_t i = 0; i < p.nout; i++) mx = fabs(ref[i]) > mx ? fabs(ref[i]) : mx;
+  check_close(what, y, ref, p.nout, 1e-6 + 4e-6 * mx, 1e-4);
   beit_conv_set(BEIT_CONV_DNNL);
   conv2d_forward(y2, p.scratch, p.x, p.w, p.b, &p.d);
   run_dnnl(&p, y3, 0); /* the scratchpad allocated, not the caller's */
