@@ -5,7 +5,10 @@
  * OMP_WAIT_POLICY=passive (see docs/tokenizer.md, "Threads"). The dVAE encode
  * against PyTorch is `beit bench --workload tokenize` (bench/run.sh); this program
  * adds the training step, k-means and the DALL-E encoder, best-window rates.
- * usage: bench_tokenizer [threads (2)] [--no-dalle] */
+ * --conv: the encoder forward per image (dvae_encoder_logits, what vq_encode and dvae_encode run)
+ * with each conv2d method built in (BEIT_CONV: im2col, dnnl), taking turns inside every round so
+ * that a shared machine's load hits both alike; best round each (docs/performance.md, "Convolutions").
+ * usage: bench_tokenizer [threads (2)] [--no-dalle | --conv [rounds (5)]] */
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +47,7 @@ typedef struct {
   float *x;
   int B;
   int32_t *tok;
+  float *logits;
   int64_t step;
 } ctx_t;
 
@@ -111,10 +115,54 @@ static void bench_dalle(void) {
   dvae_free(&d);
 }
 
+static void do_logits(void *p) {
+  ctx_t *c = p;
+  dvae_encoder_logits(c->d, c->x, c->B, c->logits);
+}
+
+/* One encoder (cfg) at batch B: microseconds per image of each conv method, best of `rounds`. */
+static void bench_conv_case(const char *name, const dvae_config *cfg, int B, int rounds) {
+  dvae d;
+  if (dvae_create(&d, cfg, 0)) { fprintf(stderr, "%s\n", beit_last_error()); return; }
+  dvae_init_weights(&d, 1);
+  int side = dvae_grid_side(cfg);
+  ctx_t c = {.d = &d, .B = B, .x = random_images(B, (size_t)cfg->channels * cfg->image_size * cfg->image_size),
+             .logits = malloc((size_t)B * cfg->vocab * side * side * sizeof(float))};
+  double best[BEIT_CONV_COUNT] = {0};
+  for (int r = 0; r < rounds; r++)
+    for (int m = 0; m < BEIT_CONV_COUNT; m++)
+      if (beit_conv_built((beit_conv_impl)m) && beit_conv_set((beit_conv_impl)m) == BEIT_OK) {
+        double v = rate(do_logits, &c, 0.6) * B;
+        best[m] = v > best[m] ? v : best[m];
+      }
+  printf("%-34s batch %3d:", name, B);
+  for (int m = 0; m < BEIT_CONV_COUNT; m++)
+    if (best[m] > 0) printf("  %s %8.1f us/image", beit_conv_name((beit_conv_impl)m), 1e6 / best[m]);
+  if (best[BEIT_CONV_DNNL] > 0) printf("  (dnnl/im2col time %.2f)", best[BEIT_CONV_IM2COL] / best[BEIT_CONV_DNNL]);
+  printf("\n");
+  free(c.x), free(c.logits);
+  dvae_free(&d);
+}
+
+static void bench_conv(int rounds) {
+  /* the VQ tokenizer of the pretraining profile (CIFAR-10, code_dim 32) and the small dVAE */
+  dvae_config vq = {.image_size = 32, .channels = 3, .n_hid = 32, .n_init = 64, .n_blk_per_group = 1,
+                    .n_groups = 3, .vocab = 32, .recon = DVAE_RECON_LAPLACE}, small;
+  dvae_config_small(&small);
+  static const int batches[] = {256, 64, 1};
+  for (int i = 0; i < 3; i++) bench_conv_case("vq encoder 32x32x3 n_hid 32 D 32", &vq, batches[i], rounds);
+  for (int i = 0; i < 2; i++) bench_conv_case("dvae small encoder 28x28x1", &small, batches[i], rounds);
+}
+
 int main(int argc, char **argv) {
   int threads = argc > 1 ? atoi(argv[1]) : 2;
   beit_set_threads(threads > 0 ? threads : 2);
   printf("bench_tokenizer: %d threads\n", beit_get_threads());
+  if (argc > 2 && !strcmp(argv[2], "--conv")) {
+    printf("%s\n", beit_blas_describe());
+    bench_conv(argc > 3 && atoi(argv[3]) > 0 ? atoi(argv[3]) : 5);
+    return 0;
+  }
   bench_small();
   if (!(argc > 2 && !strcmp(argv[2], "--no-dalle"))) bench_dalle();
   return 0;

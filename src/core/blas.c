@@ -75,80 +75,104 @@ void beit_runtime_init(char **argv) {
   if (fix_core) snprintf(g_note, sizeof g_note, "could not switch OpenBLAS from %s to %s kernels (slower)", core, best);
 }
 
-/* ---- gemm()'s library ---- */
-static const char *const GEMM_NAMES[BEIT_GEMM_COUNT] = {"openblas", "dnnl"};
-static pthread_once_t g_gemm_once = PTHREAD_ONCE_INIT;
-static int g_gemm;
-static char g_gemm_note[160];
+/* ---- run-time choices between OpenBLAS-based code and oneDNN: gemm()'s sgemm, conv2d's method ----
+ * Each is [0] always built, [1] oneDNN (built when libdnnl-dev was found, then the default); read
+ * from its environment variable at the first use; a value the binary cannot honour warns. */
+typedef struct {
+  const char *env;           /* "BEIT_GEMM" */
+  const char *names[2];      /* {"openblas", "dnnl"} */
+  pthread_once_t once;
+  int pick;
+  char note[160];
+} lib_choice;
 
-const char *beit_gemm_name(beit_gemm_lib lib) {
-  return (int)lib >= 0 && lib < BEIT_GEMM_COUNT ? GEMM_NAMES[lib] : "?";
-}
+static lib_choice g_gemm = {"BEIT_GEMM", {"openblas", "dnnl"}, PTHREAD_ONCE_INIT, 0, ""};
+static lib_choice g_conv = {"BEIT_CONV", {"im2col", "dnnl"}, PTHREAD_ONCE_INIT, 0, ""};
 
-int beit_gemm_built(beit_gemm_lib lib) {
+static int dnnl_built(void) {
 #ifdef BEIT_HAVE_DNNL
-  if (lib == BEIT_GEMM_DNNL) return 1;
+  return 1;
+#else
+  return 0;
 #endif
-  return lib == BEIT_GEMM_OPENBLAS;
 }
 
-static void gemm_pick(void) {
-  beit_gemm_lib def = beit_gemm_built(BEIT_GEMM_DNNL) ? BEIT_GEMM_DNNL : BEIT_GEMM_OPENBLAS, lib = def;
-  const char *env = getenv("BEIT_GEMM");
-  snprintf(g_gemm_note, sizeof g_gemm_note, "the default; BEIT_GEMM=openblas%s picks", def ? "|dnnl" : "");
+static void choice_pick(lib_choice *c) {
+  int def = dnnl_built(), lib = def;
+  const char *env = getenv(c->env), *n0 = c->names[0], *n1 = c->names[1];
+  snprintf(c->note, sizeof c->note, "the default; %s=%s%s%s picks", c->env, n0, def ? "|" : "", def ? n1 : "");
   if (env && *env) {
-    int want = -1;
-    for (int i = 0; i < BEIT_GEMM_COUNT; i++) if (!strcmp(env, GEMM_NAMES[i])) want = i;
-    if (want < 0 || !beit_gemm_built((beit_gemm_lib)want)) {
-      snprintf(g_gemm_note, sizeof g_gemm_note, "BEIT_GEMM=%.40s ignored: %s", env,
-               want >= 0 ? "not built into this binary (libdnnl-dev was missing)"
-               : def ? "not one of openblas, dnnl" : "not one of openblas (the only one built in)");
-      fprintf(stderr, "beit: warning: %s; using %s\n", g_gemm_note, GEMM_NAMES[def]);
+    int want = !strcmp(env, n0) ? 0 : !strcmp(env, n1) ? 1 : -1;
+    if (want < 0 || (want == 1 && !def)) {
+      char other[64];
+      snprintf(other, sizeof other, def ? "not one of %s, %s" : "not one of %s (the only one built in)", n0, n1);
+      snprintf(c->note, sizeof c->note, "%s=%.40s ignored: %s", c->env, env,
+               want >= 0 ? "not built into this binary (libdnnl-dev was missing)" : other);
+      fprintf(stderr, "beit: warning: %s; using %s\n", c->note, c->names[def]);
     } else {
-      lib = (beit_gemm_lib)want;
-      snprintf(g_gemm_note, sizeof g_gemm_note, "BEIT_GEMM=%s from the environment", env);
+      lib = want;
+      snprintf(c->note, sizeof c->note, "%s=%s from the environment", c->env, env);
     }
   }
-  __atomic_store_n(&g_gemm, (int)lib, __ATOMIC_RELAXED);
+  __atomic_store_n(&c->pick, lib, __ATOMIC_RELAXED);
 }
 
-beit_gemm_lib beit_gemm_active(void) {
-  pthread_once(&g_gemm_once, gemm_pick);
-  return (beit_gemm_lib)__atomic_load_n(&g_gemm, __ATOMIC_RELAXED);
+static void gemm_pick(void) { choice_pick(&g_gemm); }
+static void conv_pick(void) { choice_pick(&g_conv); }
+
+static int choice_active(lib_choice *c) {
+  pthread_once(&c->once, c == &g_gemm ? gemm_pick : conv_pick);
+  return __atomic_load_n(&c->pick, __ATOMIC_RELAXED);
 }
 
-int beit_gemm_set(beit_gemm_lib lib) {
-  pthread_once(&g_gemm_once, gemm_pick);
-  if ((int)lib < 0 || lib >= BEIT_GEMM_COUNT) return beit_errorf("no gemm library number %d", (int)lib);
-  if (!beit_gemm_built(lib)) return beit_errorf("the %s gemm is not built into this binary", GEMM_NAMES[lib]);
-  __atomic_store_n(&g_gemm, (int)lib, __ATOMIC_RELAXED);
-  snprintf(g_gemm_note, sizeof g_gemm_note, "set by the program");
+static int choice_set(lib_choice *c, int lib, const char *what) {
+  choice_active(c);
+  if (lib < 0 || lib > 1) return beit_errorf("no %s number %d", what, lib);
+  if (lib == 1 && !dnnl_built()) return beit_errorf("the %s %s is not built into this binary", c->names[1], what);
+  __atomic_store_n(&c->pick, lib, __ATOMIC_RELAXED);
+  snprintf(c->note, sizeof c->note, "set by the program");
   return BEIT_OK;
 }
 
-/* e.g. "gemm dnnl (oneDNN 2.6.3; the default; ...)" */
-static void gemm_describe(char *buf, size_t n) {
-  beit_gemm_lib lib = beit_gemm_active();
-  char version[64] = "OpenBLAS";
+/* e.g. "gemm dnnl (oneDNN 2.6.3; the default; ...)"; `base` names what choice 0 runs on */
+static void choice_describe(lib_choice *c, const char *what, const char *base, char *buf, size_t n) {
+  int lib = choice_active(c);
+  char version[64];
+  snprintf(version, sizeof version, "%s", base);
 #ifdef BEIT_HAVE_DNNL
-  if (lib == BEIT_GEMM_DNNL) {
+  if (lib == 1) {
     const dnnl_version_t *v = dnnl_version();
     snprintf(version, sizeof version, "oneDNN %d.%d.%d", v->major, v->minor, v->patch);
   }
 #endif
-  snprintf(buf, n, "gemm %s (%s; %s)", GEMM_NAMES[lib], version, g_gemm_note);
+  snprintf(buf, n, "%s %s (%s; %.150s)", what, c->names[lib], version, c->note);
 }
 
+const char *beit_gemm_name(beit_gemm_lib lib) {
+  return (int)lib >= 0 && lib < BEIT_GEMM_COUNT ? g_gemm.names[lib] : "?";
+}
+int beit_gemm_built(beit_gemm_lib lib) { return lib == BEIT_GEMM_OPENBLAS || (lib == BEIT_GEMM_DNNL && dnnl_built()); }
+beit_gemm_lib beit_gemm_active(void) { return (beit_gemm_lib)choice_active(&g_gemm); }
+int beit_gemm_set(beit_gemm_lib lib) { return choice_set(&g_gemm, (int)lib, "gemm library"); }
+
+const char *beit_conv_name(beit_conv_impl c) {
+  return (int)c >= 0 && c < BEIT_CONV_COUNT ? g_conv.names[c] : "?";
+}
+int beit_conv_built(beit_conv_impl c) { return c == BEIT_CONV_IM2COL || (c == BEIT_CONV_DNNL && dnnl_built()); }
+beit_conv_impl beit_conv_active(void) { return (beit_conv_impl)choice_active(&g_conv); }
+int beit_conv_set(beit_conv_impl c) { return choice_set(&g_conv, (int)c, "convolution"); }
+
 const char *beit_blas_describe(void) {
-  static char buf[512];
+  static char buf[768];
   const char *cfg = openblas_get_config(), *core = openblas_get_corename();
   /* the config string starts with "OpenBLAS 0.3.21 ...": keep its first two words */
   const char *end = cfg ? strchr(cfg, ' ') : NULL;
   if (end) end = strchr(end + 1, ' ');
   int len = !cfg ? 0 : end ? (int)(end - cfg) : (int)strlen(cfg);
-  char gemm[256];
-  gemm_describe(gemm, sizeof gemm);
-  snprintf(buf, sizeof buf, "%.*s, kernels %s (%s); %s", len, cfg ? cfg : "", core ? core : "?",
-           g_note[0] ? g_note : "not initialised", gemm);
+  char gemm[256], conv[256];
+  choice_describe(&g_gemm, "gemm", "OpenBLAS", gemm, sizeof gemm);
+  choice_describe(&g_conv, "conv", "OpenBLAS sgemm", conv, sizeof conv);
+  snprintf(buf, sizeof buf, "%.*s, kernels %s (%s); %s; %s", len, cfg ? cfg : "", core ? core : "?",
+           g_note[0] ? g_note : "not initialised", gemm, conv);
   return buf;
 }

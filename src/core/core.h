@@ -82,7 +82,7 @@ double beit_peak_rss_mib(void);
  * CPU supports (and OPENBLAS_CORETYPE is unset), or OpenMP would spin-wait,
  * sets OPENBLAS_CORETYPE / OMP_WAIT_POLICY=passive and re-executes (once). */
 void beit_runtime_init(char **argv);
-/* e.g. "OpenBLAS 0.3.21, kernels SkylakeX (kernel set chosen by beit (SkylakeX)); gemm dnnl (...)" */
+/* e.g. "OpenBLAS 0.3.21, kernels SkylakeX (kernel set chosen by beit (SkylakeX)); gemm dnnl (...); conv dnnl (...)" */
 const char *beit_blas_describe(void);
 
 /* ---- the sgemm library of gemm() (src/ops/linear.c) --------------------------
@@ -95,6 +95,15 @@ beit_gemm_lib beit_gemm_active(void);
 /* Switches gemm() to `lib` (tests, benchmarks); BEIT_ERR when this binary lacks it. */
 int beit_gemm_set(beit_gemm_lib lib);
 const char *beit_gemm_name(beit_gemm_lib lib); /* "openblas", "dnnl" */
+
+/* ---- how conv2d runs (src/ops/conv2d.c) ---------------------------------------
+ * oneDNN's convolution primitives when the build found libdnnl (the default then), else im2col +
+ * OpenBLAS sgemm; BEIT_CONV=im2col|dnnl picks (read at the first convolution, as BEIT_GEMM). */
+typedef enum { BEIT_CONV_IM2COL, BEIT_CONV_DNNL, BEIT_CONV_COUNT } beit_conv_impl;
+int beit_conv_built(beit_conv_impl c);
+beit_conv_impl beit_conv_active(void);
+int beit_conv_set(beit_conv_impl c); /* tests, benchmarks; BEIT_ERR when this binary lacks it */
+const char *beit_conv_name(beit_conv_impl c); /* "im2col", "dnnl" */
 
 /* ---- vector ISA of the element-wise kernels (src/ops/simd*.c) ---------------
  * Each kernel exists once per ISA; the first kernel call picks the best this CPU

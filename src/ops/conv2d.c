@@ -1,10 +1,15 @@
 /* conv2d.c - 2-D convolution (torch F.conv2d: NCHW, weight [OC, IC/groups, K, K],
  * optional bias, stride, zero padding, groups) as im2col + cblas_sgemm. The batch
  * is processed in chunks so that one GEMM covers several images; the caller owns
- * the scratch (sized by conv2d_scratch_floats), so nothing is allocated per call. */
+ * the scratch (sized by conv2d_scratch_floats), so nothing is allocated per call.
+ * The forward runs through oneDNN's convolution instead when built with it and
+ * BEIT_CONV allows (conv2d_dnnl.c); im2col stays for the backward and any shape
+ * oneDNN refuses. */
 #include <cblas.h>
 #include <string.h>
 
+#include "core/core.h"
+#include "ops/conv2d_dnnl.h"
 #include "ops/ops.h"
 
 /* Scratch target per chunk, in floats (16 MiB): GEMMs over many images run
@@ -170,6 +175,9 @@ static void pointwise_backward(float *dinp, float *dweight, float *dbias, const 
 
 void conv2d_forward(float *out, float *scratch, const float *inp, const float *weight,
                     const float *bias, const conv2d_dims *d) {
+  if (beit_conv_active() == BEIT_CONV_DNNL &&
+      conv2d_dnnl_forward(out, scratch, conv2d_scratch_floats(d), inp, weight, bias, d))
+    return;
   if (use_pointwise(d)) return pointwise_forward(out, inp, weight, bias, d);
   const int G = d->groups, OCg = d->OC / G, ICg = d->IC / G, nbmax = chunk_images(d);
   const int rows = (int)col_rows(d);
