@@ -224,7 +224,9 @@ def curves(recs_by_ds, beit, outdir):
                 os.makedirs(outdir, exist_ok=True)
                 dst = os.path.join(outdir, f"{ds}-val-top1.png")
                 shutil.copy(png, dst)
-                made.append((ds, dst, p.stdout.strip()))
+                # the caption without the temporary folders; the x axis is the epoch (written as its step)
+                caption = p.stdout.strip().replace(png, os.path.basename(dst)).replace(tmp + "/", "")
+                made.append((ds, dst, caption.replace("x = step", "x = epoch")))
         shutil.rmtree(tmp, ignore_errors=True)
     return made
 
