@@ -117,6 +117,14 @@ static inline char *slurp(const char *path) {
   return s;
 }
 
+/* 1 when the text file at path (an output capture) contains text. */
+static inline int file_has(const char *path, const char *text) {
+  char *s = slurp(path);
+  int found = strstr(s, text) != NULL;
+  free(s);
+  return found;
+}
+
 static inline int write_idx(const char *path, const unsigned char *data, size_t n, const unsigned *dims, int nd) {
   FILE *f = fopen(path, "wb");
   if (!f) return -1;

@@ -73,4 +73,14 @@ static inline uint8_t *fx_u8(const beit_safetensors *st, const char *name, size_
   return x;
 }
 
+/* train.step of the checkpoint file at path, -1 when it cannot be read or has none. */
+static inline long long fx_checkpoint_step(const char *path) {
+  beit_safetensors st;
+  if (beit_st_open(&st, path) != BEIT_OK) return -1;
+  const char *v = beit_st_meta(&st, "train.step");
+  long long step = v ? atoll(v) : -1;
+  beit_st_close(&st);
+  return step;
+}
+
 #endif

@@ -11,14 +11,7 @@ static int bench(const char *env) {
   return child_shell("%s '%s' --quick > '%s' 2>&1", env, g_bench, g_out);
 }
 
-static int output_has(const char *text) {
-  FILE *f = fopen(g_out, "r");
-  char line[512];
-  int found = 0;
-  while (f && !found && fgets(line, sizeof line, f)) found = strstr(line, text) != NULL;
-  if (f) fclose(f);
-  return found;
-}
+static int output_has(const char *text) { return file_has(g_out, text); }
 
 int main(void) {
   TEST_BEGIN("test_bench_gemm");

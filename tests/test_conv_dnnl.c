@@ -140,15 +140,6 @@ static void check_encoder(void) {
   dvae_free(&d);
 }
 
-static int output_has(const char *path, const char *text) {
-  FILE *f = fopen(path, "r");
-  char line[1024];
-  int found = 0;
-  while (f && !found && fgets(line, sizeof line, f)) found = strstr(line, text) != NULL;
-  if (f) fclose(f);
-  return found;
-}
-
 /* BEIT_CONV is read at the first convolution; `beit version` names it; a value it cannot honour warns. */
 static void check_env(void) {
   const char *dir = getenv("BEIT_TEST_FIXTURES");
@@ -156,14 +147,14 @@ static void check_env(void) {
   TEST_PATHF(out, "%s/conv_version.out", dir ? dir : "/tmp");
   TEST_PATHF(err, "%s/conv_version.err", dir ? dir : "/tmp");
   int rc = child_shell("env -u BEIT_CONV '%s' version > '%s' 2> '%s'", child_beit_bin(), out, err);
-  CHECK_TRUE(rc == 0 && output_has(out, "conv dnnl (oneDNN ") && output_has(out, "BEIT_CONV=im2col|dnnl picks"),
+  CHECK_TRUE(rc == 0 && file_has(out, "conv dnnl (oneDNN ") && file_has(out, "BEIT_CONV=im2col|dnnl picks"),
              "beit version names the default, oneDNN");
   rc = child_shell("BEIT_CONV=im2col '%s' version > '%s' 2> '%s'", child_beit_bin(), out, err);
-  CHECK_TRUE(rc == 0 && output_has(out, "conv im2col (OpenBLAS sgemm; BEIT_CONV=im2col from the environment)"),
+  CHECK_TRUE(rc == 0 && file_has(out, "conv im2col (OpenBLAS sgemm; BEIT_CONV=im2col from the environment)"),
              "BEIT_CONV=im2col picks im2col");
   rc = child_shell("BEIT_CONV=winograd '%s' version > '%s' 2> '%s'", child_beit_bin(), out, err);
-  CHECK_TRUE(rc == 0 && output_has(err, "beit: warning: BEIT_CONV=winograd ignored: not one of im2col, dnnl") &&
-                 output_has(out, "conv dnnl"),
+  CHECK_TRUE(rc == 0 && file_has(err, "beit: warning: BEIT_CONV=winograd ignored: not one of im2col, dnnl") &&
+                 file_has(out, "conv dnnl"),
              "BEIT_CONV=winograd warns and is ignored");
   CHECK_TRUE(beit_conv_set(BEIT_CONV_COUNT) == BEIT_ERR, "a method that does not exist is refused: %s",
              beit_last_error());

@@ -60,15 +60,6 @@ static void check_library(beit_gemm_lib lib) {
   omp_set_num_threads(beit_get_threads());
 }
 
-static int output_has(const char *path, const char *text) {
-  FILE *f = fopen(path, "r");
-  char line[1024];
-  int found = 0;
-  while (f && !found && fgets(line, sizeof line, f)) found = strstr(line, text) != NULL;
-  if (f) fclose(f);
-  return found;
-}
-
 /* BEIT_GEMM is read at the first gemm; `beit version` names the choice; a value it cannot honour warns. */
 static void test_env(void) {
   const char *dir = getenv("BEIT_TEST_FIXTURES");
@@ -77,16 +68,16 @@ static void test_env(void) {
   TEST_PATHF(err, "%s/gemm_version.err", dir ? dir : "/tmp");
   const char *def = beit_gemm_built(BEIT_GEMM_DNNL) ? "gemm dnnl (oneDNN " : "gemm openblas (OpenBLAS; the default";
   int rc = child_shell("env -u BEIT_GEMM '%s' version > '%s' 2> '%s'", child_beit_bin(), out, err);
-  CHECK_TRUE(rc == 0 && output_has(out, def), "beit version names the default: \"%s\"", def);
+  CHECK_TRUE(rc == 0 && file_has(out, def), "beit version names the default: \"%s\"", def);
   rc = child_shell("BEIT_GEMM=openblas '%s' version > '%s' 2> '%s'", child_beit_bin(), out, err);
-  CHECK_TRUE(rc == 0 && output_has(out, "gemm openblas (OpenBLAS; BEIT_GEMM=openblas from the environment)"),
+  CHECK_TRUE(rc == 0 && file_has(out, "gemm openblas (OpenBLAS; BEIT_GEMM=openblas from the environment)"),
              "BEIT_GEMM=openblas picks OpenBLAS");
   rc = child_shell("BEIT_GEMM=blis '%s' version > '%s' 2> '%s'", child_beit_bin(), out, err);
-  CHECK_TRUE(rc == 0 && output_has(err, "beit: warning: BEIT_GEMM=blis ignored") && output_has(out, "ignored"),
+  CHECK_TRUE(rc == 0 && file_has(err, "beit: warning: BEIT_GEMM=blis ignored") && file_has(out, "ignored"),
              "BEIT_GEMM=blis (not built in) warns and is ignored");
   if (beit_gemm_built(BEIT_GEMM_DNNL)) {
     rc = child_shell("BEIT_GEMM=dnnl '%s' version > '%s' 2> '%s'", child_beit_bin(), out, err);
-    CHECK_TRUE(rc == 0 && output_has(out, "gemm dnnl (oneDNN") && output_has(out, "BEIT_GEMM=dnnl from"),
+    CHECK_TRUE(rc == 0 && file_has(out, "gemm dnnl (oneDNN") && file_has(out, "BEIT_GEMM=dnnl from"),
                "BEIT_GEMM=dnnl picks oneDNN");
   } else {
     CHECK_TRUE(beit_gemm_set(BEIT_GEMM_DNNL) == BEIT_ERR, "oneDNN, not built in, is refused: %s",

@@ -57,14 +57,6 @@ static char *stderr_of(const char *dir) {
   return slurp(err);
 }
 
-static long long checkpoint_step(const char *path) {
-  beit_safetensors st;
-  if (beit_st_open(&st, path) != BEIT_OK) return -1;
-  const char *v = beit_st_meta(&st, "train.step");
-  long long step = v ? atoll(v) : -1;
-  beit_st_close(&st);
-  return step;
-}
 
 static int same_bytes(const char *a, const char *b) { return sh("cmp -s '%s' '%s'", a, b) == 0; }
 
@@ -152,7 +144,7 @@ static void test_keep_and_fallback(const char *base) {
   long long steps[4];
   for (int k = 0; k < 4; k++) {
     beit_checkpoint_name(base, k, p, sizeof p);
-    steps[k] = file_exists(p) ? checkpoint_step(p) : -2;
+    steps[k] = file_exists(p) ? fx_checkpoint_step(p) : -2;
   }
   CHECK_TRUE(steps[0] == 8 && steps[1] == 6 && steps[2] == 3 && steps[3] == -2,
              "--keep 3 after 8 steps saved every 3: checkpoint.safetensors step %lld, -1 step %lld, -2 step %lld, no -3",
@@ -193,8 +185,8 @@ static void expect_clean_failure(const char *what, const char *dir, int rc, cons
   const char *line = strstr(err, "beit pretrain:");
   CHECK_TRUE(rc == 1 && line && strstr(line, dir) && strstr(line, errno_text),
              "%s: exit %d, message: %.200s", what, rc, line ? line : err);
-  CHECK_TRUE(same_bytes(p, saved) && checkpoint_step(p) == 8 && !file_exists(tmp),
-             "%s: checkpoint.safetensors is unchanged (step %lld, loads) and no .tmp is left", what, checkpoint_step(p));
+  CHECK_TRUE(same_bytes(p, saved) && fx_checkpoint_step(p) == 8 && !file_exists(tmp),
+             "%s: checkpoint.safetensors is unchanged (step %lld, loads) and no .tmp is left", what, fx_checkpoint_step(p));
   free(err);
 }
 
@@ -242,8 +234,8 @@ static void test_full_tmpfs(const char *base, const char *saved) {
   free(err);
   char p[1100];
   beit_checkpoint_name(dir, 0, p, sizeof p);
-  CHECK_TRUE(same_bytes(p, saved) && checkpoint_step(p) == 8,
-             "560 KiB tmpfs: checkpoint.safetensors is unchanged (step %lld, loads)", checkpoint_step(p));
+  CHECK_TRUE(same_bytes(p, saved) && fx_checkpoint_step(p) == 8,
+             "560 KiB tmpfs: checkpoint.safetensors is unchanged (step %lld, loads)", fx_checkpoint_step(p));
 }
 
 static void test_read_only(const char *base, const char *saved) {
@@ -299,7 +291,7 @@ static void test_nonfinite(void) {
   beit_checkpoint_name(dir, 0, p, sizeof p);
   char model[1100];
   TEST_PATHF(model, "%s/model.safetensors", dir);
-  CHECK_TRUE(checkpoint_step(p) == 3 && all_finite(p) && all_finite(model) && log_steps_are(dir, 4),
+  CHECK_TRUE(fx_checkpoint_step(p) == 3 && all_finite(p) && all_finite(model) && log_steps_are(dir, 4),
              "stopped before updating: the checkpoint of step 3 stays, every file on disk is finite, the log ends at step 4");
   fx_path(dir, sizeof dir, "nan-loss");
   sh("rm -rf '%s'", dir);

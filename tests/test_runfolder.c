@@ -83,12 +83,7 @@ static void copy(const char *from, const char *to) {
 static long long checkpoint_step_of(const char *dir, const char *name) {
   char p[1100];
   path_in(p, sizeof p, dir, name);
-  beit_safetensors st;
-  if (beit_st_open(&st, p) != BEIT_OK) return -1;
-  const char *v = beit_st_meta(&st, "train.step");
-  long long step = v ? atoll(v) : -1;
-  beit_st_close(&st);
-  return step;
+  return fx_checkpoint_step(p);
 }
 
 static long long checkpoint_step(const char *dir) { return checkpoint_step_of(dir, "checkpoint.safetensors"); }

@@ -88,12 +88,7 @@ static void kill_and_resume(const char *tag, const char *spec, char *const *extr
 static long long checkpoint_step(const char *dir) {
   char path[1200];
   snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
-  beit_safetensors st;
-  if (beit_st_open(&st, path) != BEIT_OK) return -1;
-  const char *v = beit_st_meta(&st, "train.step");
-  long long step = v ? atoll(v) : -1;
-  beit_st_close(&st);
-  return step;
+  return fx_checkpoint_step(path);
 }
 
 /* A signal (SIGTERM or SIGINT) once 3 steps are logged, with --save-every 0: the run exits 128 + sig with one line
