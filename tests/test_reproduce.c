@@ -4,7 +4,8 @@
  * a recipe grid at seed 0, the next seed run with the grid point chosen on
  * validation, one record per finished run, results.json made from the records,
  * and a second invocation that finds everything done and runs nothing; a VQ
- * tokenizer stopped by SIGTERM (as at the budget) is resumed by the next invocation. */
+ * tokenizer stopped by SIGTERM (as at the budget) is resumed by the next invocation; the tokenizer and
+ * the pretrained encoder are kept beside the records and used from there on another machine. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +152,54 @@ static void test_tokenizer_stop(void) {
   free(b);
 }
 
+/* One invocation on the artefact test's own folders (A), running only the tokenizer, the pretraining and
+ * one fine-tuning that needs both. */
+static int reproduce_art(const char *log) {
+  return child_shell("cd '%s' && " ENV " TOK_STEPS=3 BEIT='%s' bash scripts/reproduce --data 'mnist:%s/mnist' "
+                     "--out '%s/art/runs' --results '%s/art/records' --docs '%s/art/docs' --budget 10 "
+                     "--only '^(tok-vq|pt-beit-s0|ft-beit-s0-light-4e-3)$' > '%s/art/%s' 2>&1",
+                     g_root, child_beit_bin(), g_dir, g_dir, g_dir, g_dir, g_dir, log);
+}
+
+/* The tokenizer and the pretrained encoder are kept beside the records, so a fine-tuning in a later session
+ * (another machine: no runs folder) does not run them again; one lost with its kept copy is run again, its
+ * earlier record moved to superseded/. */
+static void test_artefacts(void) {
+  printf("tokenizer and encoder kept beside the records; a lost one is run again only when needed\n");
+  child_shell("rm -rf '%s/art' && mkdir -p '%s/art/docs'", g_dir, g_dir);
+  char log[1400], rec[1400], w[1400];
+  int rc = reproduce_art("1.log");
+  rc |= child_shell("cmp '%s/art/records/mnist/weights/tok-vq.safetensors' '%s/art/runs/mnist/tok-vq/tokenizer.safetensors' "
+                    "&& cmp '%s/art/records/mnist/weights/pt-beit-s0.safetensors' "
+                    "'%s/art/runs/mnist/pt-beit-s0/model.safetensors'", g_dir, g_dir, g_dir, g_dir);
+  snprintf(rec, sizeof rec, "%s/art/records/mnist/ft-beit-s0-light-4e-3.json", g_dir);
+  CHECK_TRUE(rc == 0 && file_exists(rec), "first invocation: three runs, the tokenizer and the encoder kept "
+             "(identical to the runs' files; exit %d)", rc);
+  /* a new machine: no runs folder; the fine-tuning's record removed so that it needs the encoder again */
+  child_shell("rm -rf '%s/art/runs' && rm -f '%s'", g_dir, rec);
+  rc = reproduce_art("2.log");
+  snprintf(log, sizeof log, "%s/art/2.log", g_dir);
+  CHECK_TRUE(rc == 0 && file_exists(rec) && file_has(log, "beit finetune") && !file_has(log, "beit pretrain") &&
+                 !file_has(log, "beit tokenizer train"),
+             "no runs folder: the fine-tuning runs from the kept encoder, nothing is run again (exit %d)", rc);
+  /* the encoder lost with its kept copy: pretraining is run again (not the tokenizer), its old record kept aside */
+  snprintf(w, sizeof w, "%s/art/records/mnist/weights/pt-beit-s0.safetensors", g_dir);
+  child_shell("rm -rf '%s/art/runs' && rm -f '%s' '%s'", g_dir, rec, w);
+  rc = reproduce_art("3.log");
+  snprintf(log, sizeof log, "%s/art/3.log", g_dir);
+  int aside = child_shell("ls '%s/art/records/mnist/superseded/'pt-beit-s0.*.json > /dev/null 2>&1", g_dir) == 0;
+  CHECK_TRUE(rc == 0 && file_has(log, "pt-beit-s0 (lost artefact") && !file_has(log, "beit tokenizer train") &&
+                 file_exists(w) && file_exists(rec) && aside,
+             "encoder and its copy lost: pretraining run again (%s), kept again (%s), the fine-tuning after it, the "
+             "earlier record in superseded/ (%s; exit %d)", file_has(log, "pt-beit-s0 (lost") ? "yes" : "no",
+             file_exists(w) ? "yes" : "no", aside ? "yes" : "no", rc);
+  /* everything done: a lost runs folder costs nothing when no run needs it */
+  child_shell("rm -rf '%s/art/runs' '%s/art/records/mnist/weights'", g_dir, g_dir);
+  rc = reproduce_art("4.log");
+  snprintf(log, sizeof log, "%s/art/4.log", g_dir);
+  CHECK_TRUE(rc == 0 && !file_has(log, "beit "), "all done, artefacts lost: nothing runs (exit %d)", rc);
+}
+
 static void test_bad_args(void) {
   printf("bad arguments: one line naming the argument, exit 2\n");
   int rc = child_shell("cd '%s' && bash scripts/reproduce --data fashion-mnist --budget soon > '%s/bad.log' 2>&1", g_root, g_dir);
@@ -177,6 +226,7 @@ int main(void) {
   test_write_up();
   test_matrix();
   test_tokenizer_stop();
+  test_artefacts();
   test_bad_args();
   return TEST_END();
 }
