@@ -231,6 +231,17 @@ def curves(recs_by_ds, beit, outdir):
     return made
 
 
+def superseded_note(folder):
+    """Records replaced by a run made again (its tokenizer or encoder was lost with another machine's runs
+    folder, scripts/reproduce): named, so that a changed figure is not a silent one."""
+    old = sorted(glob.glob(os.path.join(folder, "superseded", "*.json")))
+    if not old:
+        return ""
+    ids = sorted({load(p)["id"] for p in old})
+    return (f" {len(old)} earlier record(s) of {', '.join(ids)} were superseded by runs made again and are kept in "
+            "`superseded/`; the tokenizers and pretrained encoders the runs used are in `weights/`.")
+
+
 def write(a):
     recs_by_ds = {}
     for p in sorted(glob.glob(os.path.join(a.write, "*", "*.json"))):
@@ -255,7 +266,7 @@ def write(a):
     for ds, recs in sorted(recs_by_ds.items()):
         cpus = sorted({r["cpu"] for r in recs.values()})
         md += [f"## {ds}", "", f"Runs: {len(recs)}, on {', '.join(cpus)} ({max(r['threads'] for r in recs.values())} "
-               "threads).", ""]
+               "threads)." + superseded_note(os.path.join(a.write, ds)), ""]
         toks = {r["id"]: r["tokenizer"] for r in recs.values() if "tokenizer" in r}
         if toks:
             doc["tokenizers"][ds] = toks
