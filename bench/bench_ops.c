@@ -4,7 +4,8 @@
  * width 192, MLP 768, 20 masked patches per image, vocabulary 8192).
  * Best of the repeats (in CPU time with one thread), so the other load of a shared machine
  * inflates it least.
- * Then attention, fused and through sgemm, on the shapes of tiny, mini (32 px) and BEiT-B.
+ * Then attention, the fused kernels (on every ISA, though only AVX-512 uses them by default) and
+ * the sgemm path, on the shapes of tiny, mini (32 px) and BEiT-B.
  * usage: bench_ops [threads (1)] [seconds per kernel and ISA (0.3)] [kernel name prefix] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,13 +81,13 @@ static void att_prepare(att_case *a) {
 }
 static void att_fwd(att_case *a, int fused) {
   att_prepare(a);
-  attention_fused_set(fused);
+  attention_fused_set(2 * fused);
   attention_forward(a->out, a->att, a->qkv, a->bias, a->B, a->N, a->C, a->H);
   attention_fused_set(1);
 }
 static void att_bwd(att_case *a, int fused) {
   att_prepare(a);
-  attention_fused_set(fused);
+  attention_fused_set(2 * fused);
   attention_backward(a->dqkv, a->dbias, a->datt, a->dout, a->qkv, a->att, a->B, a->N, a->C, a->H);
   attention_fused_set(1);
 }

@@ -336,6 +336,7 @@ static void att_shape(int N, int *B, int *H) {
 
 static void test_attention_sizes(const beit_safetensors *st) {
   beit_set_threads(1); /* a few (b, h) each: a second thread would mostly wait */
+  attention_fused_set(2); /* the fused kernels on every ISA path, not only where they are the default */
   for (size_t t = 0; t < sizeof ATT_N / sizeof ATT_N[0]; t++)
     for (int D = 32; D <= 64; D += 32) {
       int N = ATT_N[t], B, H;
@@ -394,7 +395,7 @@ static void test_attention_sizes(const beit_safetensors *st) {
   for (int fused = 0; fused <= 1; fused++) {
     float **r = res[fused];
     r[0] = zeros(no), r[1] = zeros(na), r[2] = zeros(nq), r[3] = zeros(nb);
-    attention_fused_set(fused);
+    attention_fused_set(2 * fused);
     attention_forward(r[0], r[1], qkv, bias, B, N, C, H);
     attention_backward(r[2], r[3], zeros(na), dout, qkv, r[1], B, N, C, H);
     if (fused) {
@@ -412,6 +413,7 @@ static void test_attention_sizes(const beit_safetensors *st) {
   check_close("attention probabilities: fused == sgemm path", res[1][1], res[0][1], na, 1e-6, 1e-5);
   check_close("attention dqkv: fused == sgemm path", res[1][2], res[0][2], nq, 1e-6, 1e-5);
   check_close("attention dbias: fused == sgemm path", res[1][3], res[0][3], nb, 1e-6, 1e-5);
+  attention_fused_set(1);
   beit_set_threads(2);
 }
 
@@ -444,6 +446,7 @@ static void test_repeatable(void) {
   float *dq[2] = {zeros(nq), zeros(nq)}, *db[2] = {zeros(nb), zeros(nb)};
   fill(qkv, nq, 1.0f, 33), fill(go, no, 1.0f, 34), fill(bias, nb, 0.5f, 35);
   int att_differ = 0;
+  attention_fused_set(2);
   for (int r = 0; r < 10; r++) {
     int k = r > 0;
     memset(dq[k], 0, nq * sizeof(float)), memset(db[k], 0, nb * sizeof(float));
@@ -451,6 +454,7 @@ static void test_repeatable(void) {
     attention_backward(dq[k], db[k], datt, go, qkv, att, Ba, Na, Ca, Ha);
     if (k) att_differ += memcmp(dq[0], dq[1], nq * sizeof(float)) || memcmp(db[0], db[1], nb * sizeof(float));
   }
+  attention_fused_set(1);
   CHECK_TRUE(!att_differ, "10 repeats on 4 threads give the same bits: fused attention dqkv and dbias (%d differ)",
              att_differ);
   beit_set_threads(2);
@@ -474,8 +478,10 @@ static void path_attention(float *dst, int B, int N, int D, int H, int with_bias
   float *qkv = zeros(nq), *dout = zeros(no), *bias = zeros((size_t)H * N * N);
   fill(qkv, nq, 1.0f, key), fill(dout, no, 1.0f, key + 1), fill(bias, (size_t)H * N * N, 1.0f, key + 2);
   float *out = dst, *att = out + no, *dqkv = att + na, *dbias = dqkv + nq;
+  attention_fused_set(2);
   attention_forward(out, att, qkv, with_bias ? bias : NULL, B, N, C, H);
   attention_backward(dqkv, with_bias ? dbias : NULL, zeros(na), dout, qkv, att, B, N, C, H);
+  attention_fused_set(1);
 }
 
 static void path_outputs(float *out[NPATH], size_t len[NPATH]) {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/core.h"
 #include "ops/ops.h"
 #include "ops/simd.h"
 
@@ -41,16 +42,21 @@ void relpos_bias_backward(float *dtable, const float *dbias, const int32_t *inde
 
 /* Per (batch, head): q, k, v are column blocks of the qkv rows (leading dimension
  * 3C), so the products read them in place. Each (b, h) runs on one thread. Up to
- * ATT_FUSED_NMAX tokens with D a multiple of 16 (every preset: D = 16, 32, 64), the
- * fused kernels of simd_kernels.inc do a whole (b, h) in one pass, a block of query
- * rows at a time, in the active ISA; otherwise single-threaded OpenBLAS sgemm calls
+ * ATT_FUSED_NMAX tokens with D a multiple of 16 (every preset: D = 16, 32, 64) and the
+ * AVX-512 kernels active, the fused kernels of simd_kernels.inc do a whole (b, h) in one
+ * pass, a block of query rows at a time; otherwise single-threaded OpenBLAS sgemm calls
  * (OpenBLAS inside an OpenMP region) with the softmax and dS loops between them. */
 #define HEAD_PTR(base, which, h) ((base) + (size_t)(which) * C + (size_t)(h) * D)
 
 static int g_fused = 1;
-void attention_fused_set(int on) { g_fused = on; }
+void attention_fused_set(int mode) { g_fused = mode; }
 
-static int use_fused(int N, int D) { return g_fused && N <= ATT_FUSED_NMAX && D % 16 == 0; }
+/* Auto: the fused kernels where they measured faster than OpenBLAS (AVX-512, docs/performance.md
+ * "Where the time goes"); the AVX2 and generic builds of them are for tests and other CPUs. */
+static int use_fused(int N, int D) {
+  int on = g_fused == 2 || (g_fused == 1 && beit_isa_active() == BEIT_ISA_AVX512);
+  return on && N <= ATT_FUSED_NMAX && D % 16 == 0;
+}
 
 static void head_forward_blas(float *out, float *A, const float *base, const float *bias, int N, int C, int D,
                               int h, float scale) {
