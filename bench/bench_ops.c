@@ -14,6 +14,7 @@
 
 #include "core/core.h"
 #include "ops/ops.h"
+#include "ops/simd.h" /* attention_fused_set */
 
 enum { M = 64 * 50, C = 192, F = 768, ROWS = 64 * 20, VOCAB = 8192 };
 #define NPARAM ((size_t)5600000) /* about the tiny model's parameters */

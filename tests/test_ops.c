@@ -8,6 +8,7 @@
 
 #include "fixture.h"
 #include "ops/ops.h"
+#include "ops/simd.h" /* attention_fused_set */
 #include "test.h"
 
 #define FWD_TOL 1e-5, 1e-5

@@ -63,10 +63,6 @@ void attention_forward(float *out, float *att, const float *qkv, const float *bi
                        int B, int N, int C, int H);
 void attention_backward(float *dqkv, float *dbias, float *datt, const float *dout,
                         const float *qkv, const float *att, int B, int N, int C, int H);
-/* Tests and benchmarks: 0 sends every size to the sgemm path; 1 (the default) lets N <= 257
- * with D % 16 == 0 take the fused kernels when the AVX-512 kernels are active, 2 on every ISA
- * (attention.c). Not thread-safe. */
-void attention_fused_set(int mode);
 
 /* ---- residual with layer scale and drop path:
  * out[b,t,c] = res[b,t,c] + keep_scale[b] * gamma[c] * x[b,t,c]

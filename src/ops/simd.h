@@ -43,6 +43,11 @@ typedef struct {
 #define ATT_FUSED_NMAX 257
 #define ATT_SCRATCH_FLOATS(N, D) ((size_t)((D) + 8) * ((N) + 16))
 
+/* Tests and benchmarks (not a kernel of ops.h): 0 sends every size to the sgemm path; 1 (the
+ * default) lets N <= ATT_FUSED_NMAX with D % 16 == 0 take the fused kernels when the AVX-512
+ * kernels are active, 2 on every ISA (attention.c). Not thread-safe. */
+void attention_fused_set(int mode);
+
 extern const simd_kernels simd_generic, simd_avx2, simd_avx512;
 
 /* The table of the active ISA (beit_isa_active). */
