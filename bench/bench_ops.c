@@ -4,7 +4,9 @@
  * width 192, MLP 768, 20 masked patches per image, vocabulary 8192).
  * Best of the repeats (in CPU time with one thread), so the other load of a shared machine
  * inflates it least.
- * usage: bench_ops [threads (1)] [seconds per kernel and ISA (0.3)] */
+ * Then attention, the fused kernels (on every ISA, though only AVX-512 uses them by default) and
+ * the sgemm path, on the shapes of tiny, mini (32 px) and BEiT-B.
+ * usage: bench_ops [threads (1)] [seconds per kernel and ISA (0.3)] [kernel name prefix] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 
 #include "core/core.h"
 #include "ops/ops.h"
+#include "ops/simd.h" /* attention_fused_set */
 
 enum { M = 64 * 50, C = 192, F = 768, ROWS = 64 * 20, VOCAB = 8192 };
 #define NPARAM ((size_t)5600000) /* about the tiny model's parameters */
@@ -62,6 +65,47 @@ static void k_gelu_back_fused(bufs *b) {
   gelu_backward_deriv(b->dx, b->dy, b->dx, (size_t)M * F);
 }
 
+/* Attention (attention.c) on the presets' shapes, the fused kernels and the sgemm path they
+ * replace: forward, and backward with the bias gradient (after one forward for the probabilities).
+ * Per element of the scores (B x H x N x N); bytes: the probabilities written (forward), read and
+ * the logit gradient written (backward). */
+typedef struct { int B, N, C, H; float *qkv, *bias, *out, *att, *dout, *dqkv, *datt, *dbias; } att_case;
+static att_case ATT[3] = {{64, 50, 192, 3}, {64, 65, 96, 3}, {8, 197, 768, 12}}; /* tiny 28 px, mini 32 px, BEiT-B */
+
+static void att_prepare(att_case *a) {
+  size_t nq = (size_t)a->B * a->N * 3 * a->C, no = (size_t)a->B * a->N * a->C;
+  size_t na = (size_t)a->B * a->H * a->N * a->N, nb = (size_t)a->H * a->N * a->N;
+  if (a->qkv) return;
+  a->qkv = array(nq, 1, 40), a->bias = array(nb, 0.5f, 41), a->out = array(no, 0, 42), a->att = array(na, 0, 43);
+  a->dout = array(no, 1, 44), a->dqkv = array(nq, 0, 45), a->datt = array(na, 0, 46), a->dbias = array(nb, 0, 47);
+  attention_forward(a->out, a->att, a->qkv, a->bias, a->B, a->N, a->C, a->H);
+}
+static void att_fwd(att_case *a, int fused) {
+  att_prepare(a);
+  attention_fused_set(2 * fused);
+  attention_forward(a->out, a->att, a->qkv, a->bias, a->B, a->N, a->C, a->H);
+  attention_fused_set(1);
+}
+static void att_bwd(att_case *a, int fused) {
+  att_prepare(a);
+  attention_fused_set(2 * fused);
+  attention_backward(a->dqkv, a->dbias, a->datt, a->dout, a->qkv, a->att, a->B, a->N, a->C, a->H);
+  attention_fused_set(1);
+}
+#define ATT_RUNS(i)                                                    \
+  static void k_att_fwd_fused_##i(bufs *b) { (void)b, att_fwd(&ATT[i], 1); } \
+  static void k_att_fwd_sgemm_##i(bufs *b) { (void)b, att_fwd(&ATT[i], 0); } \
+  static void k_att_bwd_fused_##i(bufs *b) { (void)b, att_bwd(&ATT[i], 1); } \
+  static void k_att_bwd_sgemm_##i(bufs *b) { (void)b, att_bwd(&ATT[i], 0); }
+ATT_RUNS(0)
+ATT_RUNS(1)
+ATT_RUNS(2)
+#define ATT_ROWS(i, shape, elems)                                           \
+  {"attention fwd, sgemm", shape, elems, 4, k_att_fwd_sgemm_##i},           \
+  {"attention fwd, fused", shape, elems, 4, k_att_fwd_fused_##i},           \
+  {"attention bwd, sgemm", shape, elems, 8, k_att_bwd_sgemm_##i},           \
+  {"attention bwd, fused", shape, elems, 8, k_att_bwd_fused_##i}
+
 static const kernel KERNELS[] = {
     {"gelu bwd+recompute, main", "3200 x 768", (double)M * F, 24, k_gelu_back_unfused},
     {"gelu bwd+recompute, fused", "3200 x 768", (double)M * F, 20, k_gelu_back_fused},
@@ -72,6 +116,9 @@ static const kernel KERNELS[] = {
     {"cross-entropy loss", "1280 x 8192", (double)ROWS * VOCAB, 4, k_xent_loss},
     {"softmax + loss", "1280 x 8192", (double)ROWS * VOCAB, 8, k_xent_probs},
     {"AdamW", "5.6 M", (double)NPARAM, 28, k_adamw},
+    ATT_ROWS(0, "64x3 N50 D64", 64.0 * 3 * 50 * 50),
+    ATT_ROWS(1, "64x3 N65 D32", 64.0 * 3 * 65 * 65),
+    ATT_ROWS(2, "8x12 N197 D64", 8.0 * 12 * 197 * 197),
 };
 enum { NK = sizeof KERNELS / sizeof KERNELS[0] };
 
@@ -113,7 +160,9 @@ int main(int argc, char **argv) {
   for (int i = 0; i < BEIT_ISA_COUNT; i++)
     if (beit_isa_supported((beit_isa)i)) printf(" %18s", beit_isa_name((beit_isa)i));
   printf("\n");
+  const char *only = argc > 3 ? argv[3] : "";
   for (int k = 0; k < NK; k++) {
+    if (strncmp(KERNELS[k].name, only, strlen(only))) continue;
     printf("%-26s %-15s", KERNELS[k].name, KERNELS[k].shape);
     for (int i = 0; i < BEIT_ISA_COUNT; i++) {
       if (beit_isa_set((beit_isa)i) != BEIT_OK) continue;

@@ -8,6 +8,7 @@
 
 #include "fixture.h"
 #include "ops/ops.h"
+#include "ops/simd.h" /* attention_fused_set */
 #include "test.h"
 
 #define FWD_TOL 1e-5, 1e-5
@@ -210,13 +211,13 @@ static void test_adamw(const beit_safetensors *st) {
  * central differences on sampled coordinates; tolerance sized for float32. */
 typedef double (*scalar_fn)(const float *x, void *ctx);
 
-static void fd_check(const char *what, scalar_fn f, float *x, const float *analytic, size_t n, void *ctx,
-                     float h, double tol) {
+static void fd_check_n(const char *what, scalar_fn f, float *x, const float *analytic, size_t n, void *ctx,
+                       float h, double tol, int samples) {
   beit_rng r;
   beit_rng_seed(&r, 7, BEIT_RNG_TEST, n, 0);
-  double worst = 0;
+  double worst = 0, worst_num = 0;
   size_t worst_i = 0;
-  for (int s = 0; s < 200; s++) {
+  for (int s = 0; s < samples; s++) {
     size_t i = (size_t)beit_rng_randint(&r, 0, (int64_t)n - 1);
     float keep = x[i];
     x[i] = keep + h;
@@ -225,9 +226,15 @@ static void fd_check(const char *what, scalar_fn f, float *x, const float *analy
     double fm = f(x, ctx);
     x[i] = keep;
     double num = (fp - fm) / (2 * h), err = fabs(num - analytic[i]) / (fabs(num) + fabs(analytic[i]) + 1e-2);
-    if (err > worst) worst = err, worst_i = i;
+    if (err > worst) worst = err, worst_i = i, worst_num = num;
   }
   CHECK_TRUE(worst < tol, "finite differences %-28s worst rel err %.2e at %zu (tol %.0e)", what, worst, worst_i, tol);
+  if (worst >= tol) printf("       numerical %.6g, analytic %.6g\n", worst_num, analytic[worst_i]);
+}
+
+static void fd_check(const char *what, scalar_fn f, float *x, const float *analytic, size_t n, void *ctx,
+                     float h, double tol) {
+  fd_check_n(what, f, x, analytic, n, ctx, h, tol, 200);
 }
 
 typedef struct { int B, N, C, H; const float *w, *bias; float *out, *att; } attn_ctx;
@@ -235,6 +242,13 @@ typedef struct { int B, N, C, H; const float *w, *bias; float *out, *att; } attn
 static double attn_loss(const float *qkv, void *p) {
   attn_ctx *c = p;
   attention_forward(c->out, c->att, qkv, c->bias, c->B, c->N, c->C, c->H);
+  return dot(c->out, c->w, (size_t)c->B * c->N * c->C);
+}
+
+/* the same loss as a function of the bias, qkv fixed (in bias's place) */
+static double attn_bias_loss(const float *bias, void *p) {
+  attn_ctx *c = p;
+  attention_forward(c->out, c->att, c->bias, bias, c->B, c->N, c->C, c->H);
   return dot(c->out, c->w, (size_t)c->B * c->N * c->C);
 }
 
@@ -311,6 +325,99 @@ static void test_finite_differences(void) {
   fd_check("linear+gelu dx", lin_gelu_loss, xf, dxf, Mf * Cf, &lg, 1e-2f, 2e-2);
 }
 
+/* ---- attention at the sequence lengths of the presets and around the fused kernels'
+ * limit (N <= 257 with D % 16 == 0; N = 258 takes the sgemm path), D 32 and 64, with and
+ * without a bias: against PyTorch (float64, tests/ref/ops_ref.py) and by finite differences. */
+static const int ATT_N[] = {1, 2, 17, 50, 65, 197, 257, 258};
+
+static void att_shape(int N, int *B, int *H) {
+  *B = N <= 65 ? 2 : 1;
+  *H = N <= 65 ? 2 : N < 257 ? 2 : 1;
+}
+
+static void test_attention_sizes(const beit_safetensors *st) {
+  beit_set_threads(1); /* a few (b, h) each: a second thread would mostly wait */
+  attention_fused_set(2); /* the fused kernels on every ISA path, not only where they are the default */
+  for (size_t t = 0; t < sizeof ATT_N / sizeof ATT_N[0]; t++)
+    for (int D = 32; D <= 64; D += 32) {
+      int N = ATT_N[t], B, H;
+      att_shape(N, &B, &H);
+      int C = D * H;
+      size_t nq = (size_t)B * N * 3 * C, no = (size_t)B * N * C, na = (size_t)B * H * N * N, nb = (size_t)H * N * N;
+      char name[64], what[96];
+      snprintf(name, sizeof name, "attn_%d_%d", N, D);
+      snprintf(what, sizeof what, "%s.qkv", name);
+      float *qkv = fx_f32(st, what, 0);
+      snprintf(what, sizeof what, "%s.dout", name);
+      float *dout = fx_f32(st, what, 0);
+      snprintf(what, sizeof what, "%s.bias", name);
+      float *bias = fx_f32(st, what, 0);
+      for (int with_bias = 0; with_bias <= 1; with_bias++) {
+        char tag[80];
+        snprintf(tag, sizeof tag, "%s%s", name, with_bias ? "b" : "");
+        float *out = zeros(no), *att = zeros(na), *dqkv = zeros(nq), *dbias = zeros(nb), *datt = zeros(na);
+        attention_forward(out, att, qkv, with_bias ? bias : NULL, B, N, C, H);
+        attention_backward(dqkv, with_bias ? dbias : NULL, datt, dout, qkv, att, B, N, C, H);
+#define REF(field) (snprintf(what, sizeof what, "%s." field, tag), fx_f32(st, what, 0))
+        char label[96];
+        snprintf(label, sizeof label, "attention N %d D %d%s: probabilities", N, D, with_bias ? " bias" : "");
+        check_close(label, att, REF("att"), na, FWD_TOL);
+        snprintf(label, sizeof label, "attention N %d D %d%s: out", N, D, with_bias ? " bias" : "");
+        check_close(label, out, REF("out"), no, FWD_TOL);
+        snprintf(label, sizeof label, "attention N %d D %d%s: dqkv", N, D, with_bias ? " bias" : "");
+        check_close(label, dqkv, REF("dqkv"), nq, BWD_TOL);
+        if (with_bias) {
+          snprintf(label, sizeof label, "attention N %d D %d bias: dbias", N, D);
+          check_close(label, dbias, REF("dbias"), nb, BWD_TOL);
+        }
+#undef REF
+        /* finite differences of dot(out, dout): fewer samples at the long sequences */
+        int samples = N <= 65 ? 100 : 30;
+        float *x = zeros(nq);
+        memcpy(x, qkv, nq * sizeof(float));
+        attn_ctx ac = {B, N, C, H, dout, with_bias ? bias : NULL, zeros(no), zeros(na)};
+        snprintf(label, sizeof label, "attn N %d D %d%s dqkv", N, D, with_bias ? " bias" : "");
+        float h = N <= 65 ? 1e-2f : 4e-2f;
+        fd_check_n(label, attn_loss, x, dqkv, nq, &ac, h, 2e-2, samples);
+        if (with_bias) {
+          float *bx = zeros(nb);
+          memcpy(bx, bias, nb * sizeof(float));
+          attn_ctx bc = {B, N, C, H, dout, qkv, zeros(no), zeros(na)};
+          snprintf(label, sizeof label, "attn N %d D %d dbias", N, D);
+          fd_check_n(label, attn_bias_loss, bx, dbias, nb, &bc, h, 2e-2, samples);
+        }
+      }
+    }
+  /* the fused kernels against the sgemm path on one shape, and backward's accumulation */
+  int B = 2, N = 65, D = 32, H = 2, C = D * H;
+  size_t nq = (size_t)B * N * 3 * C, no = (size_t)B * N * C, na = (size_t)B * H * N * N, nb = (size_t)H * N * N;
+  float *qkv = fx_f32(st, "attn_65_32.qkv", 0), *dout = fx_f32(st, "attn_65_32.dout", 0);
+  float *bias = fx_f32(st, "attn_65_32.bias", 0), *res[2][4];
+  for (int fused = 0; fused <= 1; fused++) {
+    float **r = res[fused];
+    r[0] = zeros(no), r[1] = zeros(na), r[2] = zeros(nq), r[3] = zeros(nb);
+    attention_fused_set(2 * fused);
+    attention_forward(r[0], r[1], qkv, bias, B, N, C, H);
+    attention_backward(r[2], r[3], zeros(na), dout, qkv, r[1], B, N, C, H);
+    if (fused) {
+      float *twice = zeros(nq), *btwice = zeros(nb);
+      for (size_t i = 0; i < nq; i++) twice[i] = 2 * r[2][i];
+      for (size_t i = 0; i < nb; i++) btwice[i] = 2 * r[3][i];
+      attention_backward(r[2], r[3], zeros(na), dout, qkv, r[1], B, N, C, H);
+      check_close("fused attention backward accumulates (2x dqkv)", r[2], twice, nq, 1e-6, 1e-6);
+      check_close("fused attention backward accumulates (2x dbias)", r[3], btwice, nb, 1e-6, 1e-6);
+      for (size_t i = 0; i < nq; i++) r[2][i] *= 0.5f;
+      for (size_t i = 0; i < nb; i++) r[3][i] *= 0.5f;
+    }
+  }
+  check_close("attention out: fused == sgemm path", res[1][0], res[0][0], no, 1e-6, 1e-5);
+  check_close("attention probabilities: fused == sgemm path", res[1][1], res[0][1], na, 1e-6, 1e-5);
+  check_close("attention dqkv: fused == sgemm path", res[1][2], res[0][2], nq, 1e-6, 1e-5);
+  check_close("attention dbias: fused == sgemm path", res[1][3], res[0][3], nb, 1e-6, 1e-5);
+  attention_fused_set(1);
+  beit_set_threads(2);
+}
+
 /* The kernels that add up over threads give the same bits in every run with a given
  * thread count: 4 threads on this 2-core machine finish in a varying order. */
 static void test_repeatable(void) {
@@ -333,6 +440,24 @@ static void test_repeatable(void) {
   }
   CHECK_TRUE(!ln_differ && !ss_differ && !loss_differ, "40 repeats on 4 threads give the same bits: layernorm dweight "
              "(%d differ), sum of squares (%d), cross-entropy loss (%d)", ln_differ, ss_differ, loss_differ);
+  /* the fused attention, forward and backward with the bias gradient, 8 images x 3 heads */
+  int Ba = 8, Na = 65, Ha = 3, Ca = 96;
+  size_t nq = (size_t)Ba * Na * 3 * Ca, no = (size_t)Ba * Na * Ca, na = (size_t)Ba * Ha * Na * Na, nb = (size_t)Ha * Na * Na;
+  float *qkv = zeros(nq), *go = zeros(no), *bias = zeros(nb), *out = zeros(no), *att = zeros(na), *datt = zeros(na);
+  float *dq[2] = {zeros(nq), zeros(nq)}, *db[2] = {zeros(nb), zeros(nb)};
+  fill(qkv, nq, 1.0f, 33), fill(go, no, 1.0f, 34), fill(bias, nb, 0.5f, 35);
+  int att_differ = 0;
+  attention_fused_set(2);
+  for (int r = 0; r < 10; r++) {
+    int k = r > 0;
+    memset(dq[k], 0, nq * sizeof(float)), memset(db[k], 0, nb * sizeof(float));
+    attention_forward(out, att, qkv, bias, Ba, Na, Ca, Ha);
+    attention_backward(dq[k], db[k], datt, go, qkv, att, Ba, Na, Ca, Ha);
+    if (k) att_differ += memcmp(dq[0], dq[1], nq * sizeof(float)) || memcmp(db[0], db[1], nb * sizeof(float));
+  }
+  attention_fused_set(1);
+  CHECK_TRUE(!att_differ, "10 repeats on 4 threads give the same bits: fused attention dqkv and dbias (%d differ)",
+             att_differ);
   beit_set_threads(2);
 }
 
@@ -340,13 +465,28 @@ static void test_repeatable(void) {
  * its corners (partial vectors, exp's cut-off at -87, zeros of both signs). The
  * paths with FMA (AVX2, AVX-512) must agree bit for bit, and with the generic one
  * to rounding; AdamW has no fused operation, so all paths agree on it exactly. */
-enum { PN = 16 * 500 + 13, PM = 37, PC = 205, PK = 1005, PR = 6, NPATH = 11 }; /* PN >= PM * PC */
+enum { PN = 16 * 500 + 13, PM = 37, PC = 205, PK = 1005, PR = 6, NPATH = 13 }; /* PN >= PM * PC */
 static const char *const PATH_OUT[NPATH] = {"gelu forward", "gelu dx", "layernorm forward", "layernorm mean, rstd",
                                             "layernorm dx", "layernorm dw, db", "softmax rows", "log-sum-exp loss",
-                                            "attention probabilities", "gelu forward + deriv", "AdamW 2 steps"};
+                                            "attention probabilities", "gelu forward + deriv",
+                                            "fused attn N65 D32 bias", "fused attn N50 D64", "AdamW 2 steps"};
+
+/* The fused attention forward and backward into one array: out, att, dqkv, dbias. */
+enum { PA1 = 2 * 65 * 64 + 2 * 2 * 65 * 65 + 2 * 65 * 192 + 2 * 65 * 65, PA2 = 2 * 50 * 128 + 2 * 2 * 50 * 50 + 2 * 50 * 384 + 2 * 50 * 50 };
+static void path_attention(float *dst, int B, int N, int D, int H, int with_bias, uint64_t key) {
+  int C = D * H;
+  size_t nq = (size_t)B * N * 3 * C, no = (size_t)B * N * C, na = (size_t)B * H * N * N;
+  float *qkv = zeros(nq), *dout = zeros(no), *bias = zeros((size_t)H * N * N);
+  fill(qkv, nq, 1.0f, key), fill(dout, no, 1.0f, key + 1), fill(bias, (size_t)H * N * N, 1.0f, key + 2);
+  float *out = dst, *att = out + no, *dqkv = att + na, *dbias = dqkv + nq;
+  attention_fused_set(2);
+  attention_forward(out, att, qkv, with_bias ? bias : NULL, B, N, C, H);
+  attention_backward(dqkv, with_bias ? dbias : NULL, zeros(na), dout, qkv, att, B, N, C, H);
+  attention_fused_set(1);
+}
 
 static void path_outputs(float *out[NPATH], size_t len[NPATH]) {
-  size_t sizes[NPATH] = {PN, PN, PM * PC, 2 * PM, PM * PC, 2 * PC, PR * PK, 1, 2 * 3 * 33 * 33, 2 * PN, 3 * PN};
+  size_t sizes[NPATH] = {PN, PN, PM * PC, 2 * PM, PM * PC, 2 * PC, PR * PK, 1, 2 * 3 * 33 * 33, 2 * PN, PA1, PA2, 3 * PN};
   for (int i = 0; i < NPATH; i++) out[i] = zeros(len[i] = sizes[i]);
   float *x = zeros(PN), *g = zeros(PN), *w = zeros(PC), *b = zeros(PC), *lg = zeros(PR * PK);
   fill(x, PN, 6.0f, 20), fill(g, PN, 1.0f, 21), fill(w, PC, 1.0f, 22), fill(b, PC, 1.0f, 23);
@@ -364,7 +504,9 @@ static void path_outputs(float *out[NPATH], size_t len[NPATH]) {
   fill(qkv, 2 * 33 * 72, 3.0f, 25);
   attention_forward(zeros(2 * 33 * 24), out[8], qkv, NULL, 2, 33, 24, 3);
   gelu_forward_deriv(out[9], out[9] + PN, x, PN);
-  float *p = out[10], *m = p + PN, *v = m + PN;
+  path_attention(out[10], 2, 65, 32, 2, 1, 26);
+  path_attention(out[11], 2, 50, 64, 2, 0, 29);
+  float *p = out[12], *m = p + PN, *v = m + PN;
   memcpy(p, x, PN * sizeof(float));
   for (int t = 1; t <= 2; t++) adamw_update(p, g, m, v, PN, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.05f, t);
 }
@@ -396,6 +538,7 @@ static void test_isa_paths(const beit_safetensors *st) {
     test_gelu(st);
     test_linear_gelu(st);
     test_attention(st);
+    test_attention_sizes(st);
     test_losses(st);
     test_adamw(st);
     test_finite_differences();

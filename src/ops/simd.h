@@ -26,7 +26,27 @@ typedef struct {
   void (*layernorm_row_backward)(float *dx, float *dw, float *db, const float *dy, const float *x,
                                  const float *w, float mean, float rstd, int C);
   void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, const adamw_consts *k);
+  /* One (image, head) of attention_forward (ops.h) for N <= ATT_FUSED_NMAX, D % 16 == 0:
+   * att[N][N] = softmax(scale q k^T + bias) (bias [N][N] or NULL), out = att v; q, k, v rows
+   * ldqkv apart, out rows ldo apart; scratch: ATT_SCRATCH_FLOATS(N, D) floats. */
+  void (*attention_head_forward)(float *out, int ldo, float *att, const float *q, const float *k, const float *v,
+                                 int ldqkv, const float *bias, int N, int D, float scale, float *scratch);
+  /* Its backward: dv += att^T dout; ds[N][N] = the logits' gradient; dq += scale ds k;
+   * dk += scale ds^T q (dq, dk, dv rows ldd apart, dout rows ldo apart). */
+  void (*attention_head_backward)(float *dq, float *dk, float *dv, int ldd, float *ds, const float *dout, int ldo,
+                                  const float *q, const float *k, const float *v, int ldqkv, const float *att,
+                                  int N, int D, float scale, float *scratch);
 } simd_kernels;
+
+/* The longest sequence of the fused attention kernels (BEiT at 256 px, patch 16), and
+ * their scratch: a transposed, padded K or V and one block of score rows. */
+#define ATT_FUSED_NMAX 257
+#define ATT_SCRATCH_FLOATS(N, D) ((size_t)((D) + 8) * ((N) + 16))
+
+/* Tests and benchmarks (not a kernel of ops.h): 0 sends every size to the sgemm path; 1 (the
+ * default) lets N <= ATT_FUSED_NMAX with D % 16 == 0 take the fused kernels when the AVX-512
+ * kernels are active, 2 on every ISA (attention.c). Not thread-safe. */
+void attention_fused_set(int mode);
 
 extern const simd_kernels simd_generic, simd_avx2, simd_avx512;
 

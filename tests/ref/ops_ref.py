@@ -113,4 +113,28 @@ l5 = F.cross_entropy(logits, target)
 (d5,) = torch.autograd.grad(l5, [logits])
 put("xent_wide", logits=logits, target=target.to(torch.int32), loss=l5.reshape(1), dlogits=d5,
     probs=torch.softmax(logits, -1))
+# the fused attention kernels (N <= 257, D % 16 == 0) and the sgemm path past them (N = 258), in
+# float64: attn_N_D (no bias) and attn_N_Db (a random [H, N, N] bias, its gradient summed over the batch)
+ga = torch.Generator().manual_seed(4321)
+for n in (1, 2, 17, 50, 65, 197, 257, 258):
+    for d in (32, 64):
+        bb, hh = (2, 2) if n <= 65 else (1, 2) if n < 257 else (1, 1)
+        cc = d * hh
+        qkv = torch.randn(bb, n, 3 * cc, generator=ga, dtype=torch.float64)
+        bias = 0.5 * torch.randn(hh, n, n, generator=ga, dtype=torch.float64)
+        dout = torch.randn(bb, n, cc, generator=ga, dtype=torch.float64)
+        name = f"attn_{n}_{d}"
+        put(name, qkv=qkv.float(), dout=dout.float(), bias=bias.float())
+        for with_bias in (False, True):
+            qkv_ = qkv.clone().requires_grad_(True)
+            bias_ = bias.clone().requires_grad_(True)
+            q, k, v = qkv_.view(bb, n, 3, hh, d).permute(2, 0, 3, 1, 4)
+            logits = (q * d ** -0.5) @ k.transpose(-2, -1)
+            a = (logits + bias_ if with_bias else logits).softmax(-1)
+            out = (a @ v).transpose(1, 2).reshape(bb, n, cc)
+            dq, db = torch.autograd.grad(out, [qkv_, bias_], dout, allow_unused=True)
+            tag = name + ("b" if with_bias else "")
+            put(tag, out=out.float(), att=a.float(), dqkv=dq.float())
+            if with_bias:
+                put(tag, dbias=db.float())
 stio.save(sys.argv[1], T)
