@@ -101,11 +101,23 @@ def flag(flags, name, default=None):
     return f[f.index(name) + 1] if name in f else default
 
 
+def env_pairs(name):
+    """The KEY=VALUE words of environment variable NAME, as a dict."""
+    pairs = {}
+    for kv in os.environ.get(name, "").split():
+        k, eq, v = kv.partition("=")
+        if not k or not eq:
+            raise Failed(f"{name}: '{kv}' is not KEY=VALUE")
+        pairs[k] = v
+    return pairs
+
+
 class Bench:
     def __init__(self, beit):
         self.beit = beit
         self.beit_env = {k: v for k, v in os.environ.items()
                          if k not in ("OPENBLAS_CORETYPE", "BEIT_REEXEC", "BEIT_BLAS_PICKED")}
+        self.beit_env.update(env_pairs("BENCH_BEIT_ENV"))  # e.g. an AVX2-only run: OPENBLAS_CORETYPE=Haswell
         self.version = run([beit, "version"], self.beit_env)
         core = re.search(r"^BLAS: .*kernels (\w+)", self.version, re.M)
         self.core = core[1] if core else None
@@ -113,11 +125,7 @@ class Bench:
         env["LD_LIBRARY_PATH"] = TORCH_LIB + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
         if self.core:  # the kernels beit.c runs, also when it had to override OpenBLAS's detection
             env["OPENBLAS_CORETYPE"] = self.core
-        for kv in os.environ.get("BENCH_TORCH_ENV", "").split():
-            k, eq, v = kv.partition("=")
-            if not k or not eq:
-                raise Failed(f"BENCH_TORCH_ENV: '{kv}' is not KEY=VALUE")
-            env[k] = v
+        env.update(env_pairs("BENCH_TORCH_ENV"))
         self.torch_env = env
 
     def beit_bench(self, flags):

@@ -13,6 +13,8 @@
 #   BENCH_SHARED=DIR                          bench_torch.py's folder (default ../shared/bench)
 #   BENCH_TORCH_LIB=DIR                       the OpenMP OpenBLAS (default .../openblas-openmp)
 #   BENCH_TORCH_ENV="K=V ..."                 more environment for the PyTorch side only
+#   BENCH_BEIT_ENV="K=V ..."                  the same for beit.c's side (OPENBLAS_CORETYPE is otherwise
+#                                             cleared there: beit picks its kernels itself)
 # Exits 1 when a workload failed (its row says FAILED and why). Method: docs/performance.md.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
