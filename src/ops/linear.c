@@ -39,7 +39,7 @@ static void sgemm_call(int trans_a, int trans_b, int M, int N, int K, float alph
 /* Which dimension gemm() splits over its threads. Each thread packs the whole of the operand it
  * does not split, so a row split of a short C packs every weight matrix once per thread: at
  * inference with batch 1 (197 rows by 768-3072 columns) splitting the columns instead made BEiT-B
- * 18-21% faster on 2 threads (docs/performance.md "GEMM libraries"). Elsewhere the rows, which
+ * 12% faster on 2 threads (six alternated pairs; docs/performance.md "GEMM libraries"). Elsewhere the rows, which
  * measured no clear difference: C of at least 512 rows amortises the packing, and the weight
  * gradients (trans_a) were not measured apart. BEIT_GEMM_SPLIT=rows|cols|auto (default auto),
  * read once, overrides it for experiments. The choice depends on the shape only, so a resumed run
