@@ -61,13 +61,14 @@ static size_t layout(beit_model *m, beit_acts *a, float *base, int B, int with_g
   a->qkv_bias = take(&b, 3 * (size_t)C);
   /* A block's values: size in floats, and whether the backward pass recomputes it
    * from the block's inputs instead of keeping it (then every block shares block
-   * 0's buffer). The two LayerNorm outputs and the GELU output are 6 of a block's
-   * 18 values per token and channel, and cost one GELU and two normalisations. */
+   * 0's buffer). The two LayerNorm outputs, the GELU output and mid (the attention
+   * branch's residual sum) are 7 of a block's 18 values per token and channel, and
+   * cost one GELU, two normalisations and one residual sum. */
   const struct { size_t field, floats; int recomputed; } per_block[] = {
       {offsetof(block_acts, ln1), BN * C, 1},       {offsetof(block_acts, ln1_mean), BN, 0},
       {offsetof(block_acts, ln1_rstd), BN, 0},      {offsetof(block_acts, qkv), BN * 3 * C, 0},
       {offsetof(block_acts, att), BHNN, 0},         {offsetof(block_acts, attn_out), BN * C, 0},
-      {offsetof(block_acts, proj), BN * C, 0},      {offsetof(block_acts, mid), BN * C, 0},
+      {offsetof(block_acts, proj), BN * C, 0},      {offsetof(block_acts, mid), BN * C, 1},
       {offsetof(block_acts, ln2), BN * C, 1},       {offsetof(block_acts, ln2_mean), BN, 0},
       {offsetof(block_acts, ln2_rstd), BN, 0},      {offsetof(block_acts, fc1), BN * F, 0},
       {offsetof(block_acts, gelu), BN * F, 1},      {offsetof(block_acts, fc2), BN * C, 0}};
@@ -683,7 +684,8 @@ static void block_backward(beit_model *m, int l, int B, float *drelbias) {
   int N = m->tokens, C = c->dim, F = (int)(c->dim * c->mlp_ratio), BN = B * N;
   const float *keep_a = keep_of(m, l, 0, B), *keep_m = keep_of(m, l, 1, B);
   /* MLP branch: dresid is d(resid[l+1]) and, through the identity path, d(mid) */
-  /* the forward values not kept (see layout) */
+  /* the forward values not kept (see layout): the same calls as block_forward's, so the same bits */
+  be->residual_forward(k->mid, a->resid[l], k->proj, w->gamma_1, keep_a, B, N, C);
   be->layernorm_forward(k->ln2, k->ln2_mean, k->ln2_rstd, k->mid, w->norm2_w, w->norm2_b, BN, C, c->ln_eps);
   be->gelu_forward_deriv(k->gelu, a->dfc1, k->fc1, (size_t)BN * F);  /* dfc1 holds gelu'(fc1) until ... */
   be->zero(a->dfc2, (size_t)BN * C);
