@@ -42,6 +42,11 @@ static void test_linear(const beit_safetensors *st) {
   for (int i = 0; i < OC * C; i++) dw2[i] = 2 * dw[i];
   linear_backward(NULL, dw, NULL, dout, x, w, M, C, OC);
   check_close("linear backward accumulates (2x dw)", dw, dw2, OC * C, 1e-6, 1e-6);
+  /* ... except dinp, which it overwrites: what was there does not count */
+  float *dx2 = zeros(M * C);
+  for (int i = 0; i < M * C; i++) dx2[i] = 1e3f * (float)(i % 7) - 2e3f;
+  linear_backward(dx2, NULL, NULL, dout, x, w, M, C, OC);
+  check_close("linear backward overwrites dx", dx2, fx_f32(st, "linear.dx", 0), M * C, BWD_TOL);
 }
 
 /* The MLP's first layer as a block's backward pass runs it: gelu_forward_deriv on the kept

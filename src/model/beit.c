@@ -664,7 +664,6 @@ static void head_backward(beit_model *m, const beit_input *bt) {
     if (bt->soft_labels) be->soft_xent_backward(a->dlogits, a->probs, bt->soft_labels, rows, K, 1.0f);
     else be->softmax_xent_backward(a->dlogits, a->probs, bt->labels, rows, K, 1.0f);
   }
-  be->zero(a->dhead_ln, (size_t)rows * C);
   be->linear_backward(a->dhead_ln, g.w, g.b, m->task == BEIT_TASK_MIM ? a->logits : a->dlogits, a->head_ln, h.w, rows,
                       C, K);
   be->zero(a->dhead_in, (size_t)rows * C);
@@ -690,22 +689,18 @@ static void block_backward(beit_model *m, int l, int B, float *drelbias) {
   be->gelu_forward_deriv(k->gelu, a->dfc1, k->fc1, (size_t)BN * F);  /* dfc1 holds gelu'(fc1) until ... */
   be->zero(a->dfc2, (size_t)BN * C);
   be->residual_backward(NULL, a->dfc2, g->gamma_2, a->dresid, k->fc2, w->gamma_2, keep_m, B, N, C);
-  be->zero(a->dgelu, (size_t)BN * F);
   be->linear_backward(a->dgelu, g->fc2_w, g->fc2_b, a->dfc2, k->gelu, w->fc2_w, BN, F, C);
   be->gelu_backward_deriv(a->dfc1, a->dgelu, a->dfc1, (size_t)BN * F);  /* ... here, in place: dgelu * gelu' */
-  be->zero(a->dln, (size_t)BN * C);
   be->linear_backward(a->dln, g->fc1_w, g->fc1_b, a->dfc1, k->ln2, w->fc1_w, BN, C, F);
   be->layernorm_backward(a->dresid, g->norm2_w, g->norm2_b, a->dln, k->mid, w->norm2_w, k->ln2_mean, k->ln2_rstd, BN,
                          C);
   /* attention branch: dresid is now d(mid) and becomes d(resid[l]) */
   be->zero(a->dproj, (size_t)BN * C);
   be->residual_backward(NULL, a->dproj, g->gamma_1, a->dresid, k->proj, w->gamma_1, keep_a, B, N, C);
-  be->zero(a->dattn_out, (size_t)BN * C);
   be->linear_backward(a->dattn_out, g->proj_w, g->proj_b, a->dproj, k->attn_out, w->proj_w, BN, C, C);
   be->zero(a->dqkv, (size_t)BN * 3 * C);
   be->attention_backward(a->dqkv, drelbias, a->datt, a->dattn_out, k->qkv, k->att, B, N, C, c->heads);
   be->zero(a->dqkv_bias, 3 * (size_t)C);
-  be->zero(a->dln, (size_t)BN * C);
   be->layernorm_forward(k->ln1, k->ln1_mean, k->ln1_rstd, a->resid[l], w->norm1_w, w->norm1_b, BN, C, c->ln_eps);
   be->linear_backward(a->dln, g->qkv_w, a->dqkv_bias, a->dqkv, k->ln1, w->qkv_w, BN, C, 3 * C);
   be->qkv_bias_backward(g->q_bias, g->v_bias, a->dqkv_bias, C);

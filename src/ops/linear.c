@@ -110,7 +110,7 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
 /* dinp[M,C] += dout @ weight; dweight[OC,C] += dout^T @ inp; dbias += colsum(dout) */
 void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, int M, int C, int OC) {
-  if (dinp) gemm(0, 0, M, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+  if (dinp) gemm(0, 0, M, C, OC, 1.0f, dout, OC, weight, C, 0.0f, dinp, C);
   if (dweight) gemm(1, 0, OC, C, M, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
   if (dbias) column_sums_add(dbias, dout, M, OC);
 }
