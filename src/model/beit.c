@@ -674,7 +674,9 @@ static void head_backward(beit_model *m, const beit_input *bt) {
   else be->scatter_add_rows(a->dresid, a->dhead_in, a->rows, rows, C);
 }
 
-static void block_backward(beit_model *m, int l, int B, float *drelbias) {
+/* fresh: block_forward has just run for this block (--recompute), so the values the
+ * backward pass otherwise recomputes (see layout) are already in place. */
+static void block_backward(beit_model *m, int l, int B, float *drelbias, int fresh) {
   const beit_config *c = &m->cfg;
   const beit_backend *be = m->be;
   beit_acts *a = m->acts;
@@ -684,8 +686,10 @@ static void block_backward(beit_model *m, int l, int B, float *drelbias) {
   const float *keep_a = keep_of(m, l, 0, B), *keep_m = keep_of(m, l, 1, B);
   /* MLP branch: dresid is d(resid[l+1]) and, through the identity path, d(mid) */
   /* the forward values not kept (see layout): the same calls as block_forward's, so the same bits */
-  be->residual_forward(k->mid, a->resid[l], k->proj, w->gamma_1, keep_a, B, N, C);
-  be->layernorm_forward(k->ln2, k->ln2_mean, k->ln2_rstd, k->mid, w->norm2_w, w->norm2_b, BN, C, c->ln_eps);
+  if (!fresh) {
+    be->residual_forward(k->mid, a->resid[l], k->proj, w->gamma_1, keep_a, B, N, C);
+    be->layernorm_forward(k->ln2, k->ln2_mean, k->ln2_rstd, k->mid, w->norm2_w, w->norm2_b, BN, C, c->ln_eps);
+  }
   be->gelu_forward_deriv(k->gelu, a->dfc1, k->fc1, (size_t)BN * F);  /* dfc1 holds gelu'(fc1) until ... */
   be->zero(a->dfc2, (size_t)BN * C);
   be->residual_backward(NULL, a->dfc2, g->gamma_2, a->dresid, k->fc2, w->gamma_2, keep_m, B, N, C);
@@ -701,7 +705,8 @@ static void block_backward(beit_model *m, int l, int B, float *drelbias) {
   be->zero(a->dqkv, (size_t)BN * 3 * C);
   be->attention_backward(a->dqkv, drelbias, a->datt, a->dattn_out, k->qkv, k->att, B, N, C, c->heads);
   be->zero(a->dqkv_bias, 3 * (size_t)C);
-  be->layernorm_forward(k->ln1, k->ln1_mean, k->ln1_rstd, a->resid[l], w->norm1_w, w->norm1_b, BN, C, c->ln_eps);
+  if (!fresh)
+    be->layernorm_forward(k->ln1, k->ln1_mean, k->ln1_rstd, a->resid[l], w->norm1_w, w->norm1_b, BN, C, c->ln_eps);
   be->linear_backward(a->dln, g->qkv_w, a->dqkv_bias, a->dqkv, k->ln1, w->qkv_w, BN, C, 3 * C);
   be->qkv_bias_backward(g->q_bias, g->v_bias, a->dqkv_bias, C);
   be->layernorm_backward(a->dresid, g->norm1_w, g->norm1_b, a->dln, a->resid[l], w->norm1_w, k->ln1_mean, k->ln1_rstd,
@@ -728,9 +733,10 @@ int beit_backward(beit_model *m, const beit_input *bt) {
   if (c->rel_pos == BEIT_RELPOS_SHARED) be->zero(a->drelbias, HNN);
   for (int l = c->depth - 1; l >= 0; l--) {
     if (c->rel_pos == BEIT_RELPOS_PER_BLOCK) be->zero(a->drelbias, HNN);
-    if (m->with_grad == BEIT_GRAD_RECOMPUTE)  /* the block's activations, from its kept input */
+    int recompute = m->with_grad == BEIT_GRAD_RECOMPUTE;
+    if (recompute)  /* the block's activations, from its kept input */
       block_forward(m, l, B, relbias_of(m, l), keep_of(m, l, 0, B), keep_of(m, l, 1, B));
-    block_backward(m, l, B, a->drelbias);
+    block_backward(m, l, B, a->drelbias, recompute);
     if (c->rel_pos == BEIT_RELPOS_PER_BLOCK)
       be->relpos_bias_backward(g->blocks[l].rel_table, a->drelbias, m->relpos_index, N, H);
   }
