@@ -107,7 +107,7 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
   gemm(0, 1, M, OC, C, 1.0f, inp, C, weight, C, bias ? 1.0f : 0.0f, out, OC);
 }
 
-/* dinp[M,C] += dout @ weight; dweight[OC,C] += dout^T @ inp; dbias += colsum(dout) */
+/* dinp[M,C] = dout @ weight (overwritten: ops.h); dweight[OC,C] += dout^T @ inp; dbias += colsum(dout) */
 void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, int M, int C, int OC) {
   if (dinp) gemm(0, 0, M, C, OC, 1.0f, dout, OC, weight, C, 0.0f, dinp, C);
