@@ -69,20 +69,27 @@ static void test_rank_rule(void) {
              "a NaN or +infinity as the label's logit: rank K, no prediction");
   CHECK_TRUE(logits_rank(neg_inf, 3, 1) == 0 && logits_top1(neg_inf, 3) == 1,
              "-infinity for the other classes: the finite label is top-1");
-  /* random rows with ties, NaN and infinities: top1 == y exactly when rank(y) == 0 */
+  /* random rows with ties, NaN and infinities: top1 == y exactly when rank(y) == 0; rows of
+   * 5, 37 and 1027 logits (the vectorised passes' remainders), values from 2K + 1 levels with
+   * a NaN or an infinity one time in 8K, so ties at the top and a unique top both occur */
   beit_rng r;
   beit_rng_seed(&r, 19, 0, 0, 0);
-  int consistent = 1, rows = 0;
-  for (int i = 0; i < 20000; i++, rows++) {
-    float x[5];
-    for (int k = 0; k < 5; k++) {
-      int v = (int)beit_rng_randint(&r, 0, 7);
-      x[k] = v == 6 ? NAN : v == 7 ? (beit_rng_uniform(&r) < 0.5 ? INFINITY : -INFINITY) : (float)v;
+  static const int widths[3] = {5, 37, 1027};
+  int consistent = 1, rows = 0, predicted = 0;
+  float x[1027];
+  for (int i = 0; i < 24000; i++, rows++) {
+    int K = widths[i % 3], levels = 2 * K, specials = i % 2 ? 8 * K : 2;
+    for (int k = 0; k < K; k++) {
+      int v = (int)beit_rng_randint(&r, 0, levels + specials - 1);
+      x[k] = v == levels ? NAN : v == levels + 1 ? (beit_rng_uniform(&r) < 0.5 ? INFINITY : -INFINITY) : (float)(v % levels);
     }
-    int y = (int)beit_rng_randint(&r, 0, 4), top = logits_top1(x, 5);
-    consistent &= (top == y) == (logits_rank(x, 5, y) == 0);
+    int top = logits_top1(x, K), y = top >= 0 && i % 4 == 0 ? top : (int)beit_rng_randint(&r, 0, K - 1);
+    predicted += top >= 0;
+    consistent &= (top == y) == (logits_rank(x, K, y) == 0);
   }
-  CHECK_TRUE(consistent, "%d random rows (ties, NaN, infinities): prediction == label exactly when rank == 0", rows);
+  CHECK_TRUE(consistent && predicted > rows / 10 && predicted < rows - rows / 10,
+             "%d random rows of 5-1027 logits (ties, NaN, infinities; %d with a prediction): prediction == label "
+             "exactly when rank == 0", rows, predicted);
 }
 
 /* ---- checkpoints with edited weights or metadata ---------------------------------- */

@@ -110,10 +110,24 @@ int logits_rank(const float *x, int K, int label) {
   return r;
 }
 
+/* The same answer as "the argmax, if logits_rank says it is alone at the top", in passes
+ * the compiler vectorises: the MIM head's 8192 logits per masked token made the scalar,
+ * branchy argmax + rank 10% of a pretraining step (perf, mini 32 px, vocab 8192). */
 int logits_top1(const float *x, int K) {
+  float top = -INFINITY;
+  int nan = 0, at_top = 0;
+#pragma omp simd reduction(max : top) reduction(| : nan)
+  for (int k = 0; k < K; k++) {
+    top = x[k] > top ? x[k] : top;
+    nan |= x[k] != x[k];
+  }
+  if (nan || !isfinite(top)) return -1;
+#pragma omp simd reduction(+ : at_top)
+  for (int k = 0; k < K; k++) at_top += x[k] == top;
+  if (at_top != 1) return -1;
   int best = 0;
-  for (int k = 1; k < K; k++) if (x[k] > x[best]) best = k;
-  return logits_rank(x, K, best) == 0 ? best : -1;
+  while (x[best] != top) best++;
+  return best;
 }
 
 double mse_forward(const float *pred, const float *target, size_t n) {

@@ -66,6 +66,7 @@ void token_rows(int32_t *rows, int B, int N, int t) {
 
 int64_t top1_correct(const float *logits, const int32_t *target, int M, int K) {
   int64_t correct = 0;
+#pragma omp parallel for reduction(+ : correct) if ((int64_t)M * K > 65536)
   for (int i = 0; i < M; i++) {
     int pred = logits_top1(logits + (size_t)i * K, K);
     correct += pred >= 0 && pred == target[i];
