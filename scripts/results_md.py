@@ -249,7 +249,8 @@ def write(a):
         recs_by_ds.setdefault(r["dataset"], {})[r["id"]] = r
     doc = {"protocol": {
         "validation": "a class-balanced split of the training set (--val-split, --split-seed 0) held out of "
-                      "pretraining and fine-tuning; recipe, lr and best epoch chosen on it",
+                      "pretraining and fine-tuning; recipe, lr and best epoch chosen on it (an lr grid whose best point "
+                      "is at one of its ends grows by one lr past that end, x2 or /2, up to twice)",
         "test": "evaluated once per run, at its end, on the weights of the best validation epoch",
         "seeds": "mean ± sample std over seeds; seed 0 of beit/scratch is its grid's best point on validation",
         "scratch": "as many optimizer steps as pretraining + fine-tuning, its own recipe x lr grid, timm init, "

@@ -43,7 +43,7 @@ static void test_write_up(void) {
 
 /* the sizes of a matrix that runs in seconds: a grid of two recipes at seed 0, then seed 1 */
 #define ENV "SUBSET=0 VAL=100 LPC=10 PT_EPOCHS=3 FT_EPOCHS=1 MODEL=micro BATCH=50 RECIPES='official light' " \
-            "SCRATCH_LRS=1e-2 LRS=4e-3 SEEDS='0 1'"
+            "SCRATCH_LRS=1e-2 LRS=4e-3 SEEDS='0 1' EDGE_STEPS=0"
 
 static int reproduce(const char *extra, const char *log) {
   return child_shell("cd '%s' && " ENV " BEIT='%s' bash scripts/reproduce --data 'mnist:%s/mnist' --out '%s/runs' "
@@ -101,6 +101,17 @@ static void test_matrix(void) {
   snprintf(path, sizeof path, "%s/list.log", g_dir);
   char *list = slurp(path);
   CHECK_TRUE(rc == 0 && list && strstr(list, "done     ft-scratch-s1"), "--list shows the finished runs");
+  free(list);
+  /* the grid's one lr is both of its ends: with EDGE_STEPS=1 the best recipe gets 2e-2 beside it */
+  rc = child_shell("cd '%s' && " ENV " EDGE_STEPS=1 BEIT='%s' bash scripts/reproduce --data 'mnist:%s/mnist' --out "
+                   "'%s/runs' --results '%s/records' --docs '%s/docs' --only 'ft-scratch' --list > '%s/edge.log' 2>&1",
+                   g_root, child_beit_bin(), g_dir, g_dir, g_dir, g_dir, g_dir);
+  snprintf(path, sizeof path, "%s/edge.log", g_dir);
+  list = slurp(path);
+  char want_edge[80];
+  snprintf(want_edge, sizeof want_edge, "pending  ft-scratch-s0-%s-2e-2:", va > vb ? "official" : "light");
+  CHECK_TRUE(rc == 0 && list && strstr(list, want_edge) && !strstr(list, va > vb ? "s0-light-2e-2" : "s0-official-2e-2"),
+             "a best point at the end of its lrs: the grid grows past it, for that recipe only ('%s')", want_edge);
   free(list);
 out:
   cJSON_Delete(a), cJSON_Delete(b), cJSON_Delete(s1);
