@@ -271,11 +271,16 @@ def write(a):
         toks = {r["id"]: r["tokenizer"] for r in recs.values() if "tokenizer" in r}
         if toks:
             doc["tokenizers"][ds] = toks
-            md += ["| tokenizer | codes used | perplexity | MAE | PSNR | minutes |", "|---|---:|---:|---:|---:|---:|"]
+            md += ["| tokenizer | codes used | perplexity | MAE | PSNR | minutes | trained on |",
+                   "|---|---:|---:|---:|---:|---:|---|"]
             for i, t in sorted(toks.items()):
+                # a tokenizer trained before `tokenizer train --val-split` existed saw the validation images
+                held_out = "--val-split" in recs[i].get("command", "")
                 md.append(f"| {i} | {t['codes_used']}/{t['vocab']} ({100 * t['codes_share']:.1f}%) | "
                           f"{t['perplexity']:.1f} | {t['mae'] if t['mae'] is not None else 'n/a'} | "
-                          f"{t['psnr_db'] if t['psnr_db'] is not None else 'n/a'} | {recs[i]['minutes']:.1f} |")
+                          f"{t['psnr_db'] if t['psnr_db'] is not None else 'n/a'} | {recs[i]['minutes']:.1f} | "
+                          + ("the training split less the validation split" if held_out else
+                             "**the whole training split, validation images included** (no labels)") + " |")
             md.append("")
         for key, prefix, title in ((ds, "ft", "all training labels"), (ds + "_4k", "ft4k", "400 labels per class")):
             table = regime_table(recs, prefix)

@@ -106,6 +106,24 @@ static void test_kmeans_run_folder(const char *dir) {
              "k-means run folder: log.jsonl, one JSON line with step, inertia and test_codes_used: %.200s", log);
   cJSON_Delete(line);
   free(log);
+  /* --val-split: the tokenizer is trained without pretraining's validation images */
+  char vdir[1200];
+  TEST_PATHF(vdir, "%s-val", dir);
+  rc = beit("tokenizer train --type kmeans --data '%s' --vocab 16 --threads 1 --val-split 10 --out '%s'", g_data, vdir);
+  char *said = slurp(g_out);
+  TEST_PATHF(path, "%s/val_indices.txt", vdir);
+  char *held = slurp(path);
+  int lines = 0;
+  for (const char *q = held; q && *q; q++) lines += *q == '\n';
+  CHECK_TRUE(rc == 0 && said && strstr(said, "from 54 images") && lines == 10,
+             "--val-split 10: k-means fitted on 54 of the 64 training images, the 10 held out listed in "
+             "val_indices.txt (%d lines; exit %d)", lines, rc);
+  free(said), free(held);
+  rc = beit("tokenizer train --type kmeans --data '%s' --vocab 16 --threads 1 --val-split 64 --overwrite --out '%s'",
+            g_data, vdir);
+  char *err = slurp(g_err);
+  CHECK_TRUE(rc != 0 && err && strstr(err, "--val-split 64"), "--val-split 64 of 64 images: refused, naming the flag");
+  free(err);
   rc = beit("tokenizer train --help");
   char *help = slurp(g_out);
   CHECK_TRUE(rc == 0 && strstr(help, "log.jsonl") && strstr(help, "config.json"),

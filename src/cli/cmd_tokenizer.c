@@ -91,6 +91,9 @@ static int tok_train(int argc, char **argv) {
       {"eval-images", ARG_INT, &c.eval_images, "test images for the final MAE and usage", 1, 10000000},
       {"workers", ARG_INT, &c.workers, "data loader threads", 0, 64},
       {"seed", ARG_I64, &seed, "random seed (init, data order, Gumbel noise, k-means)", 0, 1e18},
+      {"val-split", ARG_I64, &c.val_split, "hold out N training images, class-balanced, as pretrain's --val-split does "
+       "(the same images for the same --split-seed): the tokenizer never sees the validation split (0 = none)", 0, 1e12},
+      {"split-seed", ARG_I64, &c.split_seed, "seed of the --val-split choice (pretrain's --split-seed)", 0, 9.2e18},
       {"threads", ARG_INT, &threads, "compute threads (0 = all cores; under mpirun, shared by the ranks of a machine)", 0, 1024},
       {"patch", ARG_INT, &c.km.patch, "kmeans: patch size (the BEiT patch size)", 1, 256},
       {"iters", ARG_INT, &c.km_iters, "kmeans: Lloyd iterations", 1, 10000},

@@ -77,6 +77,8 @@ typedef struct {
   int64_t kl_warmup;          /* ... over this many steps */
   float crop_min, hflip;      /* augmentation: random resized crop scale [crop_min, 1], flips */
   int log_every, eval_images; /* log interval; test images for the final MAE */
+  long long val_split, split_seed; /* hold out pretraining's --val-split (0 = none): the tokenizer is trained on
+                                    * the images pretraining sees, never on the validation split */
   uint64_t seed;
   int workers;                /* data loader threads */
   /* k-means */

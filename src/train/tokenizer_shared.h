@@ -12,6 +12,8 @@ int beit_tok_check_flags(const beit_tok_train_cfg *c, int image_size);
 int64_t beit_tok_end_step(const beit_tok_train_cfg *c);
 /* The input side when --image-size is not given (a folder: the size its images share). */
 int beit_tok_default_size(const beit_tok_train_cfg *c, const beit_dataset *ds, int *size);
+/* The training split, less the --val-split images (their list in OUT/val_indices.txt), and the test split. */
+int beit_tok_open_data(const beit_tok_train_cfg *c, beit_dataset *train, beit_dataset *test);
 /* resume_step >= 0: a resumed run (log.jsonl trimmed to it), else a fresh one */
 int beit_tok_open_run_folder(beit_run *run, const beit_tok_train_cfg *c, int64_t resume_step);
 int beit_tok_evaluate(beit_tokenizer *t, const beit_dataset *test, int n, double *mae, int *used, double *ppl);

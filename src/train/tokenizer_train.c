@@ -324,12 +324,19 @@ static int log_interval(beit_run *run, interval_stats *s, int64_t step, double t
   return rc;
 }
 
+int beit_tok_open_data(const beit_tok_train_cfg *c, beit_dataset *train, beit_dataset *test) {
+  if (beit_dataset_open(train, c->data, 1) || beit_dataset_open(test, c->data, 0)) return BEIT_ERR;
+  return beit_recipe_split(train, NULL, c->val_split, 0, c->split_seed, beit_dist_is_root() ? c->out : NULL);
+}
+
 /* config.json of a tokenizer run: the settings that made it. Caller frees. */
 static char *config_json(const beit_tok_train_cfg *c) {
   cJSON *j = cJSON_CreateObject();
   int km = c->type == BEIT_TOK_KMEANS;
   cJSON_AddStringToObject(j, "type", km ? "kmeans" : c->type == BEIT_TOK_VQ ? "vq" : "dvae");
   cJSON_AddStringToObject(j, "data", c->data);
+  cJSON_AddNumberToObject(j, "val_split", (double)c->val_split);
+  cJSON_AddNumberToObject(j, "split_seed", (double)c->split_seed);
   if (km) {
     const kmeans_config *k = &c->km;
     const double v[] = {k->image_size, k->channels, k->patch, k->k, c->km_iters, c->km_images, (double)c->km_max_patches,
@@ -437,7 +444,7 @@ static int open_run(dvae_run *r, beit_tok_train_cfg *c) {
     return beit_errorf("--batch %d is not a multiple of the %d ranks (each rank takes an equal share of the batch)",
                        c->batch, world);
   if (root && beit_run_claim(&r->run, c->out, c->resume, c->overwrite, 1)) return BEIT_ERR;
-  if (beit_dataset_open(&r->train, c->data, 1) || beit_dataset_open(&r->test, c->data, 0)) return BEIT_ERR;
+  if (beit_tok_open_data(c, &r->train, &r->test)) return BEIT_ERR;
   if (c->dv.image_size <= 0 && default_size(c, &r->train, &c->dv.image_size)) return BEIT_ERR;
   c->dv.channels = r->train.channels;
   if (!c->dv.vocab) c->dv.vocab = c->dv.channels == 3 ? 1024 : 512;  /* colour needs more codes */
@@ -676,9 +683,7 @@ static int train_dvae(beit_tok_train_cfg *c) {
 /* ---- training: k-means ---------------------------------------------------------- */
 static int open_kmeans(beit_tok_train_cfg *c, beit_run *run, beit_dataset *train, beit_dataset *test,
                        beit_tokenizer *t) {
-  if (beit_run_claim(run, c->out, 0, c->overwrite, 0) || beit_dataset_open(train, c->data, 1) ||
-      beit_dataset_open(test, c->data, 0))
-    return BEIT_ERR;
+  if (beit_run_claim(run, c->out, 0, c->overwrite, 0) || beit_tok_open_data(c, train, test)) return BEIT_ERR;
   if (c->km.image_size <= 0 && default_size(c, train, &c->km.image_size)) return BEIT_ERR;
   c->km.channels = train->channels;
   int n = c->km_images > 0 && c->km_images < train->n ? c->km_images : (int)train->n;

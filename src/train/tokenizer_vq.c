@@ -25,8 +25,7 @@ typedef struct {
 } vq_run;
 
 static int open_vq(vq_run *r, beit_tok_train_cfg *c) {
-  if (beit_run_claim(&r->run, c->out, c->resume, c->overwrite, 1) || beit_dataset_open(&r->train, c->data, 1) ||
-      beit_dataset_open(&r->test, c->data, 0))
+  if (beit_run_claim(&r->run, c->out, c->resume, c->overwrite, 1) || beit_tok_open_data(c, &r->train, &r->test))
     return BEIT_ERR;
   if (c->dv.image_size <= 0 && beit_tok_default_size(c, &r->train, &c->dv.image_size)) return BEIT_ERR;
   c->dv.channels = r->train.channels;
