@@ -136,6 +136,10 @@ static void test_attention(const beit_safetensors *st) {
   relpos_bias_backward(dtable, dbias, index, N, H);
   check_close("attention dqkv", dqkv, fx_f32(st, "attn.dqkv", 0), B * N * 3 * C, BWD_TOL);
   check_close("relative position table grad", dtable, fx_f32(st, "attn.dtable", 0), R * H, BWD_TOL);
+  /* the gradient rule's second exception: dqkv is overwritten, what was there does not count */
+  for (int i = 0; i < B * N * 3 * C; i++) dqkv[i] = 1e3f * (float)(i % 7) - 2e3f;
+  attention_backward(dqkv, NULL, datt, fx_f32(st, "attn.dout", 0), qkv, att, B, N, C, H);
+  check_close("attention backward overwrites dqkv", dqkv, fx_f32(st, "attn.dqkv", 0), B * N * 3 * C, BWD_TOL);
 }
 
 static void test_residual(const beit_safetensors *st) {
@@ -393,27 +397,27 @@ static void test_attention_sizes(const beit_safetensors *st) {
         }
       }
     }
-  /* the fused kernels against the sgemm path on one shape, and backward's accumulation */
+  /* the fused kernels against the sgemm path on one shape; backward overwrites dqkv and accumulates dbias */
   int B = 2, N = 65, D = 32, H = 2, C = D * H;
   size_t nq = (size_t)B * N * 3 * C, no = (size_t)B * N * C, na = (size_t)B * H * N * N, nb = (size_t)H * N * N;
   float *qkv = fx_f32(st, "attn_65_32.qkv", 0), *dout = fx_f32(st, "attn_65_32.dout", 0);
   float *bias = fx_f32(st, "attn_65_32.bias", 0), *res[2][4];
+  char label[96];
   for (int fused = 0; fused <= 1; fused++) {
     float **r = res[fused];
     r[0] = zeros(no), r[1] = zeros(na), r[2] = zeros(nq), r[3] = zeros(nb);
     attention_fused_set(2 * fused);
     attention_forward(r[0], r[1], qkv, bias, B, N, C, H);
     attention_backward(r[2], r[3], zeros(na), dout, qkv, r[1], B, N, C, H);
-    if (fused) {
-      float *twice = zeros(nq), *btwice = zeros(nb);
-      for (size_t i = 0; i < nq; i++) twice[i] = 2 * r[2][i];
-      for (size_t i = 0; i < nb; i++) btwice[i] = 2 * r[3][i];
-      attention_backward(r[2], r[3], zeros(na), dout, qkv, r[1], B, N, C, H);
-      check_close("fused attention backward accumulates (2x dqkv)", r[2], twice, nq, 1e-6, 1e-6);
-      check_close("fused attention backward accumulates (2x dbias)", r[3], btwice, nb, 1e-6, 1e-6);
-      for (size_t i = 0; i < nq; i++) r[2][i] *= 0.5f;
-      for (size_t i = 0; i < nb; i++) r[3][i] *= 0.5f;
-    }
+    float *once = zeros(nq), *btwice = zeros(nb);
+    memcpy(once, r[2], nq * sizeof(float));
+    for (size_t i = 0; i < nb; i++) btwice[i] = 2 * r[3][i];
+    attention_backward(r[2], r[3], zeros(na), dout, qkv, r[1], B, N, C, H);
+    snprintf(label, sizeof label, "%s attention backward overwrites dqkv (the same again)", fused ? "fused" : "sgemm");
+    check_close(label, r[2], once, nq, 1e-12, 0);
+    snprintf(label, sizeof label, "%s attention backward accumulates dbias (2x)", fused ? "fused" : "sgemm");
+    check_close(label, r[3], btwice, nb, 1e-6, 1e-6);
+    for (size_t i = 0; i < nb; i++) r[3][i] *= 0.5f;
   }
   check_close("attention out: fused == sgemm path", res[1][0], res[0][0], no, 1e-6, 1e-5);
   check_close("attention probabilities: fused == sgemm path", res[1][1], res[0][1], na, 1e-6, 1e-5);

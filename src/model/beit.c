@@ -702,7 +702,6 @@ static void block_backward(beit_model *m, int l, int B, float *drelbias, int fre
   be->zero(a->dproj, (size_t)BN * C);
   be->residual_backward(NULL, a->dproj, g->gamma_1, a->dresid, k->proj, w->gamma_1, keep_a, B, N, C);
   be->linear_backward(a->dattn_out, g->proj_w, g->proj_b, a->dproj, k->attn_out, w->proj_w, BN, C, C);
-  be->zero(a->dqkv, (size_t)BN * 3 * C);
   be->attention_backward(a->dqkv, drelbias, a->datt, a->dattn_out, k->qkv, k->att, B, N, C, c->heads);
   be->zero(a->dqkv_bias, 3 * (size_t)C);
   if (!fresh)

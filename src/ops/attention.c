@@ -96,9 +96,9 @@ void attention_forward(float *out, float *att, const float *qkv, const float *bi
 static void head_backward_blas(float *dbase, float *dS, const float *go, const float *base, const float *A, int N,
                                int C, int D, int h, float scale) {
   int ld = 3 * C;
-  /* dA = dO V^T;  dV += A^T dO */
+  /* dA = dO V^T;  dV = A^T dO */
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, D, 1.0f, go, C, HEAD_PTR(base, 2, h), ld, 0.0f, dS, N);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, N, 1.0f, A, N, go, C, 1.0f, HEAD_PTR(dbase, 2, h), ld);
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, N, 1.0f, A, N, go, C, 0.0f, HEAD_PTR(dbase, 2, h), ld);
   /* dS = A * (dA - rowsum(dA * A)) */
   for (int i = 0; i < N; i++) {
     const float *a = A + (size_t)i * N;
@@ -106,10 +106,10 @@ static void head_backward_blas(float *dbase, float *dS, const float *go, const f
     for (int j = 0; j < N; j++) rowdot += ds[j] * a[j];
     for (int j = 0; j < N; j++) ds[j] = a[j] * (ds[j] - rowdot);
   }
-  /* dQ += scale dS K;  dK += scale dS^T Q */
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, D, N, scale, dS, N, HEAD_PTR(base, 1, h), ld, 1.0f,
+  /* dQ = scale dS K;  dK = scale dS^T Q */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, D, N, scale, dS, N, HEAD_PTR(base, 1, h), ld, 0.0f,
               HEAD_PTR(dbase, 0, h), ld);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, N, scale, dS, N, HEAD_PTR(base, 0, h), ld, 1.0f,
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, N, scale, dS, N, HEAD_PTR(base, 0, h), ld, 0.0f,
               HEAD_PTR(dbase, 1, h), ld);
 }
 

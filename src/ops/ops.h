@@ -6,9 +6,11 @@
  *
  * THE GRADIENT RULE: every backward kernel ACCUMULATES (+=) into all of its
  * gradient outputs, parameter and input gradients alike; callers zero them
- * first. One exception: linear_backward OVERWRITES (=) its input gradient dinp
- * (the GEMM's beta 0), because every caller's dinp is a fresh buffer and zeroing
- * it, then reading it back in the GEMM, cost 2.5% of a mini training step.
+ * first. Two exceptions, both input gradients with a single producer: linear_backward
+ * OVERWRITES (=) its input gradient dinp (the GEMM's beta 0), because every caller's
+ * dinp is a fresh buffer and zeroing it, then reading it back in the GEMM, cost 2.5%
+ * of a mini training step; attention_backward OVERWRITES dqkv likewise (each head's
+ * dq, dk, dv is one product).
  * A NULL gradient pointer means "not needed" and is skipped.
  * (tests/test_ops.c checks this rule by calling backward twice.) */
 #ifndef BEIT_OPS_H
@@ -61,8 +63,9 @@ void relpos_bias_backward(float *dtable, const float *dbias, const int32_t *inde
  * qkv[B,N,3C]: rows hold [q | k | v], head h owning columns h*D..h*D+D-1 of each.
  * att[B,H,N,N]: saved softmax probabilities. out[B,N,C] head-major concat.
  * bias[H,N,N] (may be NULL) is added to the logits; q is scaled by D^-1/2 first.
- * Backward: datt[B,H,N,N] is scratch (overwritten); dbias[H,N,N] accumulates the
- * logit gradient summed over the batch. */
+ * Backward: dqkv[B,N,3C] is overwritten (the gradient rule's second exception);
+ * datt[B,H,N,N] is scratch (overwritten); dbias[H,N,N] accumulates the logit
+ * gradient summed over the batch. */
 void attention_forward(float *out, float *att, const float *qkv, const float *bias,
                        int B, int N, int C, int H);
 void attention_backward(float *dqkv, float *dbias, float *datt, const float *dout,
