@@ -116,7 +116,7 @@ class Bench:
     def __init__(self, beit):
         self.beit = beit
         self.beit_env = {k: v for k, v in os.environ.items()
-                         if k not in ("OPENBLAS_CORETYPE", "BEIT_REEXEC", "BEIT_BLAS_PICKED")}
+                         if k not in ("OPENBLAS_CORETYPE", "BEIT_REEXEC", "BEIT_BLAS_PICKED", "BEIT_WAIT_PICKED")}
         self.beit_env.update(env_pairs("BENCH_BEIT_ENV"))  # e.g. an AVX2-only run: OPENBLAS_CORETYPE=Haswell
         self.version = run([beit, "version"], self.beit_env)
         core = re.search(r"^BLAS: .*kernels (\w+)", self.version, re.M)

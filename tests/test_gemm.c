@@ -85,6 +85,17 @@ static void test_env(void) {
   }
   CHECK_TRUE(beit_gemm_set(BEIT_GEMM_COUNT) == BEIT_ERR, "a library that does not exist is refused: %s",
              beit_last_error());
+  /* the OpenMP wait policy: the user's wins; else beit's pick, passive when other work is ready to run */
+  rc = child_shell("OMP_WAIT_POLICY=active '%s' version > '%s' 2> '%s'", child_beit_bin(), out, err);
+  CHECK_TRUE(rc == 0 && file_has(out, "OpenMP waits: OMP_WAIT_POLICY=active from the environment"),
+             "OMP_WAIT_POLICY=active: beit keeps it and says so");
+  rc = child_shell("env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT '%s' version > '%s' 2> '%s'", child_beit_bin(), out, err);
+  CHECK_TRUE(rc == 0 && (file_has(out, "OpenMP waits: spin 10000") || file_has(out, "OpenMP waits: passive (")) &&
+                 file_has(out, "set by beit"), "no policy set: beit picks one and names it");
+  rc = child_shell("p=; for i in 1 2 3 4; do (while :; do :; done) & p=\"$p $!\"; done; sleep 0.2; env -u "
+                   "OMP_WAIT_POLICY -u GOMP_SPINCOUNT '%s' version > '%s' 2> '%s'; s=$?; kill $p; exit $s",
+                   child_beit_bin(), out, err);
+  CHECK_TRUE(rc == 0 && file_has(out, "OpenMP waits: passive ("), "four busy loops beside it: passive waiting");
 }
 
 int main(void) {

@@ -79,9 +79,12 @@ double beit_peak_rss_mib(void);
 
 /* ---- runtime ------------------------------------------------------------
  * Call first thing in main(): if OpenBLAS picked a weaker kernel set than the
- * CPU supports (and OPENBLAS_CORETYPE is unset), or OpenMP would spin-wait,
- * sets OPENBLAS_CORETYPE / OMP_WAIT_POLICY=passive and re-executes (once). */
+ * CPU supports (and OPENBLAS_CORETYPE is unset), or the user set no OpenMP wait
+ * policy, sets OPENBLAS_CORETYPE / the wait policy (a short spin on an idle
+ * machine, passive otherwise) and re-executes (once). */
 void beit_runtime_init(char **argv);
+/* e.g. "spin 10000, then sleep (the machine was idle at start); set by beit, ..." */
+const char *beit_wait_describe(void);
 /* e.g. "OpenBLAS 0.3.21, kernels SkylakeX (kernel set chosen by beit (SkylakeX)); gemm dnnl (...); conv dnnl (...)" */
 const char *beit_blas_describe(void);
 
